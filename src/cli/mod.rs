@@ -1,0 +1,54 @@
+//! The `llama-wgpu` command line: one file per subcommand.
+
+mod info;
+mod tokenize;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "llama-wgpu", version, about = "Llama-family LLM inference on any GPU (wgpu/WGSL)")]
+struct Cli {
+    /// More diagnostics on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a GGUF file's metadata and tensor table.
+    Info(info::InfoArgs),
+    /// Tokenize text with a model's vocabulary.
+    Tokenize(tokenize::TokenizeArgs),
+}
+
+/// Runs the CLI: results on stdout, diagnostics on stderr, one-line errors.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LLAMA_WGPU_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("llama_wgpu={level},wgpu=error")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match &cli.command {
+        Command::Info(a) => info::run(a),
+        Command::Tokenize(a) => tokenize::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line a person can act on; the chain of causes joined with ": ".
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! Memory-mapped, bounds-checked GGUF parser (versions 2 and 3, little-endian).
+//!
+//! Every count in the file is distrusted: nothing is allocated from a count
+//! before checking that the remaining bytes could hold that many elements, and
+//! every error says where (key, tensor, byte offset) it went wrong.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::value::{tag, Value};
+use super::{GgufError, TensorInfo};
+use crate::quant::ggml_type_info;
+
+pub const MAGIC: &[u8; 4] = b"GGUF";
+pub const DEFAULT_ALIGNMENT: u64 = 32;
+/// ggml tensors have at most four dimensions.
+pub const MAX_DIMS: u32 = 4;
+/// Arrays of arrays are legal; a hostile file could nest them until the stack overflows.
+const MAX_NESTING: u32 = 4;
+
+enum Storage {
+    Mmap(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Storage {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Storage::Mmap(m) => m,
+            Storage::Owned(v) => v,
+        }
+    }
+}
+
+/// A parsed GGUF file. Tensor data stays in the mapping until asked for.
+pub struct Gguf {
+    data: Storage,
+    path: Option<PathBuf>,
+    pub version: u32,
+    /// Metadata in file order.
+    pub metadata: Vec<(String, Value)>,
+    pub tensors: Vec<TensorInfo>,
+    pub alignment: u64,
+    /// Absolute file offset of the tensor data section.
+    pub data_offset: u64,
+    key_index: HashMap<String, usize>,
+    tensor_index: HashMap<String, usize>,
+}
+
+impl Gguf {
+    /// Maps and parses a file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Gguf, GgufError> {
+        let path = path.as_ref();
+        let file = std::fs::File::open(path)
+            .map_err(|e| GgufError::new(format!("cannot open: {e}")).in_file(path))?;
+        // SAFETY: the mapping is read-only; a file modified underneath us while
+        // mapped could change tensor bytes, which is the same contract every
+        // mmap-based model loader (llama.cpp included) accepts.
+        let mmap = unsafe { memmap2::Mmap::map(&file) }
+            .map_err(|e| GgufError::new(format!("cannot map: {e}")).in_file(path))?;
+        let mut g = Gguf::parse(Storage::Mmap(mmap)).map_err(|e| e.in_file(path))?;
+        g.path = Some(path.to_path_buf());
+        Ok(g)
+    }
+
+    /// Parses an in-memory file (tests, fuzzing, generated models).
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Gguf, GgufError> {
+        Gguf::parse(Storage::Owned(bytes))
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The file's name for messages, or `<memory>`.
+    pub fn display_name(&self) -> String {
+        self.path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<memory>".into())
+    }
+
+    fn parse(data: Storage) -> Result<Gguf, GgufError> {
+        let mut c = Cursor { buf: &data, pos: 0 };
+        let magic = c.bytes(4, "magic")?;
+        if magic != MAGIC {
+            return Err(GgufError::new(format!(
+                "not a GGUF file (magic {:?}, expected \"GGUF\")",
+                String::from_utf8_lossy(magic)
+            )));
+        }
+        let version = c.u32("version")?;
+        match version {
+            2 | 3 => {}
+            1 => return Err(GgufError::new("GGUF version 1 is not supported (re-convert the model with a current llama.cpp)")),
+            v if v.swap_bytes() == 2 || v.swap_bytes() == 3 => {
+                return Err(GgufError::new("big-endian GGUF files are not supported"))
+            }
+            v => return Err(GgufError::new(format!("unsupported GGUF version {v} (expected 2 or 3)"))),
+        }
+        let n_tensors = c.u64("tensor count")?;
+        let n_kv = c.u64("metadata count")?;
+
+        // A key-value pair takes at least 8 (key length) + 4 (type) + 1 bytes.
+        let mut metadata = Vec::with_capacity(c.capacity_for(n_kv, 13));
+        let mut key_index = HashMap::new();
+        for i in 0..n_kv {
+            let at = c.pos;
+            let key = c
+                .string(&format!("key of metadata entry {i}"))?;
+            let ty = c.u32(&format!("type of metadata key '{key}'"))?;
+            let value = c.value(ty, &key, 0)?;
+            if key_index.insert(key.clone(), metadata.len()).is_some() {
+                return Err(GgufError::new(format!("duplicate metadata key '{key}' at offset {at}")));
+            }
+            metadata.push((key, value));
+        }
+
+        let alignment = match key_index.get("general.alignment").map(|&i| &metadata[i].1) {
+            None => DEFAULT_ALIGNMENT,
+            Some(Value::U32(a)) if *a > 0 && a.is_power_of_two() => *a as u64,
+            Some(v) => {
+                return Err(GgufError::new(format!(
+                    "metadata key 'general.alignment' must be a non-zero power of two u32, found {} {v}",
+                    v.type_name()
+                )))
+            }
+        };
+
+        // A tensor info takes at least 8 + 4 + 8 + 4 + 8 bytes.
+        let mut tensors = Vec::with_capacity(c.capacity_for(n_tensors, 32));
+        let mut tensor_index = HashMap::new();
+        for i in 0..n_tensors {
+            let name = c.string(&format!("name of tensor {i}"))?;
+            let n_dims = c.u32(&format!("dimension count of tensor '{name}'"))?;
+            if n_dims == 0 || n_dims > MAX_DIMS {
+                return Err(GgufError::new(format!(
+                    "tensor '{name}' has {n_dims} dimensions (expected 1 to {MAX_DIMS})"
+                )));
+            }
+            let mut dims = Vec::with_capacity(n_dims as usize);
+            for d in 0..n_dims {
+                dims.push(c.u64(&format!("dimension {d} of tensor '{name}'"))?);
+            }
+            let type_id = c.u32(&format!("type of tensor '{name}'"))?;
+            let offset = c.u64(&format!("offset of tensor '{name}'"))?;
+            let info = TensorInfo::new(name, dims, type_id, offset)?;
+            if info.offset % alignment != 0 {
+                return Err(GgufError::new(format!(
+                    "tensor '{}' data offset {} is not a multiple of the alignment {alignment}",
+                    info.name, info.offset
+                )));
+            }
+            if tensor_index.insert(info.name.clone(), tensors.len()).is_some() {
+                return Err(GgufError::new(format!("duplicate tensor name '{}'", info.name)));
+            }
+            tensors.push(info);
+        }
+
+        let data_offset = align_up(c.pos as u64, alignment);
+        let file_len = data.len() as u64;
+        let data_len = file_len.saturating_sub(data_offset);
+        for t in &tensors {
+            let end = t.offset.checked_add(t.n_bytes);
+            if end.is_none_or(|end| end > data_len) {
+                return Err(GgufError::new(format!(
+                    "tensor '{}' data ({} bytes at offset {}) runs past the end of the file ({} bytes of tensor data; the file is truncated or corrupt)",
+                    t.name, t.n_bytes, t.offset, data_len
+                )));
+            }
+        }
+        // Overlapping tensors mean a corrupt table: two names would alias one buffer.
+        let mut spans: Vec<&TensorInfo> = tensors.iter().filter(|t| t.n_bytes > 0).collect();
+        spans.sort_by_key(|t| t.offset);
+        for w in spans.windows(2) {
+            if w[0].offset + w[0].n_bytes > w[1].offset {
+                return Err(GgufError::new(format!(
+                    "tensors '{}' and '{}' overlap in the data section",
+                    w[0].name, w[1].name
+                )));
+            }
+        }
+
+        Ok(Gguf {
+            data,
+            path: None,
+            version,
+            metadata,
+            tensors,
+            alignment,
+            data_offset,
+            key_index,
+            tensor_index,
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.key_index.get(key).map(|&i| &self.metadata[i].1)
+    }
+
+    fn require(&self, key: &str) -> Result<&Value, GgufError> {
+        self.get(key)
+            .ok_or_else(|| GgufError::new(format!("missing metadata key '{key}'")))
+    }
+
+    fn wrong_type(key: &str, want: &str, v: &Value) -> GgufError {
+        GgufError::new(format!(
+            "metadata key '{key}' should be {want}, found {} {v}",
+            v.type_name()
+        ))
+    }
+
+    pub fn get_u64(&self, key: &str) -> Result<u64, GgufError> {
+        let v = self.require(key)?;
+        v.as_u64()
+            .ok_or_else(|| Self::wrong_type(key, "a non-negative integer", v))
+    }
+
+    pub fn get_f32(&self, key: &str) -> Result<f32, GgufError> {
+        let v = self.require(key)?;
+        v.as_f32().ok_or_else(|| Self::wrong_type(key, "a float", v))
+    }
+
+    pub fn get_str(&self, key: &str) -> Result<&str, GgufError> {
+        let v = self.require(key)?;
+        v.as_str().ok_or_else(|| Self::wrong_type(key, "a string", v))
+    }
+
+    pub fn get_bool(&self, key: &str) -> Result<bool, GgufError> {
+        let v = self.require(key)?;
+        v.as_bool().ok_or_else(|| Self::wrong_type(key, "a bool", v))
+    }
+
+    pub fn get_array(&self, key: &str) -> Result<&[Value], GgufError> {
+        let v = self.require(key)?;
+        v.as_array().ok_or_else(|| Self::wrong_type(key, "an array", v))
+    }
+
+    /// `Ok(None)` when absent, an error when present with the wrong type.
+    pub fn opt_u64(&self, key: &str) -> Result<Option<u64>, GgufError> {
+        self.get(key).map(|_| self.get_u64(key)).transpose()
+    }
+    pub fn opt_f32(&self, key: &str) -> Result<Option<f32>, GgufError> {
+        self.get(key).map(|_| self.get_f32(key)).transpose()
+    }
+    pub fn opt_str(&self, key: &str) -> Result<Option<&str>, GgufError> {
+        self.get(key).map(|_| self.get_str(key)).transpose()
+    }
+    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, GgufError> {
+        self.get(key).map(|_| self.get_bool(key)).transpose()
+    }
+
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensor_index.get(name).map(|&i| &self.tensors[i])
+    }
+
+    /// The raw bytes of a tensor (bounds were checked at parse time).
+    pub fn tensor_data(&self, t: &TensorInfo) -> &[u8] {
+        let start = (self.data_offset + t.offset) as usize;
+        &self.data[start..start + t.n_bytes as usize]
+    }
+
+    /// Bytes of tensor data in the file.
+    pub fn tensor_bytes_total(&self) -> u64 {
+        self.tensors.iter().map(|t| t.n_bytes).sum()
+    }
+}
+
+pub(crate) fn align_up(x: u64, a: u64) -> u64 {
+    x.div_ceil(a) * a
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// A safe initial capacity for `count` items of at least `min_size` bytes each.
+    fn capacity_for(&self, count: u64, min_size: usize) -> usize {
+        (count.min((self.remaining() / min_size) as u64)) as usize
+    }
+
+    fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8], GgufError> {
+        if n > self.remaining() {
+            return Err(GgufError::new(format!(
+                "file truncated reading {what} at offset {} (need {n} bytes, {} left)",
+                self.pos,
+                self.remaining()
+            )));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], GgufError> {
+        Ok(self.bytes(N, what)?.try_into().expect("length checked"))
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, GgufError> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, GgufError> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    fn string(&mut self, what: &str) -> Result<String, GgufError> {
+        let at = self.pos;
+        let len = self.u64(what)?;
+        if len > self.remaining() as u64 {
+            return Err(GgufError::new(format!(
+                "{what} at offset {at} claims {len} bytes but only {} remain",
+                self.remaining()
+            )));
+        }
+        let bytes = self.bytes(len as usize, what)?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| GgufError::new(format!("{what} at offset {at} is not valid UTF-8")))
+    }
+
+    fn value(&mut self, ty: u32, key: &str, depth: u32) -> Result<Value, GgufError> {
+        let what = format!("value of metadata key '{key}'");
+        Ok(match ty {
+            tag::U8 => Value::U8(self.array::<1>(&what)?[0]),
+            tag::I8 => Value::I8(self.array::<1>(&what)?[0] as i8),
+            tag::U16 => Value::U16(u16::from_le_bytes(self.array(&what)?)),
+            tag::I16 => Value::I16(i16::from_le_bytes(self.array(&what)?)),
+            tag::U32 => Value::U32(u32::from_le_bytes(self.array(&what)?)),
+            tag::I32 => Value::I32(i32::from_le_bytes(self.array(&what)?)),
+            tag::U64 => Value::U64(u64::from_le_bytes(self.array(&what)?)),
+            tag::I64 => Value::I64(i64::from_le_bytes(self.array(&what)?)),
+            tag::F32 => Value::F32(f32::from_le_bytes(self.array(&what)?)),
+            tag::F64 => Value::F64(f64::from_le_bytes(self.array(&what)?)),
+            tag::BOOL => match self.array::<1>(&what)?[0] {
+                0 => Value::Bool(false),
+                1 => Value::Bool(true),
+                b => {
+                    return Err(GgufError::new(format!(
+                        "metadata key '{key}' has invalid bool byte {b} at offset {}",
+                        self.pos - 1
+                    )))
+                }
+            },
+            tag::STRING => Value::String(self.string(&what)?),
+            tag::ARRAY => {
+                if depth >= MAX_NESTING {
+                    return Err(GgufError::new(format!(
+                        "metadata key '{key}' nests arrays deeper than {MAX_NESTING} levels"
+                    )));
+                }
+                let at = self.pos;
+                let elem = self.u32(&format!("array element type of metadata key '{key}'"))?;
+                let count = self.u64(&format!("array length of metadata key '{key}'"))?;
+                let min_size: u64 = match elem {
+                    tag::U8 | tag::I8 | tag::BOOL => 1,
+                    tag::U16 | tag::I16 => 2,
+                    tag::U32 | tag::I32 | tag::F32 => 4,
+                    tag::U64 | tag::I64 | tag::F64 | tag::STRING => 8,
+                    tag::ARRAY => 12,
+                    t => {
+                        return Err(GgufError::new(format!(
+                            "metadata key '{key}' has unknown array element type {t} at offset {at}"
+                        )))
+                    }
+                };
+                if count.saturating_mul(min_size) > self.remaining() as u64 {
+                    return Err(GgufError::new(format!(
+                        "metadata key '{key}' claims {count} array elements at offset {at} but only {} bytes remain",
+                        self.remaining()
+                    )));
+                }
+                let mut items = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    items.push(self.value(elem, key, depth + 1)?);
+                }
+                Value::Array(elem, items)
+            }
+            t => {
+                return Err(GgufError::new(format!(
+                    "metadata key '{key}' has unknown value type {t} at offset {}",
+                    self.pos - 4
+                )))
+            }
+        })
+    }
+}
+
+impl TensorInfo {
+    fn new(name: String, dims: Vec<u64>, type_id: u32, offset: u64) -> Result<TensorInfo, GgufError> {
+        let (type_name, block, type_size) = ggml_type_info(type_id).ok_or_else(|| {
+            GgufError::new(format!("tensor '{name}' has unknown ggml type id {type_id}"))
+        })?;
+        let mut n_elements: u64 = 1;
+        for &d in &dims {
+            if d == 0 {
+                return Err(GgufError::new(format!("tensor '{name}' has a zero dimension {dims:?}")));
+            }
+            n_elements = n_elements.checked_mul(d).filter(|&n| n < (1 << 48)).ok_or_else(|| {
+                GgufError::new(format!("tensor '{name}' dimensions {dims:?} overflow"))
+            })?;
+        }
+        if dims[0] % block as u64 != 0 {
+            return Err(GgufError::new(format!(
+                "tensor '{name}' of type {type_name} has a row of {} elements, not a multiple of its block size {block}",
+                dims[0]
+            )));
+        }
+        let n_bytes = n_elements / block as u64 * type_size as u64;
+        Ok(TensorInfo {
+            name,
+            dims,
+            type_id,
+            offset,
+            n_bytes,
+        })
+    }
+}

@@ -1,0 +1,110 @@
+//! A small GGUF writer (version 3), for tests and synthetic models.
+
+use std::io::Write;
+
+use super::reader::{align_up, DEFAULT_ALIGNMENT, MAGIC};
+use super::value::{tag, Value};
+use crate::quant::TensorType;
+
+#[derive(Default)]
+pub struct GgufWriter {
+    metadata: Vec<(String, Value)>,
+    tensors: Vec<(String, Vec<u64>, u32, Vec<u8>)>,
+}
+
+impl GgufWriter {
+    pub fn new() -> GgufWriter {
+        GgufWriter::default()
+    }
+
+    pub fn kv(&mut self, key: &str, value: Value) -> &mut Self {
+        self.metadata.push((key.to_string(), value));
+        self
+    }
+
+    /// Adds a tensor; `dims` in ggml order (row length first).
+    pub fn tensor(&mut self, name: &str, dims: &[u64], ty: TensorType, data: Vec<u8>) -> &mut Self {
+        let n: u64 = dims.iter().product();
+        assert_eq!(
+            Some(data.len()),
+            ty.row_bytes(n as usize),
+            "tensor {name}: data length does not match {dims:?} of {ty}"
+        );
+        self.tensors.push((name.to_string(), dims.to_vec(), ty.ggml_id(), data));
+        self
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_to(&mut out).expect("writing to a Vec cannot fail");
+        out
+    }
+
+    pub fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
+        let mut head = Vec::new();
+        head.extend_from_slice(MAGIC);
+        head.extend_from_slice(&3u32.to_le_bytes());
+        head.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
+        head.extend_from_slice(&(self.metadata.len() as u64).to_le_bytes());
+        for (key, value) in &self.metadata {
+            put_str(&mut head, key);
+            head.extend_from_slice(&value.tag().to_le_bytes());
+            put_value(&mut head, value);
+        }
+        let mut offset = 0u64;
+        for (name, dims, type_id, data) in &self.tensors {
+            put_str(&mut head, name);
+            head.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+            for d in dims {
+                head.extend_from_slice(&d.to_le_bytes());
+            }
+            head.extend_from_slice(&type_id.to_le_bytes());
+            head.extend_from_slice(&offset.to_le_bytes());
+            offset = align_up(offset + data.len() as u64, DEFAULT_ALIGNMENT);
+        }
+        let pad = align_up(head.len() as u64, DEFAULT_ALIGNMENT) as usize - head.len();
+        head.resize(head.len() + pad, 0);
+        w.write_all(&head)?;
+        for (_, _, _, data) in &self.tensors {
+            w.write_all(data)?;
+            let pad = align_up(data.len() as u64, DEFAULT_ALIGNMENT) as usize - data.len();
+            w.write_all(&vec![0u8; pad])?;
+        }
+        Ok(())
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::U8(x) => out.push(*x),
+        Value::I8(x) => out.push(*x as u8),
+        Value::U16(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::I16(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::U32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::I32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::U64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::I64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::F32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::Bool(x) => out.push(*x as u8),
+        Value::String(s) => put_str(out, s),
+        Value::Array(elem, items) => {
+            debug_assert!(items.iter().all(|i| i.tag() == *elem));
+            out.extend_from_slice(&elem.to_le_bytes());
+            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+            for item in items {
+                put_value(out, item);
+            }
+        }
+    }
+}
+
+/// Shorthand for string arrays (token lists, merges).
+pub fn string_array<S: AsRef<str>>(items: &[S]) -> Value {
+    Value::Array(tag::STRING, items.iter().map(|s| Value::String(s.as_ref().to_string())).collect())
+}

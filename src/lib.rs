@@ -1,0 +1,13 @@
+//! llama-wgpu: Llama-family language models on any GPU through wgpu compute shaders.
+//!
+//! The data path, file to token: [`gguf`] maps the file, [`quant`] knows every
+//! tensor type, [`model`] turns metadata into a config and holds the CPU
+//! reference forward pass, [`gpu`] uploads weights and runs the WGSL kernels in
+//! `shaders/`, [`engine`] generates tokens, [`tokenizer`] turns text into ids
+//! and back, and [`cli`] is the `llama-wgpu` command line.
+
+pub mod cli;
+pub mod gguf;
+pub mod model;
+pub mod quant;
+pub mod tokenizer;

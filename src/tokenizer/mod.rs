@@ -1,0 +1,1 @@
+//! Tokenizers (SentencePiece and byte-level BPE from GGUF metadata, or tokenizer.json) and chat templates.
