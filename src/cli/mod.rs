@@ -1,5 +1,7 @@
 //! The `llama-wgpu` command line: one file per subcommand.
 
+pub mod common;
+mod devices;
 mod info;
 mod tokenize;
 
@@ -8,7 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "llama-wgpu", version, about = "Llama-family LLM inference on any GPU (wgpu/WGSL)")]
+#[command(
+    name = "llama-wgpu",
+    version,
+    about = "Llama-family LLM inference on any GPU (wgpu/WGSL)"
+)]
 struct Cli {
     /// More diagnostics on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -23,6 +29,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Tokenize text with a model's vocabulary.
     Tokenize(tokenize::TokenizeArgs),
+    /// List the GPU adapters wgpu can see, with their limits and features.
+    Devices(devices::DevicesArgs),
 }
 
 /// Runs the CLI: results on stdout, diagnostics on stderr, one-line errors.
@@ -33,8 +41,10 @@ pub fn main() -> ExitCode {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LLAMA_WGPU_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("llama_wgpu={level},wgpu=error")));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("LLAMA_WGPU_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("llama_wgpu={level},wgpu=error"))
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -42,6 +52,7 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Info(a) => info::run(a),
         Command::Tokenize(a) => tokenize::run(a),
+        Command::Devices(a) => devices::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

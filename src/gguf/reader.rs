@@ -93,11 +93,17 @@ impl Gguf {
         let version = c.u32("version")?;
         match version {
             2 | 3 => {}
-            1 => return Err(GgufError::new("GGUF version 1 is not supported (re-convert the model with a current llama.cpp)")),
+            1 => return Err(GgufError::new(
+                "GGUF version 1 is not supported (re-convert the model with a current llama.cpp)",
+            )),
             v if v.swap_bytes() == 2 || v.swap_bytes() == 3 => {
                 return Err(GgufError::new("big-endian GGUF files are not supported"))
             }
-            v => return Err(GgufError::new(format!("unsupported GGUF version {v} (expected 2 or 3)"))),
+            v => {
+                return Err(GgufError::new(format!(
+                    "unsupported GGUF version {v} (expected 2 or 3)"
+                )))
+            }
         }
         let n_tensors = c.u64("tensor count")?;
         let n_kv = c.u64("metadata count")?;
@@ -107,12 +113,13 @@ impl Gguf {
         let mut key_index = HashMap::new();
         for i in 0..n_kv {
             let at = c.pos;
-            let key = c
-                .string(&format!("key of metadata entry {i}"))?;
+            let key = c.string(&format!("key of metadata entry {i}"))?;
             let ty = c.u32(&format!("type of metadata key '{key}'"))?;
             let value = c.value(ty, &key, 0)?;
             if key_index.insert(key.clone(), metadata.len()).is_some() {
-                return Err(GgufError::new(format!("duplicate metadata key '{key}' at offset {at}")));
+                return Err(GgufError::new(format!(
+                    "duplicate metadata key '{key}' at offset {at}"
+                )));
             }
             metadata.push((key, value));
         }
@@ -152,8 +159,14 @@ impl Gguf {
                     info.name, info.offset
                 )));
             }
-            if tensor_index.insert(info.name.clone(), tensors.len()).is_some() {
-                return Err(GgufError::new(format!("duplicate tensor name '{}'", info.name)));
+            if tensor_index
+                .insert(info.name.clone(), tensors.len())
+                .is_some()
+            {
+                return Err(GgufError::new(format!(
+                    "duplicate tensor name '{}'",
+                    info.name
+                )));
             }
             tensors.push(info);
         }
@@ -219,22 +232,26 @@ impl Gguf {
 
     pub fn get_f32(&self, key: &str) -> Result<f32, GgufError> {
         let v = self.require(key)?;
-        v.as_f32().ok_or_else(|| Self::wrong_type(key, "a float", v))
+        v.as_f32()
+            .ok_or_else(|| Self::wrong_type(key, "a float", v))
     }
 
     pub fn get_str(&self, key: &str) -> Result<&str, GgufError> {
         let v = self.require(key)?;
-        v.as_str().ok_or_else(|| Self::wrong_type(key, "a string", v))
+        v.as_str()
+            .ok_or_else(|| Self::wrong_type(key, "a string", v))
     }
 
     pub fn get_bool(&self, key: &str) -> Result<bool, GgufError> {
         let v = self.require(key)?;
-        v.as_bool().ok_or_else(|| Self::wrong_type(key, "a bool", v))
+        v.as_bool()
+            .ok_or_else(|| Self::wrong_type(key, "a bool", v))
     }
 
     pub fn get_array(&self, key: &str) -> Result<&[Value], GgufError> {
         let v = self.require(key)?;
-        v.as_array().ok_or_else(|| Self::wrong_type(key, "an array", v))
+        v.as_array()
+            .ok_or_else(|| Self::wrong_type(key, "an array", v))
     }
 
     /// `Ok(None)` when absent, an error when present with the wrong type.
@@ -393,18 +410,30 @@ impl<'a> Cursor<'a> {
 }
 
 impl TensorInfo {
-    fn new(name: String, dims: Vec<u64>, type_id: u32, offset: u64) -> Result<TensorInfo, GgufError> {
+    fn new(
+        name: String,
+        dims: Vec<u64>,
+        type_id: u32,
+        offset: u64,
+    ) -> Result<TensorInfo, GgufError> {
         let (type_name, block, type_size) = ggml_type_info(type_id).ok_or_else(|| {
-            GgufError::new(format!("tensor '{name}' has unknown ggml type id {type_id}"))
+            GgufError::new(format!(
+                "tensor '{name}' has unknown ggml type id {type_id}"
+            ))
         })?;
         let mut n_elements: u64 = 1;
         for &d in &dims {
             if d == 0 {
-                return Err(GgufError::new(format!("tensor '{name}' has a zero dimension {dims:?}")));
+                return Err(GgufError::new(format!(
+                    "tensor '{name}' has a zero dimension {dims:?}"
+                )));
             }
-            n_elements = n_elements.checked_mul(d).filter(|&n| n < (1 << 48)).ok_or_else(|| {
-                GgufError::new(format!("tensor '{name}' dimensions {dims:?} overflow"))
-            })?;
+            n_elements = n_elements
+                .checked_mul(d)
+                .filter(|&n| n < (1 << 48))
+                .ok_or_else(|| {
+                    GgufError::new(format!("tensor '{name}' dimensions {dims:?} overflow"))
+                })?;
         }
         if dims[0] % block as u64 != 0 {
             return Err(GgufError::new(format!(

@@ -30,13 +30,15 @@ impl GgufWriter {
             ty.row_bytes(n as usize),
             "tensor {name}: data length does not match {dims:?} of {ty}"
         );
-        self.tensors.push((name.to_string(), dims.to_vec(), ty.ggml_id(), data));
+        self.tensors
+            .push((name.to_string(), dims.to_vec(), ty.ggml_id(), data));
         self
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        self.write_to(&mut out).expect("writing to a Vec cannot fail");
+        self.write_to(&mut out)
+            .expect("writing to a Vec cannot fail");
         out
     }
 
@@ -106,5 +108,11 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
 
 /// Shorthand for string arrays (token lists, merges).
 pub fn string_array<S: AsRef<str>>(items: &[S]) -> Value {
-    Value::Array(tag::STRING, items.iter().map(|s| Value::String(s.as_ref().to_string())).collect())
+    Value::Array(
+        tag::STRING,
+        items
+            .iter()
+            .map(|s| Value::String(s.as_ref().to_string()))
+            .collect(),
+    )
 }

@@ -1,0 +1,34 @@
+// Reductions over groups of GROUP consecutive invocations through workgroup
+// memory: the portable path, for adapters without subgroup operations.
+// Every invocation of the workgroup must call these (they contain barriers);
+// every invocation gets its group's result.
+
+var<workgroup> red: array<f32, WG>;
+
+fn group_sum(v: f32, lid: u32) -> f32 {
+    workgroupBarrier();
+    red[lid] = v;
+    let lane = lid % GROUP;
+    for (var s = GROUP / 2u; s > 0u; s = s / 2u) {
+        workgroupBarrier();
+        if (lane < s) {
+            red[lid] = red[lid] + red[lid + s];
+        }
+    }
+    workgroupBarrier();
+    return red[lid - lane];
+}
+
+fn group_max(v: f32, lid: u32) -> f32 {
+    workgroupBarrier();
+    red[lid] = v;
+    let lane = lid % GROUP;
+    for (var s = GROUP / 2u; s > 0u; s = s / 2u) {
+        workgroupBarrier();
+        if (lane < s) {
+            red[lid] = max(red[lid], red[lid + s]);
+        }
+    }
+    workgroupBarrier();
+    return red[lid - lane];
+}

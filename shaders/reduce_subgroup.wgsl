@@ -1,0 +1,48 @@
+// Reductions over groups of GROUP consecutive invocations with subgroup
+// shuffles, finishing through workgroup memory when a group spans several
+// subgroups. The subgroup size is only known at run time (8 on lavapipe, 32 on
+// NVIDIA and Apple, 32 or 64 on AMD), so the butterfly runs every step for
+// GROUP and masks out steps wider than the subgroup: the loop bound stays a
+// constant and control flow stays uniform.
+// Every invocation of the workgroup must call these (they contain barriers);
+// every invocation gets its group's result.
+
+var<workgroup> red: array<f32, WG>;
+
+fn group_sum(v: f32, lid: u32) -> f32 {
+    let sg = subgroupAdd(1u);
+    var s = v;
+    for (var off = GROUP / 2u; off > 0u; off = off / 2u) {
+        let o = subgroupShuffleXor(s, off & (sg - 1u));
+        s = s + select(0.0, o, off < sg);
+    }
+    let width = min(GROUP, sg);
+    workgroupBarrier();
+    red[lid] = s;
+    workgroupBarrier();
+    let first = lid - lid % GROUP;
+    var t = 0.0;
+    for (var i = 0u; i < GROUP; i = i + width) {
+        t = t + red[first + i];
+    }
+    return t;
+}
+
+fn group_max(v: f32, lid: u32) -> f32 {
+    let sg = subgroupAdd(1u);
+    var s = v;
+    for (var off = GROUP / 2u; off > 0u; off = off / 2u) {
+        let o = subgroupShuffleXor(s, off & (sg - 1u));
+        s = max(s, select(s, o, off < sg));
+    }
+    let width = min(GROUP, sg);
+    workgroupBarrier();
+    red[lid] = s;
+    workgroupBarrier();
+    let first = lid - lid % GROUP;
+    var t = NEG_BIG;
+    for (var i = 0u; i < GROUP; i = i + width) {
+        t = max(t, red[first + i]);
+    }
+    return t;
+}

@@ -1,0 +1,27 @@
+// y = x / sqrt(mean(x^2) + eps) * weight, one workgroup per vector.
+// Assembled with a header (WG, GROUP = WG), common.wgsl and a reduction.
+
+struct Params {
+    n: u32,
+    eps: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read> Wt: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(3) var<uniform> P: Params;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32) {
+    var ss = 0.0;
+    for (var i = lid; i < P.n; i = i + WG) {
+        ss = ss + X[i] * X[i];
+    }
+    let total = group_sum(ss, lid);
+    let scale = 1.0 / sqrt(total / f32(P.n) + P.eps);
+    for (var i = lid; i < P.n; i = i + WG) {
+        Y[i] = X[i] * scale * Wt[i];
+    }
+}

@@ -1,0 +1,52 @@
+// RoPE on the new token's Q and K heads, then K and V stored into the KV cache
+// as packed f16 pairs at position `pos`.
+//
+// Pairs are adjacent, (x[2i], x[2i+1]): GGUF llama files have Q and K rows
+// permuted for this ("normal" RoPE mode). cos/sin come from a table built on
+// the CPU at load: GPU sin/cos lose accuracy for large angles (position x
+// frequency reaches thousands of radians) and differ between vendors.
+
+struct Params {
+    n_head: u32,
+    n_head_kv: u32,
+    half_dim: u32,    // head_dim / 2
+    rope_pairs: u32,  // rope_dim / 2: pairs past this are not rotated
+}
+
+struct Step {
+    pos: u32,
+    n_pos: u32,
+    n_chunks: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> Q: array<vec2<f32>>;
+@group(0) @binding(1) var<storage, read> K: array<vec2<f32>>;
+@group(0) @binding(2) var<storage, read> V: array<vec2<f32>>;
+@group(0) @binding(3) var<storage, read> CS: array<vec2<f32>>;   // [pos][rope_pairs] (cos, sin)
+@group(0) @binding(4) var<storage, read_write> KC: array<u32>;   // [pos][n_head_kv * half_dim]
+@group(0) @binding(5) var<storage, read_write> VC: array<u32>;
+@group(0) @binding(6) var<uniform> P: Params;
+@group(0) @binding(7) var<uniform> S: Step;
+
+fn rotate(v: vec2<f32>, i: u32) -> vec2<f32> {
+    if (i >= P.rope_pairs) {
+        return v;
+    }
+    let cs = CS[S.pos * P.rope_pairs + i];
+    return vec2<f32>(v.x * cs.x - v.y * cs.y, v.x * cs.y + v.y * cs.x);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let t = gid.x;
+    let nq = P.n_head * P.half_dim;
+    let nk = P.n_head_kv * P.half_dim;
+    if (t < nq) {
+        Q[t] = rotate(Q[t], t % P.half_dim);
+    } else if (t < nq + nk) {
+        let j = t - nq;
+        KC[S.pos * nk + j] = pack2x16float(rotate(K[j], j % P.half_dim));
+        VC[S.pos * nk + j] = pack2x16float(V[j]);
+    }
+}

@@ -1,0 +1,222 @@
+//! Adapter selection and the device: which GPU, which optional features, which limits.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use serde::Serialize;
+
+/// How to pick and configure the device.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Restrict to one backend (`vulkan`, `metal`, `dx12`, `gl`).
+    pub backend: Option<String>,
+    /// Index into [`list_adapters`] for that backend set.
+    pub device: Option<usize>,
+    /// Run without SHADER_F16 / subgroups / timestamp queries even when present,
+    /// so the portable paths can be tested on any machine.
+    pub no_f16: bool,
+    pub no_subgroups: bool,
+    pub no_timestamps: bool,
+    /// Pretend the largest storage binding is this many bytes (tests of tensor splitting).
+    pub max_binding_override: Option<u64>,
+}
+
+/// The optional features in use on this device.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct GpuFeatures {
+    pub shader_f16: bool,
+    pub subgroups: bool,
+    pub timestamps: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AdapterSummary {
+    pub index: usize,
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub max_storage_binding: u64,
+    pub max_buffer_size: u64,
+    pub max_workgroup_size_x: u32,
+    pub max_invocations_per_workgroup: u32,
+    pub max_workgroup_storage: u32,
+    pub shader_f16: bool,
+    pub subgroups: bool,
+    pub subgroup_sizes: (u32, u32),
+    pub timestamp_queries: bool,
+}
+
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: GpuFeatures,
+    /// Largest buffer one binding may cover (possibly lowered by options).
+    pub max_binding: u64,
+    pub(crate) kernels: super::kernels::KernelCache,
+}
+
+fn parse_backends(name: Option<&str>) -> Result<wgpu::Backends> {
+    Ok(match name.map(|s| s.to_ascii_lowercase()).as_deref() {
+        None => wgpu::Backends::all(),
+        Some("vulkan") | Some("vk") => wgpu::Backends::VULKAN,
+        Some("metal") | Some("mtl") => wgpu::Backends::METAL,
+        Some("dx12") | Some("d3d12") => wgpu::Backends::DX12,
+        Some("gl") | Some("gles") | Some("opengl") => wgpu::Backends::GL,
+        Some(other) => bail!("unknown backend '{other}' (expected vulkan, metal, dx12 or gl)"),
+    })
+}
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+fn adapters(backend: Option<&str>) -> Result<Vec<wgpu::Adapter>> {
+    let backends = parse_backends(backend)?;
+    let mut list = pollster::block_on(instance(backends).enumerate_adapters(backends));
+    // Stable order: best device type first, then by backend and name.
+    list.sort_by_key(|a| {
+        let i = a.get_info();
+        (type_rank(i.device_type), backend_rank(i.backend), i.name)
+    });
+    Ok(list)
+}
+
+fn type_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+fn backend_rank(b: wgpu::Backend) -> u8 {
+    // Prefer the native modern APIs over GL when one GPU shows up under several.
+    match b {
+        wgpu::Backend::Metal | wgpu::Backend::Dx12 | wgpu::Backend::Vulkan => 0,
+        _ => 1,
+    }
+}
+
+fn summarize(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
+    let info = a.get_info();
+    let l = a.limits();
+    let f = a.features();
+    AdapterSummary {
+        index,
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend).to_lowercase(),
+        device_type: format!("{:?}", info.device_type),
+        driver: info.driver.clone(),
+        driver_info: info.driver_info.clone(),
+        max_storage_binding: l.max_storage_buffer_binding_size as u64,
+        max_buffer_size: l.max_buffer_size,
+        max_workgroup_size_x: l.max_compute_workgroup_size_x,
+        max_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+        max_workgroup_storage: l.max_compute_workgroup_storage_size,
+        shader_f16: f.contains(wgpu::Features::SHADER_F16),
+        subgroups: f.contains(wgpu::Features::SUBGROUP),
+        subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
+        timestamp_queries: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+    }
+}
+
+/// Every adapter wgpu can see, best first.
+pub fn list_adapters(backend: Option<&str>) -> Result<Vec<AdapterSummary>> {
+    Ok(adapters(backend)?
+        .iter()
+        .enumerate()
+        .map(|(i, a)| summarize(i, a))
+        .collect())
+}
+
+const NO_ADAPTER_HELP: &str = "no GPU adapter found: install your GPU's Vulkan, Metal or DX12 driver \
+     (on Linux without a GPU, Mesa's lavapipe CPU driver works: apt-get install mesa-vulkan-drivers)";
+
+impl Gpu {
+    pub fn new(opts: &GpuOptions) -> Result<Arc<Gpu>> {
+        let list = adapters(opts.backend.as_deref())?;
+        if list.is_empty() {
+            match &opts.backend {
+                Some(b) => bail!("no GPU adapter found for backend '{b}'; {NO_ADAPTER_HELP}"),
+                None => bail!("{NO_ADAPTER_HELP}"),
+            }
+        }
+        let adapter = match opts.device {
+            Some(i) => list.get(i).ok_or_else(|| {
+                anyhow!(
+                    "--device {i}: only {} adapter(s) found (see `llama-wgpu devices`)",
+                    list.len()
+                )
+            })?,
+            None => &list[0],
+        };
+        let info = adapter.get_info();
+        let available = adapter.features();
+        let mut wanted = wgpu::Features::empty();
+        let mut want = |flag: wgpu::Features, off: bool| {
+            let on = !off && available.contains(flag);
+            if on {
+                wanted |= flag;
+            }
+            on
+        };
+        let features = GpuFeatures {
+            shader_f16: want(wgpu::Features::SHADER_F16, opts.no_f16),
+            subgroups: want(wgpu::Features::SUBGROUP, opts.no_subgroups),
+            timestamps: want(wgpu::Features::TIMESTAMP_QUERY, opts.no_timestamps),
+        };
+        if features.timestamps && available.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+        {
+            wanted |= wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        }
+        // The adapter's real maxima: large models need big buffers and bindings.
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("llama-wgpu"),
+            required_features: wanted,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .with_context(|| format!("cannot open GPU device '{}'", info.name))?;
+        let mut max_binding = limits.max_storage_buffer_binding_size as u64;
+        if let Some(m) = opts.max_binding_override {
+            max_binding = max_binding.min(m);
+        }
+        tracing::info!(
+            "GPU: {} ({:?}, {:?}), f16 {}, subgroups {}, timestamps {}",
+            info.name,
+            info.backend,
+            info.device_type,
+            features.shader_f16,
+            features.subgroups,
+            features.timestamps
+        );
+        Ok(Arc::new(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            max_binding,
+            kernels: Default::default(),
+        }))
+    }
+
+    /// Waits for all submitted work.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow!("GPU wait failed: {e}"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,411 @@
+//! WGSL kernels: source assembly, pipelines (built once, cached), dispatches.
+//!
+//! A kernel's source is assembled from files in `shaders/`: a generated header
+//! of constants, `common.wgsl`, a reduction (subgroup or workgroup memory), a
+//! per-type `dequant/<type>.wgsl` for the weight-reading kernels, and the
+//! kernel itself. One matvec skeleton thus serves all thirteen tensor types.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use wgpu::util::DeviceExt;
+
+use super::Gpu;
+use crate::quant::TensorType;
+
+/// Invocations per workgroup for every kernel: a multiple of every common
+/// subgroup size (8 to 64) and small enough for all adapters.
+pub const WG: u32 = 64;
+/// KV positions per attention workgroup.
+pub const ATTN_CHUNK: u32 = 256;
+
+const COMMON: &str = include_str!("../../shaders/common.wgsl");
+const REDUCE_SHARED: &str = include_str!("../../shaders/reduce_shared.wgsl");
+const REDUCE_SUBGROUP: &str = include_str!("../../shaders/reduce_subgroup.wgsl");
+const MATVEC: &str = include_str!("../../shaders/matvec.wgsl");
+const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
+const RMSNORM: &str = include_str!("../../shaders/rmsnorm.wgsl");
+const ROPE_KV: &str = include_str!("../../shaders/rope_kv.wgsl");
+const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
+const SWIGLU: &str = include_str!("../../shaders/swiglu.wgsl");
+const ARGMAX: &str = include_str!("../../shaders/argmax.wgsl");
+
+/// The per-type weight decoders (`dequant_item`).
+pub fn dequant_source(ty: TensorType) -> &'static str {
+    match ty {
+        TensorType::F32 => include_str!("../../shaders/dequant/f32.wgsl"),
+        TensorType::F16 => include_str!("../../shaders/dequant/f16.wgsl"),
+        TensorType::BF16 => include_str!("../../shaders/dequant/bf16.wgsl"),
+        TensorType::Q4_0 => include_str!("../../shaders/dequant/q4_0.wgsl"),
+        TensorType::Q4_1 => include_str!("../../shaders/dequant/q4_1.wgsl"),
+        TensorType::Q5_0 => include_str!("../../shaders/dequant/q5_0.wgsl"),
+        TensorType::Q5_1 => include_str!("../../shaders/dequant/q5_1.wgsl"),
+        TensorType::Q8_0 => include_str!("../../shaders/dequant/q8_0.wgsl"),
+        TensorType::Q2_K => include_str!("../../shaders/dequant/q2_k.wgsl"),
+        TensorType::Q3_K => include_str!("../../shaders/dequant/q3_k.wgsl"),
+        TensorType::Q4_K => include_str!("../../shaders/dequant/q4_k.wgsl"),
+        TensorType::Q5_K => include_str!("../../shaders/dequant/q5_k.wgsl"),
+        TensorType::Q6_K => include_str!("../../shaders/dequant/q6_k.wgsl"),
+    }
+}
+
+/// Every kernel variant the engine can build; the key of the pipeline cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// Matrix-vector product; `group` invocations per row (8..=64, a power of two).
+    Matvec {
+        ty: TensorType,
+        group: u32,
+    },
+    Embedding {
+        ty: TensorType,
+    },
+    RmsNorm,
+    RopeKv,
+    AttnPartial,
+    AttnCombine,
+    Swiglu,
+    Argmax,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// `var<storage, read>`
+    Read,
+    /// `var<storage, read_write>`
+    ReadWrite,
+    Uniform,
+}
+
+use Binding::{Read, ReadWrite, Uniform};
+
+impl Kernel {
+    /// Short family name for profiles and labels.
+    pub fn family(&self) -> String {
+        match self {
+            Kernel::Matvec { ty, .. } => format!("matvec_{}", ty.name().to_lowercase()),
+            Kernel::Embedding { .. } => "embedding".into(),
+            Kernel::RmsNorm => "rmsnorm".into(),
+            Kernel::RopeKv => "rope_kv".into(),
+            Kernel::AttnPartial | Kernel::AttnCombine => "attention".into(),
+            Kernel::Swiglu => "swiglu".into(),
+            Kernel::Argmax => "argmax".into(),
+        }
+    }
+
+    fn entry_point(&self) -> &'static str {
+        match self {
+            Kernel::AttnPartial => "partial",
+            Kernel::AttnCombine => "combine",
+            _ => "main",
+        }
+    }
+
+    pub fn bindings(&self) -> &'static [Binding] {
+        match self {
+            Kernel::Matvec { .. } => &[Read, Read, ReadWrite, Uniform],
+            Kernel::Embedding { .. } => &[Read, Read, ReadWrite, Uniform],
+            Kernel::RmsNorm => &[Read, Read, ReadWrite, Uniform],
+            Kernel::RopeKv => &[
+                ReadWrite, Read, Read, Read, ReadWrite, ReadWrite, Uniform, Uniform,
+            ],
+            Kernel::AttnPartial | Kernel::AttnCombine => &[
+                Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform, Uniform,
+            ],
+            Kernel::Swiglu => &[ReadWrite, Read, Uniform],
+            Kernel::Argmax => &[Read, ReadWrite, Uniform],
+        }
+    }
+
+    /// Whether this kernel contains a group reduction (and so a subgroup variant).
+    fn reduces(&self) -> bool {
+        matches!(
+            self,
+            Kernel::Matvec { .. } | Kernel::RmsNorm | Kernel::AttnPartial | Kernel::AttnCombine
+        )
+    }
+
+    /// The complete WGSL source of this kernel, with or without subgroup operations.
+    pub fn source(&self, subgroups: bool) -> String {
+        let group = match self {
+            Kernel::Matvec { group, .. } => *group,
+            _ => WG,
+        };
+        let mut s = format!(
+            "// Generated header: {self:?}, subgroups: {subgroups}\n\
+             const WG: u32 = {WG}u;\nconst GROUP: u32 = {group}u;\nconst CHUNK: u32 = {ATTN_CHUNK}u;\n\n"
+        );
+        s.push_str(COMMON);
+        if self.reduces() {
+            s.push_str(if subgroups {
+                REDUCE_SUBGROUP
+            } else {
+                REDUCE_SHARED
+            });
+        }
+        match self {
+            Kernel::Matvec { ty, .. } => {
+                s.push_str(dequant_source(*ty));
+                s.push_str(MATVEC);
+            }
+            Kernel::Embedding { ty } => {
+                s.push_str(dequant_source(*ty));
+                s.push_str(EMBEDDING);
+            }
+            Kernel::RmsNorm => s.push_str(RMSNORM),
+            Kernel::RopeKv => s.push_str(ROPE_KV),
+            Kernel::AttnPartial | Kernel::AttnCombine => s.push_str(ATTENTION),
+            Kernel::Swiglu => s.push_str(SWIGLU),
+            Kernel::Argmax => s.push_str(ARGMAX),
+        }
+        s
+    }
+
+    /// Every distinct shader (for portability tests): each kernel, each type,
+    /// each reduction variant.
+    pub fn all_variants() -> Vec<(Kernel, bool)> {
+        let mut out = Vec::new();
+        for ty in TensorType::ALL {
+            for group in [8, 16, 32, 64] {
+                out.push(Kernel::Matvec { ty, group });
+            }
+            out.push(Kernel::Embedding { ty });
+        }
+        out.extend([
+            Kernel::RmsNorm,
+            Kernel::RopeKv,
+            Kernel::AttnPartial,
+            Kernel::Swiglu,
+            Kernel::Argmax,
+        ]);
+        out.into_iter()
+            .flat_map(|k| {
+                let both = if k.reduces() {
+                    vec![false, true]
+                } else {
+                    vec![false]
+                };
+                both.into_iter().map(move |sg| (k, sg))
+            })
+            .collect()
+    }
+}
+
+pub(crate) struct Compiled {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+#[derive(Default)]
+pub(crate) struct KernelCache {
+    map: Mutex<HashMap<Kernel, Arc<Compiled>>>,
+}
+
+impl Gpu {
+    pub(crate) fn kernel(&self, k: Kernel) -> Arc<Compiled> {
+        let mut map = self.kernels.map.lock().expect("kernel cache poisoned");
+        if let Some(c) = map.get(&k) {
+            return c.clone();
+        }
+        let label = format!("{k:?}");
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&label),
+                source: wgpu::ShaderSource::Wgsl(k.source(self.features.subgroups).into()),
+            });
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = k
+            .bindings()
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: match b {
+                    Uniform => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    Read | ReadWrite => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage {
+                            read_only: *b == Read,
+                        },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                },
+                count: None,
+            })
+            .collect();
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(&label),
+                entries: &entries,
+            });
+        let pipeline_layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&label),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(k.entry_point()),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        let c = Arc::new(Compiled { pipeline, layout });
+        map.insert(k, c.clone());
+        c
+    }
+
+    /// A prepared dispatch: pipeline, bind group (built once), workgroup counts.
+    pub fn dispatch(
+        &self,
+        k: Kernel,
+        buffers: &[wgpu::BindingResource],
+        groups: [u32; 3],
+    ) -> Dispatch {
+        assert_eq!(
+            buffers.len(),
+            k.bindings().len(),
+            "{k:?}: wrong number of bindings"
+        );
+        let compiled = self.kernel(k);
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, r)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: r.clone(),
+            })
+            .collect();
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &compiled.layout,
+            entries: &entries,
+        });
+        Dispatch {
+            kernel: k,
+            compiled,
+            bind_group,
+            groups,
+        }
+    }
+
+    /// A small uniform buffer holding `params`.
+    pub fn uniform<T: bytemuck::Pod>(&self, params: &T) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: bytemuck::bytes_of(params),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    /// A zero-filled storage buffer of `bytes` (rounded up to 16).
+    pub fn storage(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(16).div_ceil(16) * 16,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A storage buffer initialised with `data` (padded to 16 bytes).
+    pub fn storage_init(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
+        let buf = self.storage(label, data.len() as u64);
+        self.queue.write_buffer(&buf, 0, data);
+        buf
+    }
+
+    /// Copies `bytes` from the start of `buf` to the CPU (waits for the GPU).
+    pub fn read_bytes(&self, buf: &wgpu::Buffer, bytes: u64) -> anyhow::Result<Vec<u8>> {
+        let size = bytes.div_ceil(4) * 4;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(buf, 0, &staging, 0, size);
+        self.queue.submit([enc.finish()]);
+        map_read(self, &staging, size)
+    }
+
+    pub fn read_f32(&self, buf: &wgpu::Buffer, n: usize) -> anyhow::Result<Vec<f32>> {
+        let bytes = self.read_bytes(buf, n as u64 * 4)?;
+        Ok(bytemuck::cast_slice(&bytes[..n * 4]).to_vec())
+    }
+
+    /// Records `dispatches` into one compute pass and submits once.
+    pub fn run(&self, dispatches: &[&Dispatch]) {
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for d in dispatches {
+                d.encode(&mut pass);
+            }
+        }
+        self.queue.submit([enc.finish()]);
+    }
+}
+
+/// Maps a MAP_READ buffer, waits, and copies out its first `size` bytes.
+pub(crate) fn map_read(gpu: &Gpu, staging: &wgpu::Buffer, size: u64) -> anyhow::Result<Vec<u8>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
+        let _ = tx.send(r);
+    });
+    gpu.wait()?;
+    rx.recv()
+        .map_err(|_| anyhow::anyhow!("GPU readback was dropped"))?
+        .map_err(|e| anyhow::anyhow!("GPU readback failed: {e}"))?;
+    let out = staging
+        .get_mapped_range(0..size)
+        .map_err(|e| anyhow::anyhow!("GPU readback failed: {e:?}"))?
+        .to_vec();
+    staging.unmap();
+    Ok(out)
+}
+
+pub struct Dispatch {
+    pub kernel: Kernel,
+    compiled: Arc<Compiled>,
+    bind_group: wgpu::BindGroup,
+    pub groups: [u32; 3],
+}
+
+impl Dispatch {
+    pub fn encode(&self, pass: &mut wgpu::ComputePass) {
+        self.encode_with(pass, self.groups);
+    }
+
+    /// Encodes with other workgroup counts (attention grows with the context).
+    pub fn encode_with(&self, pass: &mut wgpu::ComputePass, groups: [u32; 3]) {
+        pass.set_pipeline(&self.compiled.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+    }
+}
+
+/// Splits `n` workgroups into a 2D grid within the 65535-per-dimension limit.
+pub fn grid(n: u32) -> [u32; 3] {
+    const MAX: u32 = 65535;
+    if n <= MAX {
+        [n.max(1), 1, 1]
+    } else {
+        [MAX, n.div_ceil(MAX), 1]
+    }
+}

@@ -1,0 +1,10 @@
+//! The GPU side: device, kernels, weight layout, and the forward pass.
+
+mod context;
+pub mod kernels;
+pub mod layout;
+mod model;
+pub mod weights;
+
+pub use context::{list_adapters, AdapterSummary, Gpu, GpuFeatures, GpuOptions};
+pub use model::{estimate_bytes, GpuModel, LoadOptions};

@@ -1,0 +1,179 @@
+//! Weight matrices in GPU buffers, split by rows when a tensor exceeds the
+//! adapter's largest storage binding (128 MiB on lavapipe and some drivers).
+
+use anyhow::{bail, Result};
+
+use super::kernels::{grid, Dispatch, Kernel, WG};
+use super::layout::{repack, GpuLayout};
+use super::Gpu;
+use crate::quant::TensorType;
+
+pub struct Chunk {
+    pub buffer: wgpu::Buffer,
+    pub first_row: usize,
+    pub rows: usize,
+}
+
+pub struct GpuMatrix {
+    pub name: String,
+    pub ty: TensorType,
+    pub rows: usize,
+    pub cols: usize,
+    pub layout: GpuLayout,
+    pub chunks: Vec<Chunk>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MatvecParams {
+    rows: u32,
+    row_words: u32,
+    items: u32,
+    accumulate: u32,
+    y_offset: u32,
+    x_offset: u32,
+    _pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct EmbeddingParams {
+    rows: u32,
+    row_words: u32,
+    items: u32,
+    first_row: u32,
+    token_index: u32,
+    _pad: [u32; 3],
+}
+
+impl GpuMatrix {
+    /// GPU bytes this matrix will take.
+    pub fn gpu_bytes(ty: TensorType, rows: usize, cols: usize) -> u64 {
+        (GpuLayout::of(ty).row_words(cols) * 4 * rows) as u64
+    }
+
+    /// Repacks and uploads `rows` x `cols` of GGUF data (`data` in file layout).
+    pub fn upload(
+        gpu: &Gpu,
+        name: &str,
+        ty: TensorType,
+        rows: usize,
+        cols: usize,
+        data: &[u8],
+    ) -> Result<GpuMatrix> {
+        let layout = GpuLayout::of(ty);
+        let row_bytes = (layout.row_words(cols) * 4) as u64;
+        let max_rows = (gpu.max_binding / row_bytes) as usize;
+        if max_rows == 0 {
+            bail!(
+                "tensor '{name}': one row takes {row_bytes} bytes, more than the adapter's largest storage binding ({} bytes)",
+                gpu.max_binding
+            );
+        }
+        let src_row = ty.row_bytes(cols).expect("row length checked at load");
+        let mut chunks = Vec::new();
+        let mut first = 0;
+        while first < rows {
+            let n = max_rows.min(rows - first);
+            let words = repack(ty, &data[first * src_row..(first + n) * src_row], n, cols);
+            let buffer = gpu.storage_init(name, bytemuck::cast_slice(&words));
+            chunks.push(Chunk {
+                buffer,
+                first_row: first,
+                rows: n,
+            });
+            first += n;
+        }
+        Ok(GpuMatrix {
+            name: name.to_string(),
+            ty,
+            rows,
+            cols,
+            layout,
+            chunks,
+        })
+    }
+
+    /// Invocations per row: enough to cover the row's items, at most a workgroup.
+    fn group(&self) -> u32 {
+        let items = self.layout.items_per_row(self.cols) as u32;
+        let mut g = 8;
+        while g < WG && g * 2 <= items {
+            g *= 2;
+        }
+        g
+    }
+
+    /// Dispatches computing `y[y_offset..] (+)= W x`, one per chunk. `x` must
+    /// hold `items * 32` floats (zero past `cols`).
+    pub fn matvec(
+        &self,
+        gpu: &Gpu,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        y_offset: usize,
+        accumulate: bool,
+    ) -> Vec<Dispatch> {
+        let group = self.group();
+        let kernel = Kernel::Matvec { ty: self.ty, group };
+        self.chunks
+            .iter()
+            .map(|c| {
+                let params = gpu.uniform(&MatvecParams {
+                    rows: c.rows as u32,
+                    row_words: self.layout.row_words(self.cols) as u32,
+                    items: self.layout.items_per_row(self.cols) as u32,
+                    accumulate: accumulate as u32,
+                    y_offset: (y_offset + c.first_row) as u32,
+                    x_offset: 0,
+                    _pad: [0; 2],
+                });
+                let rows_per_wg = WG / group;
+                gpu.dispatch(
+                    kernel,
+                    &[
+                        c.buffer.as_entire_binding(),
+                        x.as_entire_binding(),
+                        y.as_entire_binding(),
+                        params.as_entire_binding(),
+                    ],
+                    grid((c.rows as u32).div_ceil(rows_per_wg)),
+                )
+            })
+            .collect()
+    }
+
+    /// Dispatches writing row `tokens[token_index]` (dequantized) into `y`.
+    pub fn embedding(
+        &self,
+        gpu: &Gpu,
+        tokens: &wgpu::Buffer,
+        token_index: usize,
+        y: &wgpu::Buffer,
+    ) -> Vec<Dispatch> {
+        let items = self.layout.items_per_row(self.cols) as u32;
+        self.chunks
+            .iter()
+            .map(|c| {
+                let params = gpu.uniform(&EmbeddingParams {
+                    rows: c.rows as u32,
+                    row_words: self.layout.row_words(self.cols) as u32,
+                    items,
+                    first_row: c.first_row as u32,
+                    token_index: token_index as u32,
+                    _pad: [0; 3],
+                });
+                gpu.dispatch(
+                    Kernel::Embedding { ty: self.ty },
+                    &[
+                        c.buffer.as_entire_binding(),
+                        tokens.as_entire_binding(),
+                        y.as_entire_binding(),
+                        params.as_entire_binding(),
+                    ],
+                    [items.div_ceil(WG), 1, 1],
+                )
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,202 @@
+//! Random Llama models of any shape and tensor type, written as GGUF.
+//!
+//! Tests use them to compare the GPU against the CPU reference for every
+//! tensor type; benchmarks use the shapes of real models.
+
+use rand::{Rng, SeedableRng};
+
+use crate::gguf::{GgufWriter, Value};
+use crate::quant::{random_tensor, TensorType};
+
+/// The hyper-parameters that decide tensor shapes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlamaShape {
+    pub name: &'static str,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_ff: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub n_vocab: usize,
+    pub n_ctx_train: usize,
+    pub rope_freq_base: f32,
+    pub tied_embeddings: bool,
+}
+
+impl LlamaShape {
+    /// Shapes of published models, for benchmarks (`--synthetic NAME:TYPE`).
+    pub const PRESETS: [LlamaShape; 5] = [
+        LlamaShape::preset(
+            "llama2-7b",
+            32,
+            4096,
+            11008,
+            32,
+            32,
+            32000,
+            4096,
+            10000.0,
+            false,
+        ),
+        LlamaShape::preset(
+            "llama2-13b",
+            40,
+            5120,
+            13824,
+            40,
+            40,
+            32000,
+            4096,
+            10000.0,
+            false,
+        ),
+        LlamaShape::preset(
+            "llama2-70b",
+            80,
+            8192,
+            28672,
+            64,
+            8,
+            32000,
+            4096,
+            10000.0,
+            false,
+        ),
+        LlamaShape::preset(
+            "tinyllama-1.1b",
+            22,
+            2048,
+            5632,
+            32,
+            4,
+            32000,
+            2048,
+            10000.0,
+            false,
+        ),
+        LlamaShape::preset(
+            "smollm2-135m",
+            30,
+            576,
+            1536,
+            9,
+            3,
+            49152,
+            8192,
+            100000.0,
+            true,
+        ),
+    ];
+
+    #[allow(clippy::too_many_arguments)]
+    const fn preset(
+        name: &'static str,
+        n_layer: usize,
+        n_embd: usize,
+        n_ff: usize,
+        n_head: usize,
+        n_head_kv: usize,
+        n_vocab: usize,
+        n_ctx_train: usize,
+        rope_freq_base: f32,
+        tied_embeddings: bool,
+    ) -> LlamaShape {
+        LlamaShape {
+            name,
+            n_layer,
+            n_embd,
+            n_ff,
+            n_head,
+            n_head_kv,
+            n_vocab,
+            n_ctx_train,
+            rope_freq_base,
+            tied_embeddings,
+        }
+    }
+
+    pub fn by_name(name: &str) -> Option<LlamaShape> {
+        Self::PRESETS
+            .into_iter()
+            .find(|s| s.name.eq_ignore_ascii_case(name))
+    }
+
+    /// A tiny model for tests: every dimension a multiple of 256 so K-quants fit,
+    /// GQA with two query heads per KV head, and a vocabulary that is not a round number.
+    pub fn tiny() -> LlamaShape {
+        LlamaShape::preset("tiny", 2, 256, 512, 4, 2, 1000, 8192, 10000.0, false)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.n_embd / self.n_head
+    }
+}
+
+/// Writes a random model. Matrices use `ty`; norms are F32 as in real files.
+/// Weight spreads are chosen so activations stay of order one through the layers.
+pub fn synthetic_gguf(shape: &LlamaShape, ty: TensorType, seed: u64) -> Result<Vec<u8>, String> {
+    for (what, n) in [("n_embd", shape.n_embd), ("n_ff", shape.n_ff)] {
+        if n % ty.block_size() != 0 {
+            return Err(format!(
+                "{what} = {n} is not a multiple of the {ty} block size {}",
+                ty.block_size()
+            ));
+        }
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut w = GgufWriter::new();
+    let u32v = |v: usize| Value::U32(v as u32);
+    w.kv("general.architecture", Value::String("llama".into()))
+        .kv(
+            "general.name",
+            Value::String(format!("synthetic {} {ty}", shape.name)),
+        )
+        .kv("llama.block_count", u32v(shape.n_layer))
+        .kv("llama.context_length", u32v(shape.n_ctx_train))
+        .kv("llama.embedding_length", u32v(shape.n_embd))
+        .kv("llama.feed_forward_length", u32v(shape.n_ff))
+        .kv("llama.attention.head_count", u32v(shape.n_head))
+        .kv("llama.attention.head_count_kv", u32v(shape.n_head_kv))
+        .kv("llama.rope.freq_base", Value::F32(shape.rope_freq_base))
+        .kv("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5))
+        .kv("llama.vocab_size", u32v(shape.n_vocab));
+
+    let (e, hd) = (shape.n_embd, shape.head_dim());
+    let (q, kv, ff) = (shape.n_head * hd, shape.n_head_kv * hd, shape.n_ff);
+    let matrix = |w: &mut GgufWriter, rng: &mut rand::rngs::StdRng, name: &str, cols: usize, rows: usize, std: f32| {
+        let data = random_tensor(ty, cols * rows, rng, std);
+        w.tensor(name, &[cols as u64, rows as u64], ty, data);
+    };
+    matrix(&mut w, &mut rng, "token_embd.weight", e, shape.n_vocab, 1.0);
+    let norm = |w: &mut GgufWriter, rng: &mut rand::rngs::StdRng, name: &str| {
+        let v: Vec<f32> = (0..e).map(|_| rng.random_range(0.8f32..1.2)).collect();
+        w.tensor(
+            name,
+            &[e as u64],
+            TensorType::F32,
+            bytemuck::cast_slice(&v).to_vec(),
+        );
+    };
+    norm(&mut w, &mut rng, "output_norm.weight");
+    for i in 0..shape.n_layer {
+        norm(&mut w, &mut rng, &format!("blk.{i}.attn_norm.weight"));
+        norm(&mut w, &mut rng, &format!("blk.{i}.ffn_norm.weight"));
+    }
+    let inv = |n: usize| 1.0 / (n as f32).sqrt();
+    if !shape.tied_embeddings {
+        matrix(&mut w, &mut rng, "output.weight", e, shape.n_vocab, inv(e));
+    }
+    for i in 0..shape.n_layer {
+        let n = |s: &str| format!("blk.{i}.{s}.weight");
+        // Larger Q/K spread than 1/sqrt(n) gives attention scores that are not
+        // all near zero, so the softmax is exercised rather than uniform.
+        matrix(&mut w, &mut rng, &n("attn_q"), e, q, 2.0 * inv(e));
+        matrix(&mut w, &mut rng, &n("attn_k"), e, kv, 2.0 * inv(e));
+        matrix(&mut w, &mut rng, &n("attn_v"), e, kv, inv(e));
+        matrix(&mut w, &mut rng, &n("attn_output"), q, e, 0.5 * inv(q));
+        matrix(&mut w, &mut rng, &n("ffn_gate"), e, ff, inv(e));
+        matrix(&mut w, &mut rng, &n("ffn_up"), e, ff, inv(e));
+        matrix(&mut w, &mut rng, &n("ffn_down"), ff, e, 0.5 * inv(ff));
+    }
+    Ok(w.to_bytes())
+}

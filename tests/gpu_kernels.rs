@@ -1,0 +1,243 @@
+//! Each GPU kernel against the CPU reference on random data, for every tensor
+//! type, on odd shapes, with and without the optional GPU features.
+
+mod common;
+
+use llama_wgpu::gpu::kernels::Kernel;
+use llama_wgpu::gpu::weights::GpuMatrix;
+use llama_wgpu::gpu::Gpu;
+use llama_wgpu::model::cpu;
+use llama_wgpu::quant::{dequantize_to_vec, random_tensor, TensorType};
+use rand::{Rng, SeedableRng};
+
+fn rng(seed: u64) -> rand::rngs::StdRng {
+    rand::rngs::StdRng::seed_from_u64(seed)
+}
+
+/// Column counts that are not multiples of the workgroup, chosen per format:
+/// block-quantized rows must be whole blocks, float rows can be any length.
+fn shapes(ty: TensorType) -> Vec<(usize, usize)> {
+    match ty.block_size() {
+        1 => vec![(37, 77), (5, 2111), (3, 1)],
+        32 => vec![(37, 160), (5, 2240), (1, 32)],
+        _ => vec![(37, 768), (5, 2304), (1, 256)],
+    }
+}
+
+/// Input vector padded with zeros to whole 32-element items, as the engine's buffers are.
+fn x_buffer(gpu: &Gpu, x: &[f32]) -> wgpu::Buffer {
+    let mut padded = x.to_vec();
+    padded.resize(x.len().div_ceil(32) * 32, 0.0);
+    gpu.storage_init("x", bytemuck::cast_slice(&padded))
+}
+
+/// Runs y (+)= W x on the GPU and returns y.
+fn gpu_matvec(gpu: &Gpu, m: &GpuMatrix, x: &[f32], y0: Option<&[f32]>) -> Vec<f32> {
+    let xb = x_buffer(gpu, x);
+    let yb = match y0 {
+        Some(y0) => gpu.storage_init("y", bytemuck::cast_slice(y0)),
+        None => gpu.storage("y", (m.rows * 4) as u64),
+    };
+    let d = m.matvec(gpu, &xb, &yb, 0, y0.is_some());
+    gpu.run(&d.iter().collect::<Vec<_>>());
+    gpu.read_f32(&yb, m.rows).unwrap()
+}
+
+/// f32 accumulation in a different order than the CPU: each output may differ
+/// by a few ulps per term in the worst case, ~sqrt(n) ulps typically. Bound the
+/// error by 2e-5 of sum |w_i x_i| (about 170 ulps of that magnitude), which
+/// also absorbs the fused multiply-adds a GPU compiler may use.
+fn check_matvec(ty: TensorType, w: &[f32], rows: usize, cols: usize, x: &[f32], got: &[f32], y0: Option<&[f32]>) {
+    for r in 0..rows {
+        let row = &w[r * cols..(r + 1) * cols];
+        let want = cpu::dot(row, x) + y0.map_or(0.0, |y| y[r]);
+        let mag: f32 = row.iter().zip(x).map(|(a, b)| (a * b).abs()).sum::<f32>() + y0.map_or(0.0, |y| y[r].abs());
+        let err = (got[r] - want).abs();
+        assert!(
+            err <= 2e-5 * mag + 1e-30,
+            "{ty} {rows}x{cols} row {r}: gpu {} cpu {want} (err {err:e}, scale {mag:e})",
+            got[r]
+        );
+    }
+}
+
+fn matvec_all_types(portable: bool) {
+    let gpu = common::gpu(portable);
+    let mut r = rng(1);
+    for ty in TensorType::ALL {
+        for (rows, cols) in shapes(ty) {
+            let data = random_tensor(ty, rows * cols, &mut r, 1.0);
+            let w = dequantize_to_vec(ty, &data, rows * cols).unwrap();
+            let x: Vec<f32> = (0..cols).map(|_| r.random_range(-1.0f32..1.0)).collect();
+            let m = GpuMatrix::upload(&gpu, "w", ty, rows, cols, &data).unwrap();
+            let got = gpu_matvec(&gpu, &m, &x, None);
+            check_matvec(ty, &w, rows, cols, &x, &got, None);
+            // The fused residual form: y += W x.
+            let y0: Vec<f32> = (0..rows).map(|_| r.random_range(-4.0f32..4.0)).collect();
+            let got = gpu_matvec(&gpu, &m, &x, Some(&y0));
+            check_matvec(ty, &w, rows, cols, &x, &got, Some(&y0));
+        }
+    }
+}
+
+#[test]
+fn matvec_matches_cpu_for_every_type_with_optional_features() {
+    matvec_all_types(false);
+}
+
+#[test]
+fn matvec_matches_cpu_for_every_type_portable() {
+    matvec_all_types(true);
+}
+
+/// Dequantizing one row on the GPU is exact: same f32 operations as the CPU,
+/// except that a compiler may fuse q * d + m into one rounding (Q4_1, Q5_1,
+/// K-quant mins), hence a tolerance of one part in 1e6 of the row's largest value.
+#[test]
+fn embedding_matches_cpu_for_every_type_and_split() {
+    for portable in [false, true] {
+        let gpu = common::gpu(portable);
+        let mut r = rng(2);
+        for ty in TensorType::ALL {
+            let (rows, cols) = (50, shapes(ty)[0].1);
+            let data = random_tensor(ty, rows * cols, &mut r, 1.0);
+            let w = dequantize_to_vec(ty, &data, rows * cols).unwrap();
+            let m = GpuMatrix::upload(&gpu, "embd", ty, rows, cols, &data).unwrap();
+            for token in [0u32, 37, 49] {
+                let tb = gpu.storage_init("tok", bytemuck::bytes_of(&[token, 0, 0, 0]));
+                let yb = gpu.storage("y", (cols.div_ceil(32) * 32 * 4) as u64);
+                let d = m.embedding(&gpu, &tb, 0, &yb);
+                gpu.run(&d.iter().collect::<Vec<_>>());
+                let got = gpu.read_f32(&yb, cols).unwrap();
+                let want = &w[token as usize * cols..(token as usize + 1) * cols];
+                let scale = want.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+                let err = common::max_abs_diff(&got, want);
+                assert!(err <= 1e-6 * scale, "{ty} token {token}: max err {err:e} (scale {scale})");
+            }
+        }
+    }
+}
+
+/// A matrix larger than the (artificially lowered) binding limit is split into
+/// row chunks; results are identical to the unsplit matrix.
+#[test]
+fn split_matrices_match_unsplit() {
+    let whole = common::gpu(false);
+    let opts = llama_wgpu::gpu::GpuOptions {
+        max_binding_override: Some(4096),
+        ..Default::default()
+    };
+    let split = Gpu::new(&opts).unwrap();
+    let mut r = rng(3);
+    for ty in [TensorType::Q4_0, TensorType::F16, TensorType::Q6_K] {
+        let (rows, cols) = (67, if ty.block_size() == 256 { 512 } else { 320 });
+        let data = random_tensor(ty, rows * cols, &mut r, 1.0);
+        let x: Vec<f32> = (0..cols).map(|_| r.random_range(-1.0f32..1.0)).collect();
+        let a = GpuMatrix::upload(&whole, "w", ty, rows, cols, &data).unwrap();
+        let b = GpuMatrix::upload(&split, "w", ty, rows, cols, &data).unwrap();
+        assert_eq!(a.chunks.len(), 1);
+        assert!(b.chunks.len() > 3, "{ty}: expected several chunks, got {}", b.chunks.len());
+        assert_eq!(gpu_matvec(&whole, &a, &x, None), gpu_matvec(&split, &b, &x, None), "{ty}");
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct NormParams {
+    n: u32,
+    eps: f32,
+    _pad: [u32; 2],
+}
+
+#[test]
+fn rmsnorm_matches_cpu() {
+    for portable in [false, true] {
+        let gpu = common::gpu(portable);
+        let mut r = rng(4);
+        for n in [1usize, 63, 576, 4097] {
+            let x: Vec<f32> = (0..n).map(|_| r.random_range(-3.0f32..3.0)).collect();
+            let w: Vec<f32> = (0..n).map(|_| r.random_range(0.5f32..1.5)).collect();
+            let (xb, wb) = (
+                gpu.storage_init("x", bytemuck::cast_slice(&x)),
+                gpu.storage_init("w", bytemuck::cast_slice(&w)),
+            );
+            let yb = gpu.storage("y", (n * 4) as u64);
+            let p = gpu.uniform(&NormParams {
+                n: n as u32,
+                eps: 1e-5,
+                _pad: [0; 2],
+            });
+            let d = gpu.dispatch(
+                Kernel::RmsNorm,
+                &[xb.as_entire_binding(), wb.as_entire_binding(), yb.as_entire_binding(), p.as_entire_binding()],
+                [1, 1, 1],
+            );
+            gpu.run(&[&d]);
+            let got = gpu.read_f32(&yb, n).unwrap();
+            let want = cpu::rmsnorm(&x, &w, 1e-5);
+            // One f32 sum of squares in another order, then elementwise products: ~1e-6 relative.
+            for (i, (g, c)) in got.iter().zip(&want).enumerate() {
+                assert!((g - c).abs() <= 2e-6 * c.abs().max(1.0), "n {n} [{i}]: {g} vs {c}");
+            }
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct CountParams {
+    n: u32,
+    _pad: [u32; 3],
+}
+
+#[test]
+fn argmax_picks_the_first_maximum() {
+    let gpu = common::gpu(false);
+    let mut r = rng(5);
+    for n in [1usize, 100, 32000, 49152] {
+        let mut l: Vec<f32> = (0..n).map(|_| r.random_range(-10.0f32..10.0)).collect();
+        // Plant a tie: the earlier index must win, as on the CPU.
+        let a = r.random_range(0..n);
+        let b = r.random_range(a..n);
+        l[a] = 20.0;
+        l[b] = 20.0;
+        let lb = gpu.storage_init("logits", bytemuck::cast_slice(&l));
+        let tb = gpu.storage("tok", 16);
+        let p = gpu.uniform(&CountParams { n: n as u32, _pad: [0; 3] });
+        let d = gpu.dispatch(
+            Kernel::Argmax,
+            &[lb.as_entire_binding(), tb.as_entire_binding(), p.as_entire_binding()],
+            [1, 1, 1],
+        );
+        gpu.run(&[&d]);
+        let got = u32::from_le_bytes(gpu.read_bytes(&tb, 4).unwrap()[..4].try_into().unwrap());
+        assert_eq!(got, cpu::argmax(&l), "n {n}");
+        assert_eq!(got as usize, a);
+    }
+}
+
+#[test]
+fn swiglu_matches_cpu() {
+    let gpu = common::gpu(false);
+    let mut r = rng(6);
+    let n = 1000;
+    let g: Vec<f32> = (0..n).map(|_| r.random_range(-6.0f32..6.0)).collect();
+    let u: Vec<f32> = (0..n).map(|_| r.random_range(-2.0f32..2.0)).collect();
+    let (gb, ub) = (
+        gpu.storage_init("g", bytemuck::cast_slice(&g)),
+        gpu.storage_init("u", bytemuck::cast_slice(&u)),
+    );
+    let p = gpu.uniform(&CountParams { n: n as u32, _pad: [0; 3] });
+    let d = gpu.dispatch(
+        Kernel::Swiglu,
+        &[gb.as_entire_binding(), ub.as_entire_binding(), p.as_entire_binding()],
+        [(n as u32).div_ceil(64), 1, 1],
+    );
+    gpu.run(&[&d]);
+    let got = gpu.read_f32(&gb, n).unwrap();
+    for i in 0..n {
+        let want = cpu::silu(g[i]) * u[i];
+        // GPU exp() may be a few ulps off the CPU's: 1e-5 relative.
+        assert!((got[i] - want).abs() <= 1e-5 * want.abs().max(1e-3), "[{i}] {} vs {want}", got[i]);
+    }
+}
