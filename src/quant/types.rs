@@ -110,17 +110,23 @@ impl TensorType {
     }
 
     pub fn name(self) -> &'static str {
-        ggml_type_info(self.ggml_id()).expect("supported types are in the table").0
+        ggml_type_info(self.ggml_id())
+            .expect("supported types are in the table")
+            .0
     }
 
     /// Elements per block (1 for the float types).
     pub fn block_size(self) -> usize {
-        ggml_type_info(self.ggml_id()).expect("supported types are in the table").1
+        ggml_type_info(self.ggml_id())
+            .expect("supported types are in the table")
+            .1
     }
 
     /// Bytes per block.
     pub fn type_size(self) -> usize {
-        ggml_type_info(self.ggml_id()).expect("supported types are in the table").2
+        ggml_type_info(self.ggml_id())
+            .expect("supported types are in the table")
+            .2
     }
 
     /// Bytes of a row of `n` elements, or `None` when `n` is not a whole number of blocks.
