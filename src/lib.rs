@@ -7,6 +7,7 @@
 //! and back, and [`cli`] is the `llama-wgpu` command line.
 
 pub mod cli;
+pub mod engine;
 pub mod gguf;
 pub mod gpu;
 pub mod model;

@@ -47,11 +47,15 @@ fn compare(cpu: &mut CpuModel, gpu: &mut GpuModel, first: &[u32], steps: usize, 
     worst
 }
 
-// The GPU keeps K and V in f16 (as llama.cpp's GPU backends do); the CPU
-// reference keeps f32. f16 rounds to 2^-11 relative (~5e-4); through a
-// softmax-weighted sum and a few layers that stays within ~1e-3 of the logit
-// scale. Everything else is f32 in both. Bound: 3e-3 x max |logit|.
-const F16_KV_TOL: f32 = 3e-3;
+// The GPU keeps K and V in f16 (as llama.cpp's GPU backends do), so the CPU
+// reference is run with `kv_f16` (cached K/V rounded through f16) and the rest
+// of the computation is f32 in both, in different summation orders. Those
+// orders differ by ~1e-6 relative per value; the rare value that sits on an
+// f16 rounding boundary then rounds one f16 ulp (2^-11 ~ 4.9e-4) apart.
+// Bound: 1e-3 x max |logit| (measured: at most ~1e-4 x, see test output).
+// With an f32 reference cache the difference is 10-100x larger (up to 4e-3 x
+// on random K-quant models): that is f16 storage, not kernel error.
+const F16_KV_TOL: f32 = 1e-3;
 
 #[test]
 fn synthetic_model_of_every_type_matches_cpu_for_32_greedy_steps() {
@@ -62,6 +66,7 @@ fn synthetic_model_of_every_type_matches_cpu_for_32_greedy_steps() {
             let bytes = synthetic_gguf(&shape, ty, 7).unwrap();
             let g = Gguf::from_bytes(bytes).unwrap();
             let mut cpu = CpuModel::load(&g).unwrap();
+            cpu.kv_f16 = true;
             let mut gm = load_gpu(gpu.clone(), &g, 64);
             let err = compare(&mut cpu, &mut gm, &[1, 5, 9], 32, F16_KV_TOL, &format!("{ty} portable={portable}"));
             eprintln!("synthetic {ty} (portable {portable}): max |logit diff| over 34 positions = {err:.2e}");
@@ -95,6 +100,7 @@ fn split_tensors_under_a_lowered_binding_limit_match_cpu() {
     };
     let gpu = Gpu::new(&opts).unwrap();
     let mut cpu = CpuModel::load(&g).unwrap();
+    cpu.kv_f16 = true;
     let mut gm = load_gpu(gpu, &g, 32);
     // token_embd is 1000 x 256 Q4_K = 144,000 bytes: at least three chunks.
     let err = compare(&mut cpu, &mut gm, &[3, 999, 500], 8, F16_KV_TOL, "split");
@@ -107,6 +113,7 @@ fn context_longer_than_2048_matches_cpu_at_the_last_position() {
     let g = Gguf::from_bytes(synthetic_gguf(&shape, TensorType::Q8_0, 13).unwrap()).unwrap();
     let n = 2100;
     let mut cpu = CpuModel::load(&g).unwrap();
+    cpu.kv_f16 = true;
     let mut gm = load_gpu(common::gpu(false), &g, n);
     let tokens: Vec<u32> = (0..n as u32).map(|i| (i * 7919 + 13) % shape.n_vocab as u32).collect();
     for &t in &tokens[..n - 1] {

@@ -8,7 +8,9 @@ fn validate(k: Kernel, subgroups: bool) -> (naga::Module, naga::valid::ModuleInf
     let src = k.source(subgroups);
     let module = naga::front::wgsl::parse_str(&src)
         .unwrap_or_else(|e| panic!("{k:?} (subgroups {subgroups}) does not parse:\n{}", e.emit_to_string(&src)));
-    let mut caps = naga::valid::Capabilities::default();
+    // unpack2x16float/pack2x16float: a downlevel capability that wgpu grants on
+    // Vulkan, Metal, DX12 and GL ES 3.1+, i.e. everywhere the engine runs.
+    let mut caps = naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
     if subgroups {
         caps |= naga::valid::Capabilities::SUBGROUP;
     }

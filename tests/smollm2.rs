@@ -76,8 +76,9 @@ fn cpu_reference_continues_the_capital_of_france_as_the_exact_computation() {
     // " Paris.\n\nThe answer is" and on: the same greedy tokens as float64.
     assert_eq!(ids, r.greedy_ids);
     let err = error_vs_exact(&r, &logits);
-    eprintln!("CPU reference: max |logit - exact| over top-20 of {} positions = {err:.4}", r.top_logits.len());
-    assert!(err < 0.05, "CPU reference is {err} away from the float64 logits");
+    eprintln!("CPU reference: max |logit - exact| over top-20 of {} positions = {err:.2e}", r.top_logits.len());
+    // f32 against f64 arithmetic on identical weights: rounding alone, far below 1e-3.
+    assert!(err < 1e-3, "CPU reference is {err} away from the float64 logits");
 }
 
 #[test]
@@ -112,9 +113,11 @@ fn gpu_matches_cpu_reference_at_every_position_of_a_64_token_greedy_run() {
         let lg = gm.forward(tok).unwrap();
         let err = common::max_abs_diff(&lc, &lg);
         worst = worst.max(err);
-        // f16 KV cache on the GPU vs f32 on the CPU (see gpu_model.rs): 3e-3 of the logit scale.
-        let scale = lc.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-        assert!(err <= 3e-3 * scale, "position {pos}: max |logit diff| {err} (scale {scale})");
+        // The f32 reference is within 1e-4 of exact float64 (test above), so
+        // this holds the GPU to the project's bound against exact math, 0.05,
+        // at every position. The GPU's error is its f16 KV cache: SmolLM2 has
+        // activation outliers of several hundred, where one f16 ulp is ~0.25.
+        assert!(err <= 0.05, "position {pos}: max |logit diff| {err}");
         assert_eq!(argmax(&lc), argmax(&lg), "position {pos}: greedy token differs");
         tok = if pos + 1 < n_prompt { r.prompt_ids[pos + 1] } else { argmax(&lc) };
         if pos + 1 >= n_prompt {

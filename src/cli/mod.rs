@@ -2,6 +2,7 @@
 
 pub mod common;
 mod devices;
+mod generate;
 mod info;
 mod tokenize;
 
@@ -31,6 +32,8 @@ enum Command {
     Tokenize(tokenize::TokenizeArgs),
     /// List the GPU adapters wgpu can see, with their limits and features.
     Devices(devices::DevicesArgs),
+    /// Generate text from a prompt.
+    Generate(generate::GenerateArgs),
 }
 
 /// Runs the CLI: results on stdout, diagnostics on stderr, one-line errors.
@@ -53,6 +56,7 @@ pub fn main() -> ExitCode {
         Command::Info(a) => info::run(a),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Devices(a) => devices::run(a),
+        Command::Generate(a) => generate::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -54,6 +54,10 @@ pub struct CpuModel {
     /// Per layer: `[position][kv_dim]`, grown one position per forward call.
     k_cache: Vec<Vec<f32>>,
     v_cache: Vec<Vec<f32>>,
+    /// Round cached keys and values through f16, as the GPU stores them. Off by
+    /// default (the reference is f32 throughout); tests turn it on to separate
+    /// kernel error from storage precision.
+    pub kv_f16: bool,
 }
 
 impl CpuModel {
@@ -88,6 +92,7 @@ impl CpuModel {
             },
             k_cache: vec![Vec::new(); cfg.n_layer],
             v_cache: vec![Vec::new(); cfg.n_layer],
+            kv_f16: false,
             layers,
             cfg,
         })
@@ -122,8 +127,14 @@ impl CpuModel {
             for h in 0..c.n_head_kv {
                 rope(&mut k[h * hd..(h + 1) * hd], pos, c);
             }
-            self.k_cache[l].extend_from_slice(&k);
-            self.v_cache[l].extend_from_slice(&v);
+            if self.kv_f16 {
+                let round = |x: &f32| half::f16::from_f32(*x).to_f32();
+                self.k_cache[l].extend(k.iter().map(round));
+                self.v_cache[l].extend(v.iter().map(round));
+            } else {
+                self.k_cache[l].extend_from_slice(&k);
+                self.v_cache[l].extend_from_slice(&v);
+            }
 
             let mut att_out = vec![0.0f32; c.n_head * hd];
             for h in 0..c.n_head {

@@ -1,0 +1,160 @@
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+
+use super::common::GpuArgs;
+use crate::engine::{Engine, EngineOptions, GenerateOptions, SamplerParams};
+
+/// Sampling options with llama.cpp's names and defaults.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SamplingArgs {
+    /// RNG seed; the same seed gives the same text (default: random).
+    #[arg(short, long)]
+    pub seed: Option<u64>,
+    /// Temperature; 0 is greedy (deterministic, sampled on the GPU).
+    #[arg(long, default_value_t = 0.8)]
+    pub temp: f32,
+    /// Keep the K most likely tokens (0: all).
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches P (1.0: all).
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens less likely than P times the best one (0.0: none).
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Penalise recently seen tokens (1.0: off).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// How many recent tokens the repeat penalty considers.
+    #[arg(long, default_value_t = 64)]
+    pub repeat_last_n: usize,
+}
+
+impl SamplingArgs {
+    pub fn params(&self) -> Result<SamplerParams> {
+        if !(self.temp >= 0.0 && self.temp.is_finite()) {
+            bail!("--temp must be >= 0, got {}", self.temp);
+        }
+        if !(0.0..=1.0).contains(&self.top_p) || !(0.0..=1.0).contains(&self.min_p) {
+            bail!("--top-p and --min-p must be between 0 and 1");
+        }
+        if !(self.repeat_penalty > 0.0) {
+            bail!("--repeat-penalty must be > 0, got {}", self.repeat_penalty);
+        }
+        let seed = self.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+        });
+        Ok(SamplerParams {
+            temperature: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            seed,
+        })
+    }
+}
+
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    /// GGUF model file.
+    #[arg(short, long)]
+    pub model: PathBuf,
+    /// The prompt.
+    #[arg(short, long, conflicts_with = "file")]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file.
+    #[arg(short, long)]
+    pub file: Option<PathBuf>,
+    /// Tokens to generate (-1: until end of generation or a full context).
+    #[arg(short = 'n', long, default_value_t = -1, allow_negative_numbers = true)]
+    pub n_predict: i64,
+    /// Context size in tokens (default: the model's, at most 4096).
+    #[arg(short = 'c', long)]
+    pub ctx_size: Option<usize>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Stop when this string is generated (repeatable); it is not printed.
+    #[arg(long = "stop", short = 'r', alias = "reverse-prompt")]
+    pub stop: Vec<String>,
+    /// Keep generating past end-of-generation tokens.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Do not echo the prompt before the generated text.
+    #[arg(long)]
+    pub no_display_prompt: bool,
+    /// Print one JSON object at the end (prompt_ids, generated_ids, text, timings) and nothing else on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// With --json: the K best raw logits at each generated position.
+    #[arg(long, default_value_t = 0)]
+    pub top_logits: usize,
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+}
+
+pub fn run(args: &GenerateArgs) -> Result<()> {
+    let prompt = match (&args.prompt, &args.file) {
+        (Some(p), _) => p.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("cannot read prompt file {}", f.display()))?,
+        (None, None) => bail!("give a prompt with -p TEXT or -f FILE"),
+    };
+    let mut engine = Engine::load(&EngineOptions {
+        model: args.model.clone(),
+        gpu: args.gpu.options(),
+        n_ctx: args.ctx_size,
+        quiet: args.quiet || args.json,
+    })?;
+    let ids = engine.tokenize(&prompt)?;
+    let opts = GenerateOptions {
+        n_predict: (args.n_predict >= 0).then_some(args.n_predict as usize),
+        sampler: args.sampling.params()?,
+        stop: args.stop.clone(),
+        ignore_eos: args.ignore_eos,
+        top_logits: args.top_logits,
+    };
+    let mut stdout = std::io::stdout().lock();
+    if !args.json && !args.no_display_prompt {
+        write!(stdout, "{prompt}")?;
+        stdout.flush()?;
+    }
+    let result = engine.generate(&ids, &opts, |text| {
+        if !args.json {
+            // A closed pipe (e.g. `| head`) ends generation quietly.
+            if write!(stdout, "{text}").and_then(|_| stdout.flush()).is_err() {
+                return false;
+            }
+        }
+        true
+    })?;
+    let t = &result.timings;
+    if args.json {
+        let mut v = serde_json::to_value(&result)?;
+        v["seed"] = opts.sampler.seed.into();
+        v["model"] = args.model.display().to_string().into();
+        writeln!(stdout, "{}", serde_json::to_string(&v)?)?;
+    } else {
+        writeln!(stdout)?;
+    }
+    eprintln!(
+        "load: {:.0} ms | prompt: {} tokens in {:.0} ms ({:.1} tok/s) | generation: {} tokens in {:.0} ms ({:.1} tok/s) | stop: {:?}",
+        t.load_ms,
+        t.prompt_tokens,
+        t.prompt_ms,
+        t.prompt_tokens_per_second,
+        t.generated_tokens,
+        t.generation_ms,
+        t.generation_tokens_per_second,
+        result.stop_reason
+    );
+    Ok(())
+}

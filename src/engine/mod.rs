@@ -1,0 +1,338 @@
+//! Text generation: a model on the GPU, its tokenizer, prompt processing,
+//! sampling, stop conditions and timings.
+
+pub mod sampler;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use serde::Serialize;
+
+use crate::gguf::Gguf;
+use crate::gpu::{Gpu, GpuModel, GpuOptions, LoadOptions};
+use crate::model::LlamaConfig;
+use crate::tokenizer::{StreamDecoder, Tokenizer};
+pub use sampler::{Sampler, SamplerParams};
+
+/// Default KV cache length when the user does not choose one: the model's
+/// training context, capped so a small GPU is not filled by the cache alone.
+pub const DEFAULT_CTX: usize = 4096;
+
+pub struct EngineOptions {
+    pub model: PathBuf,
+    pub gpu: GpuOptions,
+    /// KV cache length; `None`: the model's training context, at most [`DEFAULT_CTX`].
+    pub n_ctx: Option<usize>,
+    /// No progress bar.
+    pub quiet: bool,
+}
+
+pub struct Engine {
+    pub model: GpuModel,
+    pub tokenizer: Tokenizer,
+    pub gguf: Gguf,
+    pub path: PathBuf,
+    pub load_seconds: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Timings {
+    pub load_ms: f64,
+    pub prompt_tokens: usize,
+    pub prompt_ms: f64,
+    pub prompt_tokens_per_second: f64,
+    /// Decode steps after the prompt (each yields one more token).
+    pub generated_tokens: usize,
+    pub generation_ms: f64,
+    pub generation_tokens_per_second: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    /// `None`: until an end-of-generation token, a stop string or a full context.
+    pub n_predict: Option<usize>,
+    pub sampler: SamplerParams,
+    pub stop: Vec<String>,
+    pub ignore_eos: bool,
+    /// Also return the K best raw logits at every generated position.
+    pub top_logits: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    EndOfGeneration,
+    StopString,
+    Length,
+    ContextFull,
+    Interrupted,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Generation {
+    pub prompt_ids: Vec<u32>,
+    pub generated_ids: Vec<u32>,
+    pub text: String,
+    pub stop_reason: StopReason,
+    pub timings: Timings,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_logits: Option<Vec<Vec<(u32, f32)>>>,
+}
+
+/// The K largest logits, best first (ties: lower id first).
+pub fn top_k_logits(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut v: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+    let k = k.min(v.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    v.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    v.truncate(k);
+    v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    v
+}
+
+/// Holds back streamed text that might be the start of a stop string.
+struct StopFilter {
+    stops: Vec<String>,
+    pending: String,
+}
+
+impl StopFilter {
+    /// Adds text; returns what can be emitted now and whether a stop string was completed.
+    fn push(&mut self, text: &str) -> (String, bool) {
+        self.pending.push_str(text);
+        if let Some(at) = self.stops.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
+            let out = self.pending[..at].to_string();
+            self.pending.clear();
+            return (out, true);
+        }
+        // Keep the longest suffix that is a prefix of some stop string.
+        let mut keep = 0;
+        for s in &self.stops {
+            for (i, _) in s.char_indices().skip(1) {
+                if self.pending.ends_with(&s[..i]) {
+                    keep = keep.max(i);
+                }
+            }
+        }
+        let cut = self.pending.len() - keep;
+        let out = self.pending[..cut].to_string();
+        self.pending.drain(..cut);
+        (out, false)
+    }
+
+    fn finish(&mut self) -> String {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+fn progress_bar(quiet: bool, total: u64) -> Option<indicatif::ProgressBar> {
+    if quiet || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::new(total);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("loading {bar:40} {bytes}/{total_bytes} ({eta})")
+            .expect("valid template"),
+    );
+    Some(pb)
+}
+
+impl Engine {
+    pub fn load(opts: &EngineOptions) -> Result<Engine> {
+        let start = Instant::now();
+        let path = opts.model.as_path();
+        let gguf = open_model(path)?;
+        let cfg = LlamaConfig::from_gguf(&gguf).with_context(|| path.display().to_string())?;
+        let tokenizer = Tokenizer::from_gguf(&gguf).with_context(|| path.display().to_string())?;
+        let n_ctx = opts.n_ctx.unwrap_or(cfg.n_ctx_train.min(DEFAULT_CTX));
+        let gpu = Gpu::new(&opts.gpu)?;
+        let pb = progress_bar(opts.quiet, 1);
+        let on_progress = |done: u64, total: u64| {
+            if let Some(pb) = &pb {
+                pb.set_length(total);
+                pb.set_position(done);
+            }
+        };
+        let model = GpuModel::load(gpu, &gguf, &LoadOptions { n_ctx }, &on_progress)
+            .with_context(|| path.display().to_string())?;
+        if let Some(pb) = pb {
+            pb.finish_and_clear();
+        }
+        Ok(Engine {
+            model,
+            tokenizer,
+            gguf,
+            path: path.to_path_buf(),
+            load_seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Tokenizes a prompt as llama.cpp does (BOS if the vocabulary asks, special tokens parsed).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self.tokenizer.encode(text, true, true)?)
+    }
+
+    /// Processes `new_tokens` after what the KV cache already holds and
+    /// generates a continuation. `on_text` receives text as it is produced and
+    /// returns false to stop early.
+    pub fn generate(
+        &mut self,
+        new_tokens: &[u32],
+        opts: &GenerateOptions,
+        mut on_text: impl FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        if new_tokens.is_empty() {
+            bail!("empty prompt: nothing to continue from");
+        }
+        let n_ctx = self.model.n_ctx;
+        if self.model.n_past() + new_tokens.len() > n_ctx {
+            bail!(
+                "prompt of {} tokens does not fit in the context of {n_ctx} tokens ({} already used); raise --ctx-size",
+                new_tokens.len(),
+                self.model.n_past()
+            );
+        }
+        let mut sampler = Sampler::new(opts.sampler.clone());
+        let greedy_on_gpu = opts.sampler.is_greedy() && opts.top_logits == 0;
+        let mut recent: Vec<u32> = new_tokens.to_vec();
+        let mut top_logits = Vec::new();
+
+        let t0 = Instant::now();
+        for &t in &new_tokens[..new_tokens.len() - 1] {
+            self.model.feed(t)?;
+        }
+        let last = *new_tokens.last().expect("non-empty");
+        let mut next = if greedy_on_gpu {
+            self.model.forward_greedy(Some(last))?
+        } else {
+            let logits = self.model.forward(last)?;
+            if opts.top_logits > 0 {
+                top_logits.push(top_k_logits(&logits, opts.top_logits));
+            }
+            sampler.sample(&logits, &recent)
+        };
+        let prompt_s = t0.elapsed().as_secs_f64();
+
+        let mut generated = Vec::new();
+        let mut text = String::new();
+        let mut stream = StreamDecoder::continuation(&self.tokenizer);
+        let mut stop = StopFilter {
+            stops: opts.stop.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            pending: String::new(),
+        };
+        let t1 = Instant::now();
+        let mut steps = 0usize;
+        let reason = loop {
+            if !opts.ignore_eos && self.tokenizer.is_end_of_generation(next) {
+                break StopReason::EndOfGeneration;
+            }
+            generated.push(next);
+            recent.push(next);
+            let (out, hit) = stop.push(&stream.push(next));
+            text.push_str(&out);
+            let keep_going = out.is_empty() || on_text(&out);
+            if hit {
+                break StopReason::StopString;
+            }
+            if !keep_going {
+                break StopReason::Interrupted;
+            }
+            if opts.n_predict.is_some_and(|n| generated.len() >= n) {
+                break StopReason::Length;
+            }
+            if self.model.n_past() >= n_ctx {
+                break StopReason::ContextFull;
+            }
+            next = if greedy_on_gpu {
+                // The chosen token is already on the GPU: nothing is sent back.
+                self.model.forward_greedy(None)?
+            } else {
+                let logits = self.model.forward(next)?;
+                if opts.top_logits > 0 {
+                    top_logits.push(top_k_logits(&logits, opts.top_logits));
+                }
+                sampler.sample(&logits, &recent)
+            };
+            steps += 1;
+        };
+        let gen_s = t1.elapsed().as_secs_f64();
+        if reason != StopReason::StopString {
+            let tail = stream.finish();
+            let (out, _) = stop.push(&tail);
+            let rest = out + &stop.finish();
+            if !rest.is_empty() {
+                on_text(&rest);
+            }
+            text.push_str(&rest);
+        }
+        // The last sampled position belongs to no generated token when generation stopped on it.
+        top_logits.truncate(generated.len().max(1));
+        let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
+        Ok(Generation {
+            prompt_ids: new_tokens.to_vec(),
+            generated_ids: generated,
+            text,
+            stop_reason: reason,
+            timings: Timings {
+                load_ms: self.load_seconds * 1e3,
+                prompt_tokens: new_tokens.len(),
+                prompt_ms: prompt_s * 1e3,
+                prompt_tokens_per_second: rate(new_tokens.len(), prompt_s),
+                generated_tokens: steps,
+                generation_ms: gen_s * 1e3,
+                generation_tokens_per_second: rate(steps, gen_s),
+            },
+            top_logits: (opts.top_logits > 0).then_some(top_logits),
+        })
+    }
+}
+
+/// Opens a model file with an error a person can act on.
+pub fn open_model(path: &Path) -> Result<Gguf> {
+    if !path.exists() {
+        bail!("model file {} does not exist", path.display());
+    }
+    Ok(Gguf::open(path)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(stops: &[&str], pieces: &[&str]) -> (String, bool) {
+        let mut f = StopFilter {
+            stops: stops.iter().map(|s| s.to_string()).collect(),
+            pending: String::new(),
+        };
+        let mut out = String::new();
+        for p in pieces {
+            let (o, hit) = f.push(p);
+            out.push_str(&o);
+            if hit {
+                return (out, true);
+            }
+        }
+        out.push_str(&f.finish());
+        (out, false)
+    }
+
+    #[test]
+    fn stop_strings_cut_the_text_even_across_pieces() {
+        assert_eq!(run(&["\n\n"], &["Paris.", "\n", "\nThe"]), ("Paris.".into(), true));
+        assert_eq!(run(&["END"], &["abc E", "N", "D more"]), ("abc ".into(), true));
+        // A held-back prefix that never completes is released at the end.
+        assert_eq!(run(&["END"], &["abc E", "N"]), ("abc EN".into(), false));
+        assert_eq!(run(&[], &["a", "b"]), ("ab".into(), false));
+    }
+
+    #[test]
+    fn top_k_logits_are_sorted_best_first() {
+        let l = [0.5, 3.0, -1.0, 3.0, 2.0];
+        assert_eq!(top_k_logits(&l, 3), vec![(1, 3.0), (3, 3.0), (4, 2.0)]);
+        assert_eq!(top_k_logits(&l, 10).len(), 5);
+    }
+}

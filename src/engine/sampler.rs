@@ -1,0 +1,215 @@
+//! Token sampling on the CPU, with llama.cpp's parameters and order:
+//! repetition penalty, top-k, top-p, min-p, temperature, then a draw.
+//! Greedy decoding (temperature 0) runs on the GPU instead (argmax kernel).
+
+use rand::{Rng, SeedableRng};
+
+#[derive(Clone, Debug)]
+pub struct SamplerParams {
+    /// 0 means greedy.
+    pub temperature: f32,
+    /// 0 disables.
+    pub top_k: usize,
+    /// 1.0 disables.
+    pub top_p: f32,
+    /// 0.0 disables.
+    pub min_p: f32,
+    /// 1.0 disables.
+    pub repeat_penalty: f32,
+    /// How many recent tokens the penalty looks at.
+    pub repeat_last_n: usize,
+    pub seed: u64,
+}
+
+impl Default for SamplerParams {
+    /// llama.cpp's defaults.
+    fn default() -> Self {
+        SamplerParams {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 0,
+        }
+    }
+}
+
+impl SamplerParams {
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0
+    }
+}
+
+pub struct Sampler {
+    pub params: SamplerParams,
+    rng: rand::rngs::StdRng,
+}
+
+impl Sampler {
+    pub fn new(params: SamplerParams) -> Sampler {
+        let rng = rand::rngs::StdRng::seed_from_u64(params.seed);
+        Sampler { params, rng }
+    }
+
+    /// The candidates that survive filtering, with their probabilities (sorted, best first).
+    pub fn distribution(&self, logits: &[f32], recent: &[u32]) -> Vec<(u32, f32)> {
+        let p = &self.params;
+        let mut logits = logits.to_vec();
+        // Repetition penalty as llama.cpp (and the CTRL paper): shrink the
+        // logit of recently seen tokens towards "less likely".
+        if p.repeat_penalty != 1.0 {
+            let start = recent.len().saturating_sub(p.repeat_last_n);
+            let mut seen: Vec<u32> = recent[start..].to_vec();
+            seen.sort_unstable();
+            seen.dedup();
+            for t in seen {
+                if let Some(l) = logits.get_mut(t as usize) {
+                    *l = if *l > 0.0 { *l / p.repeat_penalty } else { *l * p.repeat_penalty };
+                }
+            }
+        }
+        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+        cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if p.temperature <= 0.0 {
+            return vec![(cand[0].0, 1.0)];
+        }
+        if p.top_k > 0 && p.top_k < cand.len() {
+            cand.truncate(p.top_k);
+        }
+        let probs = |c: &[(u32, f32)], t: f32| -> Vec<f32> {
+            let max = c[0].1;
+            let e: Vec<f32> = c.iter().map(|&(_, l)| ((l - max) / t).exp()).collect();
+            let sum: f32 = e.iter().sum();
+            e.iter().map(|v| v / sum).collect()
+        };
+        // top-p and min-p act on the distribution before temperature, as llama.cpp's default chain.
+        let pr = probs(&cand, 1.0);
+        if p.top_p < 1.0 {
+            let mut acc = 0.0;
+            let mut keep = cand.len();
+            for (i, &q) in pr.iter().enumerate() {
+                acc += q;
+                if acc >= p.top_p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            cand.truncate(keep);
+        }
+        if p.min_p > 0.0 {
+            let threshold = pr[0] * p.min_p;
+            let keep = pr.iter().take(cand.len()).take_while(|&&q| q >= threshold).count().max(1);
+            cand.truncate(keep);
+        }
+        let pr = probs(&cand, p.temperature);
+        cand.iter().zip(pr).map(|(&(id, _), q)| (id, q)).collect()
+    }
+
+    /// Draws the next token.
+    pub fn sample(&mut self, logits: &[f32], recent: &[u32]) -> u32 {
+        let dist = self.distribution(logits, recent);
+        let mut r: f32 = self.rng.random();
+        for &(id, q) in &dist {
+            if r < q {
+                return id;
+            }
+            r -= q;
+        }
+        dist.last().expect("at least one candidate").0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> SamplerParams {
+        SamplerParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 1,
+        }
+    }
+
+    const LOGITS: [f32; 5] = [2.0, 1.0, 0.0, -1.0, 3.0];
+
+    fn ids(d: &[(u32, f32)]) -> Vec<u32> {
+        d.iter().map(|x| x.0).collect()
+    }
+
+    #[test]
+    fn full_distribution_is_the_softmax() {
+        let d = Sampler::new(params()).distribution(&LOGITS, &[]);
+        assert_eq!(ids(&d), vec![4, 0, 1, 2, 3]);
+        let z: f32 = LOGITS.iter().map(|l| l.exp()).sum();
+        for (id, q) in d {
+            assert!((q - LOGITS[id as usize].exp() / z).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn greedy_keeps_only_the_best() {
+        let s = Sampler::new(SamplerParams { temperature: 0.0, ..params() });
+        assert_eq!(s.distribution(&LOGITS, &[]), vec![(4, 1.0)]);
+    }
+
+    #[test]
+    fn top_k_keeps_k() {
+        let s = Sampler::new(SamplerParams { top_k: 2, ..params() });
+        assert_eq!(ids(&s.distribution(&LOGITS, &[])), vec![4, 0]);
+    }
+
+    #[test]
+    fn top_p_keeps_the_smallest_set_reaching_p() {
+        // softmax: 0.636, 0.234, 0.086, ...: 0.8 needs the first two.
+        let s = Sampler::new(SamplerParams { top_p: 0.8, ..params() });
+        assert_eq!(ids(&s.distribution(&LOGITS, &[])), vec![4, 0]);
+        let s = Sampler::new(SamplerParams { top_p: 0.5, ..params() });
+        assert_eq!(ids(&s.distribution(&LOGITS, &[])), vec![4]);
+    }
+
+    #[test]
+    fn min_p_drops_tokens_below_a_fraction_of_the_best() {
+        // p(best) = 0.636; 0.2 x that = 0.127 keeps 0.636 and 0.234 only.
+        let s = Sampler::new(SamplerParams { min_p: 0.2, ..params() });
+        assert_eq!(ids(&s.distribution(&LOGITS, &[])), vec![4, 0]);
+    }
+
+    #[test]
+    fn temperature_sharpens_and_flattens() {
+        let p = |t: f32| Sampler::new(SamplerParams { temperature: t, ..params() }).distribution(&LOGITS, &[])[0].1;
+        assert!(p(0.5) > p(1.0));
+        assert!(p(2.0) < p(1.0));
+    }
+
+    #[test]
+    fn repeat_penalty_lowers_recent_tokens() {
+        let s = Sampler::new(SamplerParams { repeat_penalty: 4.0, ..params() });
+        // Token 4 (logit 3) seen: 3 / 4 = 0.75 < token 0's 2.0.
+        assert_eq!(s.distribution(&LOGITS, &[4])[0].0, 0);
+        // Negative logits are pushed further down: token 3 stays last.
+        assert_eq!(s.distribution(&LOGITS, &[3]).last().unwrap().0, 3);
+        // Outside the window: no effect.
+        let s = Sampler::new(SamplerParams { repeat_penalty: 4.0, repeat_last_n: 1, ..params() });
+        assert_eq!(s.distribution(&LOGITS, &[4, 1])[0].0, 4);
+    }
+
+    #[test]
+    fn same_seed_same_draws_and_frequencies_follow_probabilities() {
+        let draws = |seed| {
+            let mut s = Sampler::new(SamplerParams { seed, ..params() });
+            (0..2000).map(|_| s.sample(&LOGITS, &[])).collect::<Vec<_>>()
+        };
+        assert_eq!(draws(7), draws(7));
+        assert_ne!(draws(7), draws(8));
+        let d = draws(7);
+        let freq = d.iter().filter(|&&t| t == 4).count() as f32 / d.len() as f32;
+        assert!((freq - 0.636).abs() < 0.04, "frequency of the best token {freq}");
+    }
+}
