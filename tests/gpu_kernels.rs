@@ -47,11 +47,20 @@ fn gpu_matvec(gpu: &Gpu, m: &GpuMatrix, x: &[f32], y0: Option<&[f32]>) -> Vec<f3
 /// by a few ulps per term in the worst case, ~sqrt(n) ulps typically. Bound the
 /// error by 2e-5 of sum |w_i x_i| (about 170 ulps of that magnitude), which
 /// also absorbs the fused multiply-adds a GPU compiler may use.
-fn check_matvec(ty: TensorType, w: &[f32], rows: usize, cols: usize, x: &[f32], got: &[f32], y0: Option<&[f32]>) {
+fn check_matvec(
+    ty: TensorType,
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    got: &[f32],
+    y0: Option<&[f32]>,
+) {
     for r in 0..rows {
         let row = &w[r * cols..(r + 1) * cols];
         let want = cpu::dot(row, x) + y0.map_or(0.0, |y| y[r]);
-        let mag: f32 = row.iter().zip(x).map(|(a, b)| (a * b).abs()).sum::<f32>() + y0.map_or(0.0, |y| y[r].abs());
+        let mag: f32 = row.iter().zip(x).map(|(a, b)| (a * b).abs()).sum::<f32>()
+            + y0.map_or(0.0, |y| y[r].abs());
         let err = (got[r] - want).abs();
         assert!(
             err <= 2e-5 * mag + 1e-30,
@@ -112,7 +121,10 @@ fn embedding_matches_cpu_for_every_type_and_split() {
                 let want = &w[token as usize * cols..(token as usize + 1) * cols];
                 let scale = want.iter().fold(0.0f32, |a, v| a.max(v.abs()));
                 let err = common::max_abs_diff(&got, want);
-                assert!(err <= 1e-6 * scale, "{ty} token {token}: max err {err:e} (scale {scale})");
+                assert!(
+                    err <= 1e-6 * scale,
+                    "{ty} token {token}: max err {err:e} (scale {scale})"
+                );
             }
         }
     }
@@ -136,8 +148,16 @@ fn split_matrices_match_unsplit() {
         let a = GpuMatrix::upload(&whole, "w", ty, rows, cols, &data).unwrap();
         let b = GpuMatrix::upload(&split, "w", ty, rows, cols, &data).unwrap();
         assert_eq!(a.chunks.len(), 1);
-        assert!(b.chunks.len() > 3, "{ty}: expected several chunks, got {}", b.chunks.len());
-        assert_eq!(gpu_matvec(&whole, &a, &x, None), gpu_matvec(&split, &b, &x, None), "{ty}");
+        assert!(
+            b.chunks.len() > 3,
+            "{ty}: expected several chunks, got {}",
+            b.chunks.len()
+        );
+        assert_eq!(
+            gpu_matvec(&whole, &a, &x, None),
+            gpu_matvec(&split, &b, &x, None),
+            "{ty}"
+        );
     }
 }
 
@@ -169,7 +189,12 @@ fn rmsnorm_matches_cpu() {
             });
             let d = gpu.dispatch(
                 Kernel::RmsNorm,
-                &[xb.as_entire_binding(), wb.as_entire_binding(), yb.as_entire_binding(), p.as_entire_binding()],
+                &[
+                    xb.as_entire_binding(),
+                    wb.as_entire_binding(),
+                    yb.as_entire_binding(),
+                    p.as_entire_binding(),
+                ],
                 [1, 1, 1],
             );
             gpu.run(&[&d]);
@@ -177,7 +202,10 @@ fn rmsnorm_matches_cpu() {
             let want = cpu::rmsnorm(&x, &w, 1e-5);
             // One f32 sum of squares in another order, then elementwise products: ~1e-6 relative.
             for (i, (g, c)) in got.iter().zip(&want).enumerate() {
-                assert!((g - c).abs() <= 2e-6 * c.abs().max(1.0), "n {n} [{i}]: {g} vs {c}");
+                assert!(
+                    (g - c).abs() <= 2e-6 * c.abs().max(1.0),
+                    "n {n} [{i}]: {g} vs {c}"
+                );
             }
         }
     }
@@ -203,10 +231,17 @@ fn argmax_picks_the_first_maximum() {
         l[b] = 20.0;
         let lb = gpu.storage_init("logits", bytemuck::cast_slice(&l));
         let tb = gpu.storage("tok", 16);
-        let p = gpu.uniform(&CountParams { n: n as u32, _pad: [0; 3] });
+        let p = gpu.uniform(&CountParams {
+            n: n as u32,
+            _pad: [0; 3],
+        });
         let d = gpu.dispatch(
             Kernel::Argmax,
-            &[lb.as_entire_binding(), tb.as_entire_binding(), p.as_entire_binding()],
+            &[
+                lb.as_entire_binding(),
+                tb.as_entire_binding(),
+                p.as_entire_binding(),
+            ],
             [1, 1, 1],
         );
         gpu.run(&[&d]);
@@ -227,10 +262,17 @@ fn swiglu_matches_cpu() {
         gpu.storage_init("g", bytemuck::cast_slice(&g)),
         gpu.storage_init("u", bytemuck::cast_slice(&u)),
     );
-    let p = gpu.uniform(&CountParams { n: n as u32, _pad: [0; 3] });
+    let p = gpu.uniform(&CountParams {
+        n: n as u32,
+        _pad: [0; 3],
+    });
     let d = gpu.dispatch(
         Kernel::Swiglu,
-        &[gb.as_entire_binding(), ub.as_entire_binding(), p.as_entire_binding()],
+        &[
+            gb.as_entire_binding(),
+            ub.as_entire_binding(),
+            p.as_entire_binding(),
+        ],
         [(n as u32).div_ceil(64), 1, 1],
     );
     gpu.run(&[&d]);
@@ -238,6 +280,10 @@ fn swiglu_matches_cpu() {
     for i in 0..n {
         let want = cpu::silu(g[i]) * u[i];
         // GPU exp() may be a few ulps off the CPU's: 1e-5 relative.
-        assert!((got[i] - want).abs() <= 1e-5 * want.abs().max(1e-3), "[{i}] {} vs {want}", got[i]);
+        assert!(
+            (got[i] - want).abs() <= 1e-5 * want.abs().max(1e-3),
+            "[{i}] {} vs {want}",
+            got[i]
+        );
     }
 }

@@ -29,7 +29,14 @@ fn top2_gap(l: &[f32]) -> f32 {
 /// returns the largest logit difference seen, asserting at every position
 /// that the argmax agrees (unless the CPU's top two are closer than the
 /// observed error, a genuine tie that no implementation order could settle).
-fn compare(cpu: &mut CpuModel, gpu: &mut GpuModel, first: &[u32], steps: usize, tol: f32, what: &str) -> f32 {
+fn compare(
+    cpu: &mut CpuModel,
+    gpu: &mut GpuModel,
+    first: &[u32],
+    steps: usize,
+    tol: f32,
+    what: &str,
+) -> f32 {
     let mut worst = 0.0f32;
     let mut tok = first[0];
     for step in 0..first.len() - 1 + steps {
@@ -38,11 +45,23 @@ fn compare(cpu: &mut CpuModel, gpu: &mut GpuModel, first: &[u32], steps: usize, 
         let err = common::max_abs_diff(&lc, &lg);
         let scale = lc.iter().fold(0.0f32, |a, v| a.max(v.abs()));
         worst = worst.max(err);
-        assert!(err <= tol * scale.max(1.0), "{what} position {step}: max |logit diff| {err} > {tol} x {scale}");
+        assert!(
+            err <= tol * scale.max(1.0),
+            "{what} position {step}: max |logit diff| {err} > {tol} x {scale}"
+        );
         if argmax(&lc) != argmax(&lg) {
-            assert!(top2_gap(&lc) <= 2.0 * err, "{what} position {step}: argmax differs (cpu {}, gpu {})", argmax(&lc), argmax(&lg));
+            assert!(
+                top2_gap(&lc) <= 2.0 * err,
+                "{what} position {step}: argmax differs (cpu {}, gpu {})",
+                argmax(&lc),
+                argmax(&lg)
+            );
         }
-        tok = if step + 1 < first.len() { first[step + 1] } else { argmax(&lc) };
+        tok = if step + 1 < first.len() {
+            first[step + 1]
+        } else {
+            argmax(&lc)
+        };
     }
     worst
 }
@@ -68,7 +87,14 @@ fn synthetic_model_of_every_type_matches_cpu_for_32_greedy_steps() {
             let mut cpu = CpuModel::load(&g).unwrap();
             cpu.kv_f16 = true;
             let mut gm = load_gpu(gpu.clone(), &g, 64);
-            let err = compare(&mut cpu, &mut gm, &[1, 5, 9], 32, F16_KV_TOL, &format!("{ty} portable={portable}"));
+            let err = compare(
+                &mut cpu,
+                &mut gm,
+                &[1, 5, 9],
+                32,
+                F16_KV_TOL,
+                &format!("{ty} portable={portable}"),
+            );
             eprintln!("synthetic {ty} (portable {portable}): max |logit diff| over 34 positions = {err:.2e}");
 
             // The GPU-only greedy loop (argmax on the GPU, token never sent back) gives the same tokens.
@@ -80,7 +106,10 @@ fn synthetic_model_of_every_type_matches_cpu_for_32_greedy_steps() {
                 let lc = cpu.forward(tok);
                 let want = argmax(&lc);
                 if gpu_tok != want {
-                    assert!(top2_gap(&lc) <= 2.0 * err, "{ty} greedy step {step}: gpu {gpu_tok} cpu {want}");
+                    assert!(
+                        top2_gap(&lc) <= 2.0 * err,
+                        "{ty} greedy step {step}: gpu {gpu_tok} cpu {want}"
+                    );
                     break; // a genuine tie: the sequences may part here
                 }
                 tok = want;
@@ -115,7 +144,9 @@ fn context_longer_than_2048_matches_cpu_at_the_last_position() {
     let mut cpu = CpuModel::load(&g).unwrap();
     cpu.kv_f16 = true;
     let mut gm = load_gpu(common::gpu(false), &g, n);
-    let tokens: Vec<u32> = (0..n as u32).map(|i| (i * 7919 + 13) % shape.n_vocab as u32).collect();
+    let tokens: Vec<u32> = (0..n as u32)
+        .map(|i| (i * 7919 + 13) % shape.n_vocab as u32)
+        .collect();
     for &t in &tokens[..n - 1] {
         cpu.forward(t);
         gm.feed(t).unwrap();
@@ -124,7 +155,10 @@ fn context_longer_than_2048_matches_cpu_at_the_last_position() {
     let lg = gm.forward(tokens[n - 1]).unwrap();
     let err = common::max_abs_diff(&lc, &lg);
     let scale = lc.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-    eprintln!("position {}: max |logit diff| = {err:.2e} (logit scale {scale:.2})", n - 1);
+    eprintln!(
+        "position {}: max |logit diff| = {err:.2e} (logit scale {scale:.2})",
+        n - 1
+    );
     assert!(err <= F16_KV_TOL * scale, "position {}: {err}", n - 1);
     assert_eq!(argmax(&lc), argmax(&lg));
 }

@@ -6,8 +6,12 @@ use llama_wgpu::gpu::kernels::Kernel;
 
 fn validate(k: Kernel, subgroups: bool) -> (naga::Module, naga::valid::ModuleInfo) {
     let src = k.source(subgroups);
-    let module = naga::front::wgsl::parse_str(&src)
-        .unwrap_or_else(|e| panic!("{k:?} (subgroups {subgroups}) does not parse:\n{}", e.emit_to_string(&src)));
+    let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| {
+        panic!(
+            "{k:?} (subgroups {subgroups}) does not parse:\n{}",
+            e.emit_to_string(&src)
+        )
+    });
     // unpack2x16float/pack2x16float: a downlevel capability that wgpu grants on
     // Vulkan, Metal, DX12 and GL ES 3.1+, i.e. everywhere the engine runs.
     let mut caps = naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
@@ -18,14 +22,22 @@ fn validate(k: Kernel, subgroups: bool) -> (naga::Module, naga::valid::ModuleInf
         .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
         .subgroup_operations(naga::valid::SubgroupOperationSet::all())
         .validate(&module)
-        .unwrap_or_else(|e| panic!("{k:?} (subgroups {subgroups}) does not validate:\n{}", e.emit_to_string(&src)));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{k:?} (subgroups {subgroups}) does not validate:\n{}",
+                e.emit_to_string(&src)
+            )
+        });
     (module, info)
 }
 
 #[test]
 fn every_shader_translates_to_every_backend_language() {
     let variants = Kernel::all_variants();
-    assert!(variants.len() > 60, "expected every kernel x type x reduction variant");
+    assert!(
+        variants.len() > 60,
+        "expected every kernel x type x reduction variant"
+    );
     for (k, subgroups) in variants {
         let (module, info) = validate(k, subgroups);
         let name = format!("{k:?} (subgroups {subgroups})");
@@ -37,8 +49,13 @@ fn every_shader_translates_to_every_backend_language() {
             lang_version: (2, 4),
             ..Default::default()
         };
-        naga::back::msl::write_string(&module, &info, &msl_opts, &naga::back::msl::PipelineOptions::default())
-            .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
+        naga::back::msl::write_string(
+            &module,
+            &info,
+            &msl_opts,
+            &naga::back::msl::PipelineOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
 
         let mut hlsl = String::new();
         let hlsl_opts = naga::back::hlsl::Options {
@@ -63,9 +80,16 @@ fn every_shader_translates_to_every_backend_language() {
                     entry_point: ep.name.clone(),
                     multiview: None,
                 };
-                naga::back::glsl::Writer::new(&mut glsl, &module, &info, &opts, &pipeline, Default::default())
-                    .and_then(|mut w| w.write().map(|_| ()))
-                    .unwrap_or_else(|e| panic!("{name}: GLSL ({}): {e}", ep.name));
+                naga::back::glsl::Writer::new(
+                    &mut glsl,
+                    &module,
+                    &info,
+                    &opts,
+                    &pipeline,
+                    Default::default(),
+                )
+                .and_then(|mut w| w.write().map(|_| ()))
+                .unwrap_or_else(|e| panic!("{name}: GLSL ({}): {e}", ep.name));
             }
         }
     }

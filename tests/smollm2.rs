@@ -17,9 +17,19 @@ struct Reference {
 }
 
 fn reference() -> Reference {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/model/smollm2_f64.json")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/model/smollm2_f64.json"
+    ))
+    .unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let ids = |k: &str| v[k].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+    let ids = |k: &str| {
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
     Reference {
         prompt_ids: ids("prompt_ids"),
         greedy_ids: ids("greedy_ids"),
@@ -40,7 +50,11 @@ fn reference() -> Reference {
 
 /// Runs the prompt then greedy decoding through `forward`, returning the
 /// generated ids and the logits at every generated position.
-fn greedy(mut forward: impl FnMut(u32) -> Vec<f32>, prompt: &[u32], n: usize) -> (Vec<u32>, Vec<Vec<f32>>) {
+fn greedy(
+    mut forward: impl FnMut(u32) -> Vec<f32>,
+    prompt: &[u32],
+    n: usize,
+) -> (Vec<u32>, Vec<Vec<f32>>) {
     let mut logits = Vec::new();
     let mut out = Vec::new();
     let mut l = Vec::new();
@@ -76,9 +90,15 @@ fn cpu_reference_continues_the_capital_of_france_as_the_exact_computation() {
     // " Paris.\n\nThe answer is" and on: the same greedy tokens as float64.
     assert_eq!(ids, r.greedy_ids);
     let err = error_vs_exact(&r, &logits);
-    eprintln!("CPU reference: max |logit - exact| over top-20 of {} positions = {err:.2e}", r.top_logits.len());
+    eprintln!(
+        "CPU reference: max |logit - exact| over top-20 of {} positions = {err:.2e}",
+        r.top_logits.len()
+    );
     // f32 against f64 arithmetic on identical weights: rounding alone, far below 1e-3.
-    assert!(err < 1e-3, "CPU reference is {err} away from the float64 logits");
+    assert!(
+        err < 1e-3,
+        "CPU reference is {err} away from the float64 logits"
+    );
 }
 
 #[test]
@@ -86,15 +106,31 @@ fn gpu_logits_stay_within_0_05_of_exact_float64() {
     let r = reference();
     let g = Gguf::open(common::test_model_path()).unwrap();
     for portable in [false, true] {
-        let mut gm = GpuModel::load(common::gpu(portable), &g, &LoadOptions { n_ctx: 64 }, &|_, _| {}).unwrap();
-        let (ids, logits) = greedy(|t| gm.forward(t).unwrap(), &r.prompt_ids, r.greedy_ids.len());
+        let mut gm = GpuModel::load(
+            common::gpu(portable),
+            &g,
+            &LoadOptions { n_ctx: 64 },
+            &|_, _| {},
+        )
+        .unwrap();
+        let (ids, logits) = greedy(
+            |t| gm.forward(t).unwrap(),
+            &r.prompt_ids,
+            r.greedy_ids.len(),
+        );
         let err = error_vs_exact(&r, &logits);
         eprintln!(
             "GPU (portable {portable}): max |logit - exact| over top-20 of the first {} positions = {err:.4}",
             r.top_logits.len()
         );
-        assert!(err < 0.05, "GPU logits are {err} away from the float64 logits");
-        assert_eq!(ids, r.greedy_ids, "GPU greedy text differs from the exact computation");
+        assert!(
+            err < 0.05,
+            "GPU logits are {err} away from the float64 logits"
+        );
+        assert_eq!(
+            ids, r.greedy_ids,
+            "GPU greedy text differs from the exact computation"
+        );
     }
 }
 
@@ -103,7 +139,13 @@ fn gpu_matches_cpu_reference_at_every_position_of_a_64_token_greedy_run() {
     let r = reference();
     let g = Gguf::open(common::test_model_path()).unwrap();
     let mut cpu = CpuModel::load(&g).unwrap();
-    let mut gm = GpuModel::load(common::gpu(false), &g, &LoadOptions { n_ctx: 128 }, &|_, _| {}).unwrap();
+    let mut gm = GpuModel::load(
+        common::gpu(false),
+        &g,
+        &LoadOptions { n_ctx: 128 },
+        &|_, _| {},
+    )
+    .unwrap();
     let mut tok = r.prompt_ids[0];
     let mut worst = 0.0f32;
     let mut generated = Vec::new();
@@ -118,12 +160,23 @@ fn gpu_matches_cpu_reference_at_every_position_of_a_64_token_greedy_run() {
         // at every position. The GPU's error is its f16 KV cache: SmolLM2 has
         // activation outliers of several hundred, where one f16 ulp is ~0.25.
         assert!(err <= 0.05, "position {pos}: max |logit diff| {err}");
-        assert_eq!(argmax(&lc), argmax(&lg), "position {pos}: greedy token differs");
-        tok = if pos + 1 < n_prompt { r.prompt_ids[pos + 1] } else { argmax(&lc) };
+        assert_eq!(
+            argmax(&lc),
+            argmax(&lg),
+            "position {pos}: greedy token differs"
+        );
+        tok = if pos + 1 < n_prompt {
+            r.prompt_ids[pos + 1]
+        } else {
+            argmax(&lc)
+        };
         if pos + 1 >= n_prompt {
             generated.push(tok);
         }
     }
-    eprintln!("SmolLM2 GPU vs CPU over {} positions: max |logit diff| = {worst:.4}", n_prompt + 64);
+    eprintln!(
+        "SmolLM2 GPU vs CPU over {} positions: max |logit diff| = {worst:.4}",
+        n_prompt + 64
+    );
     assert_eq!(&generated[..r.greedy_ids.len()], &r.greedy_ids[..]);
 }

@@ -27,7 +27,10 @@ pub fn run(args: &DevicesArgs) -> anyhow::Result<()> {
         );
     }
     for a in &list {
-        println!("[{}] {} ({}, {})", a.index, a.name, a.backend, a.device_type);
+        println!(
+            "[{}] {} ({}, {})",
+            a.index, a.name, a.backend, a.device_type
+        );
         println!("    driver:            {} {}", a.driver, a.driver_info);
         println!(
             "    storage binding:   {}   buffer: {}",

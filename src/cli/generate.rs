@@ -105,7 +105,8 @@ pub struct GenerateArgs {
 pub fn run(args: &GenerateArgs) -> Result<()> {
     let prompt = match (&args.prompt, &args.file) {
         (Some(p), _) => p.clone(),
-        (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("cannot read prompt file {}", f.display()))?,
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read prompt file {}", f.display()))?,
         (None, None) => bail!("give a prompt with -p TEXT or -f FILE"),
     };
     let mut engine = Engine::load(&EngineOptions {
@@ -130,7 +131,10 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let result = engine.generate(&ids, &opts, |text| {
         if !args.json {
             // A closed pipe (e.g. `| head`) ends generation quietly.
-            if write!(stdout, "{text}").and_then(|_| stdout.flush()).is_err() {
+            if write!(stdout, "{text}")
+                .and_then(|_| stdout.flush())
+                .is_err()
+            {
                 return false;
             }
         }

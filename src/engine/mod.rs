@@ -83,7 +83,11 @@ pub struct Generation {
 
 /// The K largest logits, best first (ties: lower id first).
 pub fn top_k_logits(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
-    let mut v: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+    let mut v: Vec<(u32, f32)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| (i as u32, l))
+        .collect();
     let k = k.min(v.len());
     if k == 0 {
         return Vec::new();
@@ -104,7 +108,12 @@ impl StopFilter {
     /// Adds text; returns what can be emitted now and whether a stop string was completed.
     fn push(&mut self, text: &str) -> (String, bool) {
         self.pending.push_str(text);
-        if let Some(at) = self.stops.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
+        if let Some(at) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.pending.find(s.as_str()))
+            .min()
+        {
             let out = self.pending[..at].to_string();
             self.pending.clear();
             return (out, true);
@@ -221,7 +230,12 @@ impl Engine {
         let mut text = String::new();
         let mut stream = StreamDecoder::continuation(&self.tokenizer);
         let mut stop = StopFilter {
-            stops: opts.stop.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            stops: opts
+                .stop
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect(),
             pending: String::new(),
         };
         let t1 = Instant::now();
@@ -322,8 +336,14 @@ mod tests {
 
     #[test]
     fn stop_strings_cut_the_text_even_across_pieces() {
-        assert_eq!(run(&["\n\n"], &["Paris.", "\n", "\nThe"]), ("Paris.".into(), true));
-        assert_eq!(run(&["END"], &["abc E", "N", "D more"]), ("abc ".into(), true));
+        assert_eq!(
+            run(&["\n\n"], &["Paris.", "\n", "\nThe"]),
+            ("Paris.".into(), true)
+        );
+        assert_eq!(
+            run(&["END"], &["abc E", "N", "D more"]),
+            ("abc ".into(), true)
+        );
         // A held-back prefix that never completes is released at the end.
         assert_eq!(run(&["END"], &["abc E", "N"]), ("abc EN".into(), false));
         assert_eq!(run(&[], &["a", "b"]), ("ab".into(), false));

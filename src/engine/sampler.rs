@@ -66,11 +66,19 @@ impl Sampler {
             seen.dedup();
             for t in seen {
                 if let Some(l) = logits.get_mut(t as usize) {
-                    *l = if *l > 0.0 { *l / p.repeat_penalty } else { *l * p.repeat_penalty };
+                    *l = if *l > 0.0 {
+                        *l / p.repeat_penalty
+                    } else {
+                        *l * p.repeat_penalty
+                    };
                 }
             }
         }
-        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+        let mut cand: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u32, l))
+            .collect();
         cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         if p.temperature <= 0.0 {
             return vec![(cand[0].0, 1.0)];
@@ -100,7 +108,12 @@ impl Sampler {
         }
         if p.min_p > 0.0 {
             let threshold = pr[0] * p.min_p;
-            let keep = pr.iter().take(cand.len()).take_while(|&&q| q >= threshold).count().max(1);
+            let keep = pr
+                .iter()
+                .take(cand.len())
+                .take_while(|&&q| q >= threshold)
+                .count()
+                .max(1);
             cand.truncate(keep);
         }
         let pr = probs(&cand, p.temperature);
@@ -155,48 +168,77 @@ mod tests {
 
     #[test]
     fn greedy_keeps_only_the_best() {
-        let s = Sampler::new(SamplerParams { temperature: 0.0, ..params() });
+        let s = Sampler::new(SamplerParams {
+            temperature: 0.0,
+            ..params()
+        });
         assert_eq!(s.distribution(&LOGITS, &[]), vec![(4, 1.0)]);
     }
 
     #[test]
     fn top_k_keeps_k() {
-        let s = Sampler::new(SamplerParams { top_k: 2, ..params() });
+        let s = Sampler::new(SamplerParams {
+            top_k: 2,
+            ..params()
+        });
         assert_eq!(ids(&s.distribution(&LOGITS, &[])), vec![4, 0]);
     }
 
     #[test]
     fn top_p_keeps_the_smallest_set_reaching_p() {
         // softmax: 0.636, 0.234, 0.086, ...: 0.8 needs the first two.
-        let s = Sampler::new(SamplerParams { top_p: 0.8, ..params() });
+        let s = Sampler::new(SamplerParams {
+            top_p: 0.8,
+            ..params()
+        });
         assert_eq!(ids(&s.distribution(&LOGITS, &[])), vec![4, 0]);
-        let s = Sampler::new(SamplerParams { top_p: 0.5, ..params() });
+        let s = Sampler::new(SamplerParams {
+            top_p: 0.5,
+            ..params()
+        });
         assert_eq!(ids(&s.distribution(&LOGITS, &[])), vec![4]);
     }
 
     #[test]
     fn min_p_drops_tokens_below_a_fraction_of_the_best() {
         // p(best) = 0.636; 0.2 x that = 0.127 keeps 0.636 and 0.234 only.
-        let s = Sampler::new(SamplerParams { min_p: 0.2, ..params() });
+        let s = Sampler::new(SamplerParams {
+            min_p: 0.2,
+            ..params()
+        });
         assert_eq!(ids(&s.distribution(&LOGITS, &[])), vec![4, 0]);
     }
 
     #[test]
     fn temperature_sharpens_and_flattens() {
-        let p = |t: f32| Sampler::new(SamplerParams { temperature: t, ..params() }).distribution(&LOGITS, &[])[0].1;
+        let p = |t: f32| {
+            Sampler::new(SamplerParams {
+                temperature: t,
+                ..params()
+            })
+            .distribution(&LOGITS, &[])[0]
+                .1
+        };
         assert!(p(0.5) > p(1.0));
         assert!(p(2.0) < p(1.0));
     }
 
     #[test]
     fn repeat_penalty_lowers_recent_tokens() {
-        let s = Sampler::new(SamplerParams { repeat_penalty: 4.0, ..params() });
+        let s = Sampler::new(SamplerParams {
+            repeat_penalty: 4.0,
+            ..params()
+        });
         // Token 4 (logit 3) seen: 3 / 4 = 0.75 < token 0's 2.0.
         assert_eq!(s.distribution(&LOGITS, &[4])[0].0, 0);
         // Negative logits are pushed further down: token 3 stays last.
         assert_eq!(s.distribution(&LOGITS, &[3]).last().unwrap().0, 3);
         // Outside the window: no effect.
-        let s = Sampler::new(SamplerParams { repeat_penalty: 4.0, repeat_last_n: 1, ..params() });
+        let s = Sampler::new(SamplerParams {
+            repeat_penalty: 4.0,
+            repeat_last_n: 1,
+            ..params()
+        });
         assert_eq!(s.distribution(&LOGITS, &[4, 1])[0].0, 4);
     }
 
@@ -204,12 +246,17 @@ mod tests {
     fn same_seed_same_draws_and_frequencies_follow_probabilities() {
         let draws = |seed| {
             let mut s = Sampler::new(SamplerParams { seed, ..params() });
-            (0..2000).map(|_| s.sample(&LOGITS, &[])).collect::<Vec<_>>()
+            (0..2000)
+                .map(|_| s.sample(&LOGITS, &[]))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draws(7), draws(7));
         assert_ne!(draws(7), draws(8));
         let d = draws(7);
         let freq = d.iter().filter(|&&t| t == 4).count() as f32 / d.len() as f32;
-        assert!((freq - 0.636).abs() < 0.04, "frequency of the best token {freq}");
+        assert!(
+            (freq - 0.636).abs() < 0.04,
+            "frequency of the best token {freq}"
+        );
     }
 }

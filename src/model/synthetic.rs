@@ -163,7 +163,12 @@ pub fn synthetic_gguf(shape: &LlamaShape, ty: TensorType, seed: u64) -> Result<V
 
     let (e, hd) = (shape.n_embd, shape.head_dim());
     let (q, kv, ff) = (shape.n_head * hd, shape.n_head_kv * hd, shape.n_ff);
-    let matrix = |w: &mut GgufWriter, rng: &mut rand::rngs::StdRng, name: &str, cols: usize, rows: usize, std: f32| {
+    let matrix = |w: &mut GgufWriter,
+                  rng: &mut rand::rngs::StdRng,
+                  name: &str,
+                  cols: usize,
+                  rows: usize,
+                  std: f32| {
         let data = random_tensor(ty, cols * rows, rng, std);
         w.tensor(name, &[cols as u64, rows as u64], ty, data);
     };

@@ -33,12 +33,16 @@ pub fn gpu(portable: bool) -> Arc<Gpu> {
     };
     let gpu = Gpu::new(&opts).expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
     // A validation error must fail the test, never be a silently skipped dispatch.
-    gpu.device.on_uncaptured_error(Arc::new(|e| panic!("wgpu error: {e}")));
+    gpu.device
+        .on_uncaptured_error(Arc::new(|e| panic!("wgpu error: {e}")));
     gpu
 }
 
 /// Largest |a - b|.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
