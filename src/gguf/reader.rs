@@ -17,6 +17,10 @@ pub const DEFAULT_ALIGNMENT: u64 = 32;
 pub const MAX_DIMS: u32 = 4;
 /// Arrays of arrays are legal; a hostile file could nest them until the stack overflows.
 const MAX_NESTING: u32 = 4;
+/// Smallest metadata entry: key length (8) + value type (4) + a one-byte value.
+const MIN_KV_BYTES: u64 = 13;
+/// Smallest tensor info: name length (8) + dim count (4) + one dim (8) + type (4) + offset (8).
+const MIN_TENSOR_INFO_BYTES: u64 = 32;
 
 enum Storage {
     Mmap(memmap2::Mmap),
@@ -54,6 +58,11 @@ impl Gguf {
         let path = path.as_ref();
         let file = std::fs::File::open(path)
             .map_err(|e| GgufError::new(format!("cannot open: {e}")).in_file(path))?;
+        // Opening a directory succeeds on Unix; mapping it then fails with a
+        // baffling "No such device".
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(GgufError::new("is a directory, not a GGUF file").in_file(path));
+        }
         // SAFETY: the mapping is read-only; a file modified underneath us while
         // mapped could change tensor bytes, which is the same contract every
         // mmap-based model loader (llama.cpp included) accepts.
@@ -107,9 +116,26 @@ impl Gguf {
         }
         let n_tensors = c.u64("tensor count")?;
         let n_kv = c.u64("metadata count")?;
+        // Checked up front so a corrupt count is reported as such, not as a
+        // truncation somewhere in the middle of the table it implies.
+        let left = c.remaining() as u64;
+        if n_tensors > left / MIN_TENSOR_INFO_BYTES {
+            return Err(GgufError::new(format!(
+                "tensor count {n_tensors} (at offset 8) is impossible: only {left} bytes follow the header (file truncated or count corrupt)"
+            )));
+        }
+        if n_kv > left / MIN_KV_BYTES {
+            return Err(GgufError::new(format!(
+                "metadata count {n_kv} (at offset 16) is impossible: only {left} bytes follow the header (file truncated or count corrupt)"
+            )));
+        }
+        if n_tensors * MIN_TENSOR_INFO_BYTES + n_kv * MIN_KV_BYTES > left {
+            return Err(GgufError::new(format!(
+                "tensor count {n_tensors} and metadata count {n_kv} together are impossible: only {left} bytes follow the header (file truncated or counts corrupt)"
+            )));
+        }
 
-        // A key-value pair takes at least 8 (key length) + 4 (type) + 1 bytes.
-        let mut metadata = Vec::with_capacity(c.capacity_for(n_kv, 13));
+        let mut metadata = Vec::with_capacity(c.capacity_for(n_kv, MIN_KV_BYTES as usize));
         let mut key_index = HashMap::new();
         for i in 0..n_kv {
             let at = c.pos;
@@ -135,8 +161,8 @@ impl Gguf {
             }
         };
 
-        // A tensor info takes at least 8 + 4 + 8 + 4 + 8 bytes.
-        let mut tensors = Vec::with_capacity(c.capacity_for(n_tensors, 32));
+        let mut tensors =
+            Vec::with_capacity(c.capacity_for(n_tensors, MIN_TENSOR_INFO_BYTES as usize));
         let mut tensor_index = HashMap::new();
         for i in 0..n_tensors {
             let name = c.string(&format!("name of tensor {i}"))?;
@@ -273,9 +299,16 @@ impl Gguf {
     }
 
     /// The raw bytes of a tensor (bounds were checked at parse time).
+    ///
+    /// Panics if `t` is not from this file's table (its bounds were never checked).
     pub fn tensor_data(&self, t: &TensorInfo) -> &[u8] {
         let start = (self.data_offset + t.offset) as usize;
         &self.data[start..start + t.n_bytes as usize]
+    }
+
+    /// Size of the whole file in bytes.
+    pub fn file_len(&self) -> u64 {
+        self.data.len() as u64
     }
 
     /// Bytes of tensor data in the file.

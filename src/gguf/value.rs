@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// Metadata value type ids as stored in the file.
-pub(crate) mod tag {
+pub mod tag {
     pub const U8: u32 = 0;
     pub const I8: u32 = 1;
     pub const U16: u32 = 2;
@@ -17,6 +17,26 @@ pub(crate) mod tag {
     pub const U64: u32 = 10;
     pub const I64: u32 = 11;
     pub const F64: u32 = 12;
+
+    /// Name of a value type id; `?` for ids the reader rejects anyway.
+    pub fn name(tag: u32) -> &'static str {
+        match tag {
+            U8 => "u8",
+            I8 => "i8",
+            U16 => "u16",
+            I16 => "i16",
+            U32 => "u32",
+            I32 => "i32",
+            F32 => "f32",
+            BOOL => "bool",
+            STRING => "string",
+            ARRAY => "array",
+            U64 => "u64",
+            I64 => "i64",
+            F64 => "f64",
+            _ => "?",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -40,7 +60,8 @@ pub enum Value {
 }
 
 impl Value {
-    pub(crate) fn tag(&self) -> u32 {
+    /// The type id this value is stored with (see [`tag`]).
+    pub fn tag(&self) -> u32 {
         match self {
             Value::U8(_) => tag::U8,
             Value::I8(_) => tag::I8,
@@ -59,20 +80,14 @@ impl Value {
     }
 
     pub fn type_name(&self) -> &'static str {
+        tag::name(self.tag())
+    }
+
+    /// For arrays, the element type's name, known even when the array is empty.
+    pub fn element_type_name(&self) -> Option<&'static str> {
         match self {
-            Value::U8(_) => "u8",
-            Value::I8(_) => "i8",
-            Value::U16(_) => "u16",
-            Value::I16(_) => "i16",
-            Value::U32(_) => "u32",
-            Value::I32(_) => "i32",
-            Value::U64(_) => "u64",
-            Value::I64(_) => "i64",
-            Value::F32(_) => "f32",
-            Value::F64(_) => "f64",
-            Value::Bool(_) => "bool",
-            Value::String(_) => "string",
-            Value::Array(..) => "array",
+            Value::Array(elem, _) => Some(tag::name(*elem)),
+            _ => None,
         }
     }
 
@@ -135,18 +150,19 @@ impl std::fmt::Display for Value {
     /// Short human form: long arrays are summarised, long strings cut.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            // Debug quoting keeps the output on one line and makes control
+            // characters from a hostile file harmless on a terminal.
             Value::String(s) => {
-                let one_line = s.replace('\n', "\\n");
-                if one_line.chars().count() > 80 {
-                    let head: String = one_line.chars().take(77).collect();
+                if s.chars().count() > 80 {
+                    let head: String = s.chars().take(77).collect();
                     write!(f, "{head:?}... ({} bytes)", s.len())
                 } else {
-                    write!(f, "{one_line:?}")
+                    write!(f, "{s:?}")
                 }
             }
             Value::Array(_, items) => {
-                let elem = items.first().map(|v| v.type_name()).unwrap_or("?");
                 if items.len() > 8 {
+                    let elem = self.element_type_name().unwrap_or("?");
                     write!(f, "[{elem}; {}]", items.len())
                 } else {
                     f.write_str("[")?;

@@ -42,7 +42,18 @@ impl GgufWriter {
         out
     }
 
+    /// The layout alignment: `general.alignment` when it is one a reader accepts.
+    /// An invalid value is still written (tests need such files) but laid out
+    /// with the default, as a reader that ignored it would expect.
+    fn alignment(&self) -> u64 {
+        match self.metadata.iter().find(|(k, _)| k == "general.alignment") {
+            Some((_, Value::U32(a))) if a.is_power_of_two() => *a as u64,
+            _ => DEFAULT_ALIGNMENT,
+        }
+    }
+
     pub fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
+        let align = self.alignment();
         let mut head = Vec::new();
         head.extend_from_slice(MAGIC);
         head.extend_from_slice(&3u32.to_le_bytes());
@@ -62,14 +73,14 @@ impl GgufWriter {
             }
             head.extend_from_slice(&type_id.to_le_bytes());
             head.extend_from_slice(&offset.to_le_bytes());
-            offset = align_up(offset + data.len() as u64, DEFAULT_ALIGNMENT);
+            offset = align_up(offset + data.len() as u64, align);
         }
-        let pad = align_up(head.len() as u64, DEFAULT_ALIGNMENT) as usize - head.len();
+        let pad = align_up(head.len() as u64, align) as usize - head.len();
         head.resize(head.len() + pad, 0);
         w.write_all(&head)?;
         for (_, _, _, data) in &self.tensors {
             w.write_all(data)?;
-            let pad = align_up(data.len() as u64, DEFAULT_ALIGNMENT) as usize - data.len();
+            let pad = align_up(data.len() as u64, align) as usize - data.len();
             w.write_all(&vec![0u8; pad])?;
         }
         Ok(())
