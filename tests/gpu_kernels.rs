@@ -287,3 +287,212 @@ fn swiglu_matches_cpu() {
         );
     }
 }
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RopeParams {
+    n_head: u32,
+    n_head_kv: u32,
+    half_dim: u32,
+    rope_pairs: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct AttnParams {
+    n_head: u32,
+    n_head_kv: u32,
+    head_dim: u32,
+    max_chunks: u32,
+    scale: f32,
+    _pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Step {
+    pos: u32,
+    n_pos: u32,
+    n_chunks: u32,
+    _pad: u32,
+}
+
+/// RoPE + KV store, then split-sequence attention with grouped-query heads,
+/// position by position up past two 256-position chunks, against the CPU's
+/// rope() and a plain softmax attention over the same f16-rounded cache.
+#[test]
+fn rope_kv_and_attention_match_cpu_across_chunks() {
+    use llama_wgpu::gpu::kernels::ATTN_CHUNK;
+    use llama_wgpu::model::LlamaConfig;
+    let c = LlamaConfig {
+        n_layer: 1,
+        n_embd: 512,
+        n_ff: 1,
+        n_head: 8,
+        n_head_kv: 2,
+        head_dim: 64,
+        n_vocab: 1,
+        n_ctx_train: 4096,
+        rope_freq_base: 10000.0,
+        rope_freq_scale: 0.5,
+        rope_dim: 48, // partial rotary: the last 8 pairs of each head pass through
+        rms_eps: 1e-5,
+        tied_embeddings: true,
+    };
+    let (hd, kv_dim, q_dim) = (c.head_dim, c.kv_dim(), c.n_head * c.head_dim);
+    let n_ctx = 2 * ATTN_CHUNK as usize + 50;
+    let max_chunks = n_ctx.div_ceil(ATTN_CHUNK as usize);
+    for portable in [false, true] {
+        let gpu = common::gpu(portable);
+        let mut r = rng(7);
+        let pairs = c.rope_dim / 2;
+        let mut table = Vec::with_capacity(n_ctx * pairs * 2);
+        for p in 0..n_ctx {
+            for i in 0..pairs {
+                let (sin, cos) = cpu::rope_angle(&c, p, i).sin_cos();
+                table.extend([cos, sin]);
+            }
+        }
+        let cs = gpu.storage_init("cs", bytemuck::cast_slice(&table));
+        let (q, k, v) = (
+            gpu.storage("q", (q_dim * 4) as u64),
+            gpu.storage("k", (kv_dim * 4) as u64),
+            gpu.storage("v", (kv_dim * 4) as u64),
+        );
+        let (kc, vc) = (
+            gpu.storage("kc", (n_ctx * kv_dim * 2) as u64),
+            gpu.storage("vc", (n_ctx * kv_dim * 2) as u64),
+        );
+        let op = gpu.storage("op", (c.n_head * max_chunks * hd * 4) as u64);
+        let ml = gpu.storage("ml", (c.n_head * max_chunks * 8) as u64);
+        let out = gpu.storage("out", (q_dim * 4) as u64);
+        let step = gpu.uniform(&Step {
+            pos: 0,
+            n_pos: 1,
+            n_chunks: 1,
+            _pad: 0,
+        });
+        let rp = gpu.uniform(&RopeParams {
+            n_head: c.n_head as u32,
+            n_head_kv: c.n_head_kv as u32,
+            half_dim: (hd / 2) as u32,
+            rope_pairs: pairs as u32,
+        });
+        let ap = gpu.uniform(&AttnParams {
+            n_head: c.n_head as u32,
+            n_head_kv: c.n_head_kv as u32,
+            head_dim: hd as u32,
+            max_chunks: max_chunks as u32,
+            scale: 1.0 / (hd as f32).sqrt(),
+            _pad: [0; 3],
+        });
+        let rope = gpu.dispatch(
+            Kernel::RopeKv,
+            &[
+                q.as_entire_binding(),
+                k.as_entire_binding(),
+                v.as_entire_binding(),
+                cs.as_entire_binding(),
+                kc.as_entire_binding(),
+                vc.as_entire_binding(),
+                rp.as_entire_binding(),
+                step.as_entire_binding(),
+            ],
+            [
+                ((c.n_head + c.n_head_kv) * hd / 2).div_ceil(64) as u32,
+                1,
+                1,
+            ],
+        );
+        let ab = [
+            q.as_entire_binding(),
+            kc.as_entire_binding(),
+            vc.as_entire_binding(),
+            op.as_entire_binding(),
+            ml.as_entire_binding(),
+            out.as_entire_binding(),
+            ap.as_entire_binding(),
+            step.as_entire_binding(),
+        ];
+        let partial = gpu.dispatch(Kernel::AttnPartial, &ab, [1, c.n_head as u32, 1]);
+        let combine = gpu.dispatch(Kernel::AttnCombine, &ab, [c.n_head as u32, 1, 1]);
+
+        let (mut k_cache, mut v_cache) = (Vec::new(), Vec::new());
+        let f16 = |x: f32| half::f16::from_f32(x).to_f32();
+        let mut worst = 0.0f32;
+        for pos in 0..n_ctx {
+            // Spread 3 gives attention scores of several units: a peaked, not uniform, softmax.
+            let mut qv: Vec<f32> = (0..q_dim).map(|_| r.random_range(-3.0f32..3.0)).collect();
+            let mut kv: Vec<f32> = (0..kv_dim).map(|_| r.random_range(-3.0f32..3.0)).collect();
+            let vv: Vec<f32> = (0..kv_dim).map(|_| r.random_range(-1.0f32..1.0)).collect();
+            gpu.queue.write_buffer(&q, 0, bytemuck::cast_slice(&qv));
+            gpu.queue.write_buffer(&k, 0, bytemuck::cast_slice(&kv));
+            gpu.queue.write_buffer(&v, 0, bytemuck::cast_slice(&vv));
+            let n_chunks = (pos as u32 + 1).div_ceil(ATTN_CHUNK);
+            gpu.queue.write_buffer(
+                &step,
+                0,
+                bytemuck::bytes_of(&Step {
+                    pos: pos as u32,
+                    n_pos: pos as u32 + 1,
+                    n_chunks,
+                    _pad: 0,
+                }),
+            );
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                rope.encode(&mut pass);
+                partial.encode_with(&mut pass, [n_chunks, c.n_head as u32, 1]);
+                combine.encode(&mut pass);
+            }
+            gpu.queue.submit([enc.finish()]);
+
+            for h in 0..c.n_head {
+                cpu::rope(&mut qv[h * hd..(h + 1) * hd], pos, &c);
+            }
+            for h in 0..c.n_head_kv {
+                cpu::rope(&mut kv[h * hd..(h + 1) * hd], pos, &c);
+            }
+            k_cache.extend(kv.iter().map(|&x| f16(x)));
+            v_cache.extend(vv.iter().map(|&x| f16(x)));
+            if ![0, 1, 255, 256, 257, 511, 512, n_ctx - 1].contains(&pos) {
+                continue;
+            }
+            // RoPE is exact up to the f32 rotation: compare the rotated Q.
+            let q_gpu = gpu.read_f32(&q, q_dim).unwrap();
+            let e = common::max_abs_diff(&q_gpu, &qv);
+            assert!(e <= 1e-5, "pos {pos}: rotated q differs by {e}");
+            let got = gpu.read_f32(&out, q_dim).unwrap();
+            for h in 0..c.n_head {
+                let g = h / c.gqa_group();
+                let mut s: Vec<f32> = (0..=pos)
+                    .map(|p| {
+                        cpu::dot(
+                            &qv[h * hd..(h + 1) * hd],
+                            &k_cache[p * kv_dim + g * hd..][..hd],
+                        ) / (hd as f32).sqrt()
+                    })
+                    .collect();
+                cpu::softmax(&mut s);
+                for d in 0..hd {
+                    let want: f32 = (0..=pos)
+                        .map(|p| s[p] * v_cache[p * kv_dim + g * hd + d])
+                        .sum();
+                    let err = (got[h * hd + d] - want).abs();
+                    worst = worst.max(err);
+                    // Outputs are weighted means of values in [-1, 1]: f32 sums of a few
+                    // hundred terms in another order, plus exp() differing by ulps: 2e-5.
+                    assert!(
+                        err <= 2e-5,
+                        "portable {portable} pos {pos} head {h} dim {d}: gpu {} cpu {want}",
+                        got[h * hd + d]
+                    );
+                }
+            }
+        }
+        eprintln!(
+            "attention (portable {portable}): max abs error {worst:.2e} over {n_ctx} positions"
+        );
+    }
+}

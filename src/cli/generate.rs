@@ -40,7 +40,7 @@ impl SamplingArgs {
         if !(0.0..=1.0).contains(&self.top_p) || !(0.0..=1.0).contains(&self.min_p) {
             bail!("--top-p and --min-p must be between 0 and 1");
         }
-        if !(self.repeat_penalty > 0.0) {
+        if self.repeat_penalty.is_nan() || self.repeat_penalty <= 0.0 {
             bail!("--repeat-penalty must be > 0, got {}", self.repeat_penalty);
         }
         let seed = self.seed.unwrap_or_else(|| {

@@ -1,5 +1,6 @@
 //! The `llama-wgpu` command line: one file per subcommand.
 
+mod bench;
 pub mod common;
 mod devices;
 mod generate;
@@ -34,6 +35,8 @@ enum Command {
     Devices(devices::DevicesArgs),
     /// Generate text from a prompt.
     Generate(generate::GenerateArgs),
+    /// Measure prompt processing and generation speed (llama-bench style).
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the CLI: results on stdout, diagnostics on stderr, one-line errors.
@@ -57,6 +60,7 @@ pub fn main() -> ExitCode {
         Command::Tokenize(a) => tokenize::run(a),
         Command::Devices(a) => devices::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

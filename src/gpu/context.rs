@@ -116,7 +116,7 @@ fn summarize(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
         device_type: format!("{:?}", info.device_type),
         driver: info.driver.clone(),
         driver_info: info.driver_info.clone(),
-        max_storage_binding: l.max_storage_buffer_binding_size as u64,
+        max_storage_binding: l.max_storage_buffer_binding_size,
         max_buffer_size: l.max_buffer_size,
         max_workgroup_size_x: l.max_compute_workgroup_size_x,
         max_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
@@ -188,7 +188,7 @@ impl Gpu {
             trace: wgpu::Trace::Off,
         }))
         .with_context(|| format!("cannot open GPU device '{}'", info.name))?;
-        let mut max_binding = limits.max_storage_buffer_binding_size as u64;
+        let mut max_binding = limits.max_storage_buffer_binding_size;
         if let Some(m) = opts.max_binding_override {
             max_binding = max_binding.min(m);
         }

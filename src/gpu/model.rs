@@ -90,6 +90,8 @@ pub struct GpuModel {
     /// Bytes of weights on the GPU.
     pub weight_bytes: u64,
     pub kv_bytes: u64,
+    embd_bytes: u64,
+    embd_row_bytes: u64,
     step: wgpu::Buffer,
     tokens: wgpu::Buffer,
     logits: wgpu::Buffer,
@@ -409,6 +411,8 @@ impl GpuModel {
             ],
             [1, 1, 1],
         );
+        let embd_bytes =
+            GpuMatrix::gpu_bytes(w.token_embd.ty, w.token_embd.rows(), w.token_embd.cols());
         Ok(GpuModel {
             gpu: gpu.clone(),
             cfg: cfg.clone(),
@@ -416,6 +420,8 @@ impl GpuModel {
             n_past: 0,
             weight_bytes,
             kv_bytes,
+            embd_bytes,
+            embd_row_bytes: embd_bytes / w.token_embd.rows() as u64,
             step,
             tokens,
             logits,
@@ -427,6 +433,16 @@ impl GpuModel {
             argmax,
             _matrices: matrices,
         })
+    }
+
+    /// GPU bytes of the embedding matrix (a decode step reads one row of it,
+    /// and all of it again as the output projection when embeddings are tied).
+    pub fn token_embd_bytes(&self) -> u64 {
+        self.embd_bytes
+    }
+
+    pub fn token_embd_row_bytes(&self) -> u64 {
+        self.embd_row_bytes
     }
 
     /// Positions held in the KV cache.

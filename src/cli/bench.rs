@@ -1,0 +1,333 @@
+//! `llama-wgpu bench`: llama-bench's tests (pp = prompt processing, tg = text
+//! generation) and output formats, plus a roofline column: the bytes the GPU
+//! must read per generated token and the bandwidth that implies.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use serde::Serialize;
+
+use super::common::GpuArgs;
+use crate::gguf::Gguf;
+use crate::gpu::{Gpu, GpuModel, LoadOptions};
+use crate::model::synthetic::{synthetic_gguf, LlamaShape};
+use crate::model::{LlamaConfig, ModelWeights};
+use crate::quant::TensorType;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// GGUF model file.
+    #[arg(short, long, required_unless_present = "synthetic")]
+    pub model: Option<PathBuf>,
+    /// A random model with the exact shapes of a published one, e.g.
+    /// llama2-7b:q4_0, smollm2-135m:q4_1 (shapes: llama2-7b, llama2-13b,
+    /// llama2-70b, tinyllama-1.1b, smollm2-135m).
+    #[arg(long, conflicts_with = "model")]
+    pub synthetic: Option<String>,
+    /// Prompt lengths to test (comma-separated; 0 to skip).
+    #[arg(short = 'p', long, value_delimiter = ',', default_value = "512")]
+    pub n_prompt: Vec<usize>,
+    /// Generated-token counts to test (comma-separated; 0 to skip).
+    #[arg(short = 'n', long, value_delimiter = ',', default_value = "128")]
+    pub n_gen: Vec<usize>,
+    /// Repetitions of each test.
+    #[arg(short = 'r', long, default_value_t = 5)]
+    pub repetitions: usize,
+    /// Output format: md, csv, json or jsonl.
+    #[arg(short = 'o', long, default_value = "md")]
+    pub output: String,
+    /// Peak memory bandwidth of the GPU in GB/s, for the percentage column
+    /// (default: looked up from the adapter name when known).
+    #[arg(long)]
+    pub peak_gbps: Option<f64>,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+}
+
+#[derive(Serialize)]
+pub struct BenchRow {
+    pub model: String,
+    pub size_bytes: u64,
+    pub params: u64,
+    pub types: String,
+    pub backend: String,
+    pub adapter: String,
+    pub driver: String,
+    pub test: String,
+    pub n_prompt: usize,
+    pub n_gen: usize,
+    pub repetitions: usize,
+    pub tokens_per_second: f64,
+    pub tokens_per_second_stddev: f64,
+    pub samples_tokens_per_second: Vec<f64>,
+    /// Bytes the GPU reads per generated token (weights + KV cache), averaged over the test's positions.
+    pub bytes_per_token: u64,
+    pub effective_gbps: f64,
+    pub peak_gbps: Option<f64>,
+    pub percent_of_peak: Option<f64>,
+}
+
+/// Memory bandwidth of common GPUs (GB/s), matched by a substring of the adapter name.
+const PEAK_GBPS: &[(&str, f64)] = &[
+    ("H200", 4800.0),
+    ("H100 PCIe", 2000.0),
+    ("H100", 3350.0),
+    ("A100", 2039.0),
+    ("L40S", 864.0),
+    ("RTX 4090", 1008.0),
+    ("RTX 4080", 717.0),
+    ("RTX 4070", 504.0),
+    ("RTX 3090", 936.0),
+    ("RTX 3080", 760.0),
+    ("RTX 3060", 360.0),
+    ("RX 7900 XTX", 960.0),
+    ("RX 6800 XT", 512.0),
+    ("Apple M1 Max", 400.0),
+    ("Apple M1 Pro", 200.0),
+    ("Apple M1", 68.0),
+    ("Apple M2 Max", 400.0),
+    ("Apple M2 Pro", 200.0),
+    ("Apple M2 Ultra", 800.0),
+    ("Apple M2", 100.0),
+    ("Apple M3 Max", 400.0),
+    ("Apple M3 Pro", 150.0),
+    ("Apple M3", 100.0),
+    ("Apple M4 Max", 546.0),
+    ("Apple M4 Pro", 273.0),
+    ("Apple M4", 120.0),
+];
+
+pub fn peak_for(adapter: &str) -> Option<f64> {
+    PEAK_GBPS
+        .iter()
+        .find(|(n, _)| adapter.contains(n))
+        .map(|&(_, g)| g)
+}
+
+fn parse_synthetic(spec: &str) -> Result<(LlamaShape, TensorType)> {
+    let (shape, ty) = spec
+        .split_once(':')
+        .with_context(|| format!("--synthetic {spec}: expected SHAPE:TYPE, e.g. llama2-7b:q4_0"))?;
+    let names: Vec<&str> = LlamaShape::PRESETS.iter().map(|s| s.name).collect();
+    let shape = LlamaShape::by_name(shape).with_context(|| {
+        format!(
+            "--synthetic: unknown shape '{shape}' (known: {})",
+            names.join(", ")
+        )
+    })?;
+    let ty = TensorType::from_name(ty)
+        .with_context(|| format!("--synthetic: unknown tensor type '{ty}'"))?;
+    Ok((shape, ty))
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+/// Bytes read per decoded token at `pos`: every weight matrix once (one
+/// embedding row), the norm vectors, and the KV cache up to `pos`.
+fn bytes_per_token(cfg: &LlamaConfig, m: &GpuModel, pos: usize) -> u64 {
+    let embd_row = m.token_embd_row_bytes();
+    let kv = 2 * cfg.n_layer as u64 * (pos as u64 + 1) * cfg.kv_dim() as u64 * 2;
+    let matrices = m.weight_bytes - m.token_embd_bytes()
+        + embd_row
+        + if cfg.tied_embeddings {
+            m.token_embd_bytes()
+        } else {
+            0
+        };
+    matrices + kv
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    if !["md", "csv", "json", "jsonl"].contains(&args.output.as_str()) {
+        bail!("-o {}: expected md, csv, json or jsonl", args.output);
+    }
+    if args.repetitions == 0 {
+        bail!("-r must be at least 1");
+    }
+    let (g, name) = match (&args.model, &args.synthetic) {
+        (Some(p), _) => (
+            crate::engine::open_model(p)?,
+            p.file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ),
+        (None, Some(spec)) => {
+            let (shape, ty) = parse_synthetic(spec)?;
+            eprintln!("generating random weights for {} {ty}...", shape.name);
+            let bytes = synthetic_gguf(&shape, ty, 0)
+                .map_err(|e| anyhow::anyhow!("--synthetic {spec}: {e}"))?;
+            (
+                Gguf::from_bytes(bytes)?,
+                format!("{} {} (synthetic)", shape.name, ty.name().to_lowercase()),
+            )
+        }
+        (None, None) => bail!("give a model with -m FILE or --synthetic SHAPE:TYPE"),
+    };
+    let cfg = LlamaConfig::from_gguf(&g)?;
+    let weights = ModelWeights::resolve(&g, &cfg)?;
+    let mut types: Vec<String> = weights
+        .layers
+        .iter()
+        .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
+        .chain([&weights.token_embd, &weights.output])
+        .map(|w| w.ty.name().to_string())
+        .collect();
+    types.sort();
+    types.dedup();
+    let params: u64 = g.tensors.iter().map(|t| t.n_elements()).sum();
+    let max_pp = args.n_prompt.iter().copied().max().unwrap_or(0);
+    let max_tg = args.n_gen.iter().copied().max().unwrap_or(0);
+    let n_ctx = (max_pp.max(max_tg) + 1).max(16);
+    let gpu = Gpu::new(&args.gpu.options())?;
+    let peak = args.peak_gbps.or_else(|| peak_for(&gpu.info.name));
+    eprintln!("loading onto {} ({:?})...", gpu.info.name, gpu.info.backend);
+    let mut model = GpuModel::load(gpu.clone(), &g, &LoadOptions { n_ctx }, &|_, _| {})?;
+    drop(weights);
+
+    let mut tests: Vec<(String, usize, usize)> = Vec::new();
+    tests.extend(
+        args.n_prompt
+            .iter()
+            .filter(|&&n| n > 0)
+            .map(|&n| (format!("pp{n}"), n, 0)),
+    );
+    tests.extend(
+        args.n_gen
+            .iter()
+            .filter(|&&n| n > 0)
+            .map(|&n| (format!("tg{n}"), 0, n)),
+    );
+    let mut rows = Vec::new();
+    for (test, pp, tg) in tests {
+        let mut samples = Vec::new();
+        // One warm-up run (pipeline compilation, caches), then the measured ones.
+        for rep in 0..=args.repetitions {
+            model.reset();
+            let tokens: Vec<u32> = (0..pp.max(tg))
+                .map(|i| (i as u32 * 7919 + 1) % cfg.n_vocab as u32)
+                .collect();
+            let t = Instant::now();
+            if pp > 0 {
+                for &tok in &tokens[..pp - 1] {
+                    model.feed(tok)?;
+                }
+                model.forward_greedy(Some(tokens[pp - 1]))?;
+            } else {
+                // Decode from an empty context, as llama-bench's tg: each step feeds back the GPU's own choice.
+                model.forward_greedy(Some(tokens[0]))?;
+                for _ in 1..tg {
+                    model.forward_greedy(None)?;
+                }
+            }
+            let s = t.elapsed().as_secs_f64();
+            if rep > 0 {
+                samples.push(pp.max(tg) as f64 / s);
+            }
+            eprint!("\r{test}: run {rep}/{}", args.repetitions);
+        }
+        eprintln!();
+        let (mean, std) = mean_std(&samples);
+        let positions = pp.max(tg);
+        let bytes = (0..positions)
+            .map(|p| bytes_per_token(&cfg, &model, p))
+            .sum::<u64>()
+            / positions as u64;
+        let gbps = bytes as f64 * mean / 1e9;
+        rows.push(BenchRow {
+            model: name.clone(),
+            size_bytes: g.tensor_bytes_total(),
+            params,
+            types: types.join(","),
+            backend: format!("{:?}", gpu.info.backend).to_lowercase(),
+            adapter: gpu.info.name.clone(),
+            driver: format!("{} {}", gpu.info.driver, gpu.info.driver_info)
+                .trim()
+                .to_string(),
+            test,
+            n_prompt: pp,
+            n_gen: tg,
+            repetitions: args.repetitions,
+            tokens_per_second: mean,
+            tokens_per_second_stddev: std,
+            samples_tokens_per_second: samples,
+            bytes_per_token: bytes,
+            effective_gbps: gbps,
+            peak_gbps: peak,
+            percent_of_peak: peak.map(|p| 100.0 * gbps / p),
+        });
+    }
+    print_rows(&rows, &args.output)
+}
+
+fn print_rows(rows: &[BenchRow], format: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        "json" => writeln!(out, "{}", serde_json::to_string_pretty(rows)?)?,
+        "jsonl" => {
+            for r in rows {
+                writeln!(out, "{}", serde_json::to_string(r)?)?;
+            }
+        }
+        "csv" => {
+            writeln!(out, "model,size_bytes,params,types,backend,adapter,driver,test,tokens_per_second,stddev,bytes_per_token,effective_gbps,percent_of_peak")?;
+            for r in rows {
+                writeln!(
+                    out,
+                    "\"{}\",{},{},\"{}\",{},\"{}\",\"{}\",{},{:.3},{:.3},{},{:.3},{}",
+                    r.model,
+                    r.size_bytes,
+                    r.params,
+                    r.types,
+                    r.backend,
+                    r.adapter,
+                    r.driver,
+                    r.test,
+                    r.tokens_per_second,
+                    r.tokens_per_second_stddev,
+                    r.bytes_per_token,
+                    r.effective_gbps,
+                    r.percent_of_peak
+                        .map(|p| format!("{p:.1}"))
+                        .unwrap_or_default()
+                )?;
+            }
+        }
+        _ => {
+            writeln!(out, "| model | size | params | types | backend | adapter | test | t/s | GB/token | GB/s | % peak |")?;
+            writeln!(
+                out,
+                "| --- | ---: | ---: | --- | --- | --- | --- | ---: | ---: | ---: | ---: |"
+            )?;
+            for r in rows {
+                writeln!(
+                    out,
+                    "| {} | {:.2} GiB | {:.2} B | {} | {} | {} | {} | {:.2} ± {:.2} | {:.3} | {:.2} | {} |",
+                    r.model,
+                    r.size_bytes as f64 / 1073741824.0,
+                    r.params as f64 / 1e9,
+                    r.types,
+                    r.backend,
+                    r.adapter,
+                    r.test,
+                    r.tokens_per_second,
+                    r.tokens_per_second_stddev,
+                    r.bytes_per_token as f64 / 1e9,
+                    r.effective_gbps,
+                    r.percent_of_peak.map(|p| format!("{p:.1}")).unwrap_or_else(|| "-".into())
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
