@@ -3,7 +3,9 @@
 # installs Mesa's lavapipe, a conformant Vulkan driver that runs on the CPU.
 set -euo pipefail
 has_icd() {
-  ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null | grep -q .
+  # Mesa's package ships lavapipe beside its hardware drivers, so any ICD
+  # file means either a GPU driver or lavapipe is there.
+  [ -n "$(find /usr/share/vulkan/icd.d /etc/vulkan/icd.d -name '*.json' 2>/dev/null | head -n 1)" ]
 }
 if has_icd && ldconfig -p | grep -q 'libvulkan\.so\.1'; then
   exit 0
