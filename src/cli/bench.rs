@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::common::GpuArgs;
 use crate::gguf::Gguf;
 use crate::gpu::{Gpu, GpuModel, LoadOptions};
-use crate::model::synthetic::{synthetic_gguf, LlamaShape};
+use crate::model::synthetic::{llama_cpp_output_type, synthetic_gguf_mixed, LlamaShape};
 use crate::model::{LlamaConfig, ModelWeights};
 use crate::quant::TensorType;
 
@@ -23,7 +23,9 @@ pub struct BenchArgs {
     pub model: Option<PathBuf>,
     /// A random model with the exact shapes of a published one, e.g.
     /// llama2-7b:q4_0, smollm2-135m:q4_1 (shapes: llama2-7b, llama2-13b,
-    /// llama2-70b, tinyllama-1.1b, smollm2-135m).
+    /// llama2-70b, tinyllama-1.1b, smollm2-135m, and `tiny` for tests). The
+    /// output projection gets llama.cpp's type for that quantization (Q6_K,
+    /// or Q8_0 when rows are not multiples of 256), as in real files.
     #[arg(long, conflicts_with = "model")]
     pub synthetic: Option<String>,
     /// Prompt lengths to test (comma-separated; 0 to skip).
@@ -165,7 +167,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         (None, Some(spec)) => {
             let (shape, ty) = parse_synthetic(spec)?;
             eprintln!("generating random weights for {} {ty}...", shape.name);
-            let bytes = synthetic_gguf(&shape, ty, 0)
+            // The output projection gets the type llama.cpp's quantizer would give it,
+            // so the bytes read per token match a real file of this quantization.
+            let out_ty = llama_cpp_output_type(ty, shape.n_embd);
+            let bytes = synthetic_gguf_mixed(&shape, ty, out_ty, 0)
                 .map_err(|e| anyhow::anyhow!("--synthetic {spec}: {e}"))?;
             (
                 Gguf::from_bytes(bytes)?,

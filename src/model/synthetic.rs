@@ -118,6 +118,7 @@ impl LlamaShape {
     pub fn by_name(name: &str) -> Option<LlamaShape> {
         Self::PRESETS
             .into_iter()
+            .chain([LlamaShape::tiny()])
             .find(|s| s.name.eq_ignore_ascii_case(name))
     }
 
@@ -132,9 +133,36 @@ impl LlamaShape {
     }
 }
 
+/// The type llama.cpp's quantizer gives the output projection (`output.weight`,
+/// or `token_embd.weight` when embeddings are tied) for a file whose other
+/// matrices are `ty`: Q8_0 when rows are not whole 256-element super-blocks,
+/// else Q6_K, except that float and Q8_0 files keep their type
+/// (`llama_tensor_get_type` in llama.cpp's `llama-quant.cpp`).
+pub fn llama_cpp_output_type(ty: TensorType, n_embd: usize) -> TensorType {
+    if !ty.is_quantized() || ty == TensorType::Q8_0 {
+        ty
+    } else if n_embd % 256 != 0 {
+        TensorType::Q8_0
+    } else {
+        TensorType::Q6_K
+    }
+}
+
 /// Writes a random model. Matrices use `ty`; norms are F32 as in real files.
 /// Weight spreads are chosen so activations stay of order one through the layers.
 pub fn synthetic_gguf(shape: &LlamaShape, ty: TensorType, seed: u64) -> Result<Vec<u8>, String> {
+    synthetic_gguf_mixed(shape, ty, ty, seed)
+}
+
+/// As [`synthetic_gguf`], with the output projection in `output_ty` (see
+/// [`llama_cpp_output_type`]) so a synthetic model reads the same bytes per
+/// token as a real file of that quantization.
+pub fn synthetic_gguf_mixed(
+    shape: &LlamaShape,
+    ty: TensorType,
+    output_ty: TensorType,
+    seed: u64,
+) -> Result<Vec<u8>, String> {
     for (what, n) in [("n_embd", shape.n_embd), ("n_ff", shape.n_ff)] {
         if n % ty.block_size() != 0 {
             return Err(format!(
@@ -163,16 +191,38 @@ pub fn synthetic_gguf(shape: &LlamaShape, ty: TensorType, seed: u64) -> Result<V
 
     let (e, hd) = (shape.n_embd, shape.head_dim());
     let (q, kv, ff) = (shape.n_head * hd, shape.n_head_kv * hd, shape.n_ff);
+    let typed = |ty: TensorType,
+                 w: &mut GgufWriter,
+                 rng: &mut rand::rngs::StdRng,
+                 name: &str,
+                 cols: usize,
+                 rows: usize,
+                 std: f32| {
+        let data = random_tensor(ty, cols * rows, rng, std);
+        w.tensor(name, &[cols as u64, rows as u64], ty, data);
+    };
     let matrix = |w: &mut GgufWriter,
                   rng: &mut rand::rngs::StdRng,
                   name: &str,
                   cols: usize,
                   rows: usize,
-                  std: f32| {
-        let data = random_tensor(ty, cols * rows, rng, std);
-        w.tensor(name, &[cols as u64, rows as u64], ty, data);
-    };
-    matrix(&mut w, &mut rng, "token_embd.weight", e, shape.n_vocab, 1.0);
+                  std: f32| typed(ty, w, rng, name, cols, rows, std);
+    if e % output_ty.block_size() != 0 {
+        return Err(format!(
+            "n_embd = {e} is not a multiple of the {output_ty} block size {}",
+            output_ty.block_size()
+        ));
+    }
+    let embd_ty = if shape.tied_embeddings { output_ty } else { ty };
+    typed(
+        embd_ty,
+        &mut w,
+        &mut rng,
+        "token_embd.weight",
+        e,
+        shape.n_vocab,
+        1.0,
+    );
     let norm = |w: &mut GgufWriter, rng: &mut rand::rngs::StdRng, name: &str| {
         let v: Vec<f32> = (0..e).map(|_| rng.random_range(0.8f32..1.2)).collect();
         w.tensor(
@@ -189,7 +239,15 @@ pub fn synthetic_gguf(shape: &LlamaShape, ty: TensorType, seed: u64) -> Result<V
     }
     let inv = |n: usize| 1.0 / (n as f32).sqrt();
     if !shape.tied_embeddings {
-        matrix(&mut w, &mut rng, "output.weight", e, shape.n_vocab, inv(e));
+        typed(
+            output_ty,
+            &mut w,
+            &mut rng,
+            "output.weight",
+            e,
+            shape.n_vocab,
+            inv(e),
+        );
     }
     for i in 0..shape.n_layer {
         let n = |s: &str| format!("blk.{i}.{s}.weight");

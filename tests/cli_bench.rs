@@ -1,0 +1,115 @@
+//! `llama-wgpu bench`: output formats and the JSON schema, on a tiny synthetic model.
+
+use assert_cmd::Command;
+
+fn bench(args: &[&str]) -> assert_cmd::assert::Assert {
+    Command::cargo_bin("llama-wgpu")
+        .unwrap()
+        .arg("bench")
+        .args(args)
+        .assert()
+}
+
+#[test]
+fn json_rows_have_the_documented_fields() {
+    let out = bench(&[
+        "--synthetic",
+        "tiny:q4_0",
+        "-p",
+        "4",
+        "-n",
+        "3",
+        "-r",
+        "2",
+        "-o",
+        "json",
+        "--peak-gbps",
+        "100",
+    ])
+    .success();
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.get_output().stdout).expect("stdout is one JSON document");
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["test"], "pp4");
+    assert_eq!(rows[1]["test"], "tg3");
+    for r in rows {
+        for key in ["model", "types", "backend", "adapter", "driver"] {
+            assert!(r[key].is_string(), "{key}: {r}");
+        }
+        assert!(r["model"].as_str().unwrap().contains("tiny"));
+        // Q4_0 matrices, Q6_K output projection (llama.cpp's choice for 256-wide rows).
+        assert_eq!(r["types"], "Q4_0,Q6_K");
+        for key in ["size_bytes", "params", "bytes_per_token"] {
+            assert!(r[key].as_u64().unwrap() > 0, "{key}: {r}");
+        }
+        assert!(r["tokens_per_second"].as_f64().unwrap() > 0.0);
+        assert!(r["tokens_per_second_stddev"].as_f64().unwrap() >= 0.0);
+        assert_eq!(r["repetitions"], 2);
+        assert_eq!(r["samples_tokens_per_second"].as_array().unwrap().len(), 2);
+        let gbps = r["effective_gbps"].as_f64().unwrap();
+        let expect =
+            r["bytes_per_token"].as_f64().unwrap() * r["tokens_per_second"].as_f64().unwrap() / 1e9;
+        assert!((gbps - expect).abs() <= 1e-9 * expect.max(1.0), "{r}");
+        assert_eq!(r["peak_gbps"], 100.0);
+        assert!((r["percent_of_peak"].as_f64().unwrap() - gbps).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn markdown_csv_and_jsonl_outputs() {
+    let md = bench(&["--synthetic", "tiny:f16", "-p", "2", "-n", "0", "-r", "1"]).success();
+    let text = String::from_utf8(md.get_output().stdout.clone()).unwrap();
+    assert!(text.starts_with("| model |"), "{text}");
+    assert_eq!(text.lines().count(), 3, "header, rule, one row:\n{text}");
+    let csv = bench(&[
+        "--synthetic",
+        "tiny:f16",
+        "-p",
+        "0",
+        "-n",
+        "2",
+        "-r",
+        "1",
+        "-o",
+        "csv",
+    ])
+    .success();
+    let text = String::from_utf8(csv.get_output().stdout.clone()).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.lines().nth(1).unwrap().contains(",tg2,"));
+    let jsonl = bench(&[
+        "--synthetic",
+        "tiny:q8_0",
+        "-p",
+        "2",
+        "-n",
+        "2",
+        "-r",
+        "1",
+        "-o",
+        "jsonl",
+    ])
+    .success();
+    let text = String::from_utf8(jsonl.get_output().stdout.clone()).unwrap();
+    for line in text.lines() {
+        serde_json::from_str::<serde_json::Value>(line).unwrap();
+    }
+    assert_eq!(text.lines().count(), 2);
+}
+
+#[test]
+fn bad_arguments_are_one_line_errors() {
+    for (args, needle) in [
+        (vec!["--synthetic", "llama9-1b:q4_0"], "unknown shape"),
+        (vec!["--synthetic", "tiny:q9_9"], "unknown tensor type"),
+        (vec!["--synthetic", "tiny"], "SHAPE:TYPE"),
+        (vec!["--synthetic", "tiny:q4_0", "-o", "xml"], "expected md"),
+        (vec!["-m", "/nonexistent.gguf"], "does not exist"),
+    ] {
+        let out = bench(&args).failure();
+        let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
