@@ -113,3 +113,47 @@ fn bad_arguments_are_one_line_errors() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn profile_reports_every_kernel_family_with_its_method() {
+    let out = bench(&[
+        "--synthetic",
+        "tiny:q5_k",
+        "-p",
+        "0",
+        "-n",
+        "2",
+        "-r",
+        "1",
+        "-o",
+        "json",
+        "--profile",
+    ])
+    .success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let row = &v[0];
+    assert!(
+        row["profile_method"]
+            .as_str()
+            .unwrap()
+            .contains("timestamp")
+            || row["profile_method"]
+                .as_str()
+                .unwrap()
+                .contains("CPU wall time")
+    );
+    let p = row["profile_ms_per_token"].as_object().unwrap();
+    for family in [
+        "embedding",
+        "rmsnorm",
+        "matvec_q5_k",
+        "rope_kv",
+        "attention",
+        "swiglu",
+        "argmax",
+    ] {
+        assert!(p[family].as_f64().unwrap() > 0.0, "{family}: {p:?}");
+    }
+    // The output projection of a tiny Q5_K model is Q6_K (llama.cpp's rule).
+    assert!(p.contains_key("matvec_q6_k"), "{p:?}");
+}

@@ -40,6 +40,10 @@ pub struct BenchArgs {
     /// Output format: md, csv, json or jsonl.
     #[arg(short = 'o', long, default_value = "md")]
     pub output: String,
+    /// Also time each kernel family per generated token (GPU timestamp
+    /// queries where the adapter has them; see the method in the output).
+    #[arg(long)]
+    pub profile: bool,
     /// Peak memory bandwidth of the GPU in GB/s, for the percentage column
     /// (default: looked up from the adapter name when known).
     #[arg(long)]
@@ -69,6 +73,11 @@ pub struct BenchRow {
     pub effective_gbps: f64,
     pub peak_gbps: Option<f64>,
     pub percent_of_peak: Option<f64>,
+    /// Milliseconds per generated token by kernel family (`--profile`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile_ms_per_token: Option<std::collections::BTreeMap<String, f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile_method: Option<String>,
 }
 
 /// Memory bandwidth of common GPUs (GB/s), matched by a substring of the adapter name.
@@ -270,7 +279,27 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             effective_gbps: gbps,
             peak_gbps: peak,
             percent_of_peak: peak.map(|p| 100.0 * gbps / p),
+            profile_ms_per_token: None,
+            profile_method: None,
         });
+    }
+    if args.profile {
+        // Decode steps from an empty context, as tg; averaged per token.
+        let steps = args.n_gen.iter().copied().max().unwrap_or(0).clamp(1, 16);
+        model.reset();
+        let mut total = std::collections::BTreeMap::new();
+        let mut method = "";
+        for i in 0..steps {
+            let (fams, m) = model.profile_step((i == 0).then_some(1))?;
+            method = m;
+            for (f, ms) in fams {
+                *total.entry(f).or_insert(0.0) += ms / steps as f64;
+            }
+        }
+        for r in &mut rows {
+            r.profile_ms_per_token = Some(total.clone());
+            r.profile_method = Some(method.to_string());
+        }
     }
     print_rows(&rows, &args.output)
 }
@@ -331,6 +360,20 @@ fn print_rows(rows: &[BenchRow], format: &str) -> Result<()> {
                     r.effective_gbps,
                     r.percent_of_peak.map(|p| format!("{p:.1}")).unwrap_or_else(|| "-".into())
                 )?;
+            }
+            if let Some(r) = rows.first() {
+                if let (Some(p), Some(m)) = (&r.profile_ms_per_token, &r.profile_method) {
+                    let sum: f64 = p.values().sum();
+                    writeln!(out, "\nprofile per generated token ({m}):\n")?;
+                    writeln!(out, "| kernel | ms/token | share |")?;
+                    writeln!(out, "| --- | ---: | ---: |")?;
+                    let mut fams: Vec<_> = p.iter().collect();
+                    fams.sort_by(|a, b| b.1.total_cmp(a.1));
+                    for (f, ms) in fams {
+                        writeln!(out, "| {f} | {ms:.3} | {:.1}% |", 100.0 * ms / sum)?;
+                    }
+                    writeln!(out, "| total | {sum:.3} | |")?;
+                }
             }
         }
     }

@@ -462,12 +462,9 @@ impl GpuModel {
 
     /// Records one token's forward pass. `token`: the input id, or `None` to
     /// use the id the previous step's argmax left on the GPU.
-    fn record(
-        &mut self,
-        token: Option<u32>,
-        logits: bool,
-        argmax: bool,
-    ) -> Result<wgpu::CommandEncoder> {
+    /// Checks the position, writes the token (if any) and the step uniform;
+    /// returns the number of attention chunks for this position.
+    fn prepare(&mut self, token: Option<u32>) -> Result<u32> {
         let pos = self.n_past;
         if pos >= self.n_ctx {
             bail!("context full: {} positions (--ctx-size)", self.n_ctx);
@@ -495,33 +492,133 @@ impl GpuModel {
                 _pad: 0,
             }),
         );
+        Ok(n_chunks)
+    }
+
+    /// The dispatches of one token, in order, with their workgroup counts:
+    /// the single description of the forward pass that both the normal
+    /// recording and the profiler encode.
+    fn dispatches(&self, n_chunks: u32, logits: bool, argmax: bool) -> Vec<(&Dispatch, [u32; 3])> {
+        let mut v: Vec<&Dispatch> = self.embed.iter().collect();
+        for l in &self.layers {
+            v.push(&l.attn_norm);
+            v.extend(&l.qkv);
+            v.extend([&l.rope_kv, &l.attn_partial, &l.attn_combine]);
+            v.extend(&l.wo);
+            v.push(&l.ffn_norm);
+            v.extend(&l.gate_up);
+            v.push(&l.swiglu);
+            v.extend(&l.down);
+        }
+        if logits || argmax {
+            v.push(&self.output_norm);
+            v.extend(&self.output);
+        }
+        if argmax {
+            v.push(&self.argmax);
+        }
+        // Attention grows with the context: one workgroup per 256 positions and head.
+        v.into_iter()
+            .map(|d| match d.kernel {
+                Kernel::AttnPartial => (d, [n_chunks, self.cfg.n_head as u32, 1]),
+                _ => (d, d.groups),
+            })
+            .collect()
+    }
+
+    /// Records one token's forward pass into one compute pass. `token`: the
+    /// input id, or `None` to use the id the previous step's argmax left on the GPU.
+    fn record(
+        &mut self,
+        token: Option<u32>,
+        logits: bool,
+        argmax: bool,
+    ) -> Result<wgpu::CommandEncoder> {
+        let n_chunks = self.prepare(token)?;
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            self.embed.iter().for_each(|d| d.encode(&mut pass));
-            for l in &self.layers {
-                l.attn_norm.encode(&mut pass);
-                l.qkv.iter().for_each(|d| d.encode(&mut pass));
-                l.rope_kv.encode(&mut pass);
-                l.attn_partial
-                    .encode_with(&mut pass, [n_chunks, self.cfg.n_head as u32, 1]);
-                l.attn_combine.encode(&mut pass);
-                l.wo.iter().for_each(|d| d.encode(&mut pass));
-                l.ffn_norm.encode(&mut pass);
-                l.gate_up.iter().for_each(|d| d.encode(&mut pass));
-                l.swiglu.encode(&mut pass);
-                l.down.iter().for_each(|d| d.encode(&mut pass));
-            }
-            if logits || argmax {
-                self.output_norm.encode(&mut pass);
-                self.output.iter().for_each(|d| d.encode(&mut pass));
-            }
-            if argmax {
-                self.argmax.encode(&mut pass);
+            for (d, groups) in self.dispatches(n_chunks, logits, argmax) {
+                d.encode_with(&mut pass, groups);
             }
         }
         self.n_past += 1;
         Ok(enc)
+    }
+
+    /// Runs one greedy step with every dispatch timed, and returns the GPU
+    /// milliseconds per kernel family, plus a description of the method.
+    /// With timestamp queries, each dispatch gets its own compute pass with
+    /// begin/end timestamps (so passes, not the normal single pass, are
+    /// timed: a small per-pass overhead is included). Without them, each
+    /// dispatch is submitted alone and timed on the CPU up to completion,
+    /// which includes submission latency and is only a rough guide.
+    pub fn profile_step(
+        &mut self,
+        token: Option<u32>,
+    ) -> Result<(Vec<(String, f64)>, &'static str)> {
+        let n_chunks = self.prepare(token)?;
+        let list = self.dispatches(n_chunks, true, true);
+        let mut per_family: Vec<(String, f64)> = Vec::new();
+        let mut add =
+            |family: String, ms: f64| match per_family.iter_mut().find(|(f, _)| *f == family) {
+                Some(e) => e.1 += ms,
+                None => per_family.push((family, ms)),
+            };
+        let method;
+        if self.gpu.features.timestamps {
+            method = "GPU timestamp queries, one compute pass per dispatch";
+            let n = (list.len() * 2) as u32;
+            let qs = self.gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("profile"),
+                ty: wgpu::QueryType::Timestamp,
+                count: n,
+            });
+            let resolve = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("profile resolve"),
+                size: n as u64 * 8,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            for (i, (d, groups)) in list.iter().enumerate() {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: &qs,
+                        beginning_of_pass_write_index: Some(2 * i as u32),
+                        end_of_pass_write_index: Some(2 * i as u32 + 1),
+                    }),
+                });
+                d.encode_with(&mut pass, *groups);
+            }
+            enc.resolve_query_set(&qs, 0..n, &resolve, 0);
+            self.gpu.queue.submit([enc.finish()]);
+            let bytes = self.gpu.read_bytes(&resolve, n as u64 * 8)?;
+            let ticks: &[u64] = bytemuck::cast_slice(&bytes);
+            let period_ns = self.gpu.queue.get_timestamp_period() as f64;
+            for (i, (d, _)) in list.iter().enumerate() {
+                let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period_ns / 1e6;
+                add(d.kernel.family(), dt);
+            }
+        } else {
+            method =
+                "CPU wall time per dispatch submitted alone (no timestamp queries on this adapter)";
+            for (d, groups) in &list {
+                let t = std::time::Instant::now();
+                let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = enc.begin_compute_pass(&Default::default());
+                    d.encode_with(&mut pass, *groups);
+                }
+                self.gpu.queue.submit([enc.finish()]);
+                self.gpu.wait()?;
+                add(d.kernel.family(), t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        drop(list);
+        self.n_past += 1;
+        Ok((per_family, method))
     }
 
     /// Runs one token and returns the logits (reads back the vocabulary's worth of floats).
