@@ -4,6 +4,9 @@
 // `combine` merges the chunks of each head. Long contexts thus give
 // n_head x n_chunks workgroups instead of n_head.
 // Grouped-query attention: query head h reads KV head h / (n_head / n_head_kv).
+// Batched (prefill, causal): grid z (partial) or y (combine) is the token at
+// position pos + z, which attends to positions 0..=pos + z; chunks past its
+// last position return at once. No n x n score matrix is ever stored.
 // Assembled with a header (WG, GROUP = WG, CHUNK), common.wgsl and a reduction.
 
 struct Params {
@@ -12,7 +15,7 @@ struct Params {
     head_dim: u32,
     max_chunks: u32,  // chunk slots per head in the partial buffers
     scale: f32,       // 1 / sqrt(head_dim)
-    _pad0: u32,
+    q_stride: u32,    // floats between tokens' Q and O rows (batched)
     _pad1: u32,
     _pad2: u32,
 }
@@ -27,9 +30,9 @@ struct Step {
 @group(0) @binding(0) var<storage, read> Q: array<f32>;
 @group(0) @binding(1) var<storage, read> KC: array<u32>;   // [pos][n_head_kv * head_dim / 2] f16 pairs
 @group(0) @binding(2) var<storage, read> VC: array<u32>;
-@group(0) @binding(3) var<storage, read_write> OP: array<f32>;  // [head][chunk][head_dim]
-@group(0) @binding(4) var<storage, read_write> ML: array<vec2<f32>>;  // [head][chunk] (max, sum)
-@group(0) @binding(5) var<storage, read_write> O: array<f32>;   // [head][head_dim]
+@group(0) @binding(3) var<storage, read_write> OP: array<f32>;  // [token][head][chunk][head_dim]
+@group(0) @binding(4) var<storage, read_write> ML: array<vec2<f32>>;  // [token][head][chunk] (max, sum)
+@group(0) @binding(5) var<storage, read_write> O: array<f32>;   // [token][head][head_dim]
 @group(0) @binding(6) var<uniform> P: Params;
 @group(0) @binding(7) var<uniform> S: Step;
 
@@ -41,16 +44,21 @@ var<workgroup> p_sh: array<f32, CHUNK>;
 fn partial(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let chunk = wg.x;
     let h = wg.y;
+    let tok = wg.z;
+    let n_pos = S.pos + tok + 1u;
+    if (chunk * CHUNK >= n_pos) {
+        return; // past this token's causal window (the whole workgroup leaves)
+    }
     let half_dim = P.head_dim / 2u;
     let row_words = P.n_head_kv * half_dim;
     let kv_base = (h / (P.n_head / P.n_head_kv)) * half_dim;
     for (var d = lid; d < P.head_dim; d = d + WG) {
-        q_sh[d] = Q[h * P.head_dim + d];
+        q_sh[d] = Q[tok * P.q_stride + h * P.head_dim + d];
     }
     workgroupBarrier();
 
     let p0 = chunk * CHUNK;
-    let n = min(CHUNK, S.n_pos - p0);
+    let n = min(CHUNK, n_pos - p0);
     var m_local = NEG_BIG;
     for (var i = lid; i < n; i = i + WG) {
         let k = (p0 + i) * row_words + kv_base;
@@ -72,7 +80,7 @@ fn partial(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg:
     }
     let l = group_sum(l_local, lid); // its barrier also publishes p_sh
 
-    let slot = h * P.max_chunks + chunk;
+    let slot = (tok * P.n_head + h) * P.max_chunks + chunk;
     for (var w = lid; w < half_dim; w = w + WG) {
         var acc = vec2<f32>(0.0);
         for (var i = 0u; i < n; i = i + 1u) {
@@ -89,21 +97,23 @@ fn partial(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg:
 @compute @workgroup_size(WG)
 fn combine(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let h = wg.x;
-    let first = h * P.max_chunks;
+    let tok = wg.y;
+    let n_chunks = (S.pos + tok + 1u + CHUNK - 1u) / CHUNK;
+    let first = (tok * P.n_head + h) * P.max_chunks;
     var m = NEG_BIG;
-    for (var c = 0u; c < S.n_chunks; c = c + 1u) {
+    for (var c = 0u; c < n_chunks; c = c + 1u) {
         m = max(m, ML[first + c].x);
     }
     var l = 0.0;
-    for (var c = 0u; c < S.n_chunks; c = c + 1u) {
+    for (var c = 0u; c < n_chunks; c = c + 1u) {
         let ml = ML[first + c];
         l = l + ml.y * exp(ml.x - m);
     }
     for (var d = lid; d < P.head_dim; d = d + WG) {
         var acc = 0.0;
-        for (var c = 0u; c < S.n_chunks; c = c + 1u) {
+        for (var c = 0u; c < n_chunks; c = c + 1u) {
             acc = acc + OP[(first + c) * P.head_dim + d] * exp(ML[first + c].x - m);
         }
-        O[h * P.head_dim + d] = acc / l;
+        O[tok * P.q_stride + h * P.head_dim + d] = acc / l;
     }
 }

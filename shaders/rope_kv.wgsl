@@ -1,5 +1,6 @@
 // RoPE on the new token's Q and K heads, then K and V stored into the KV cache
-// as packed f16 pairs at position `pos`.
+// as packed f16 pairs at position `pos`. Batched (prefill): grid row y is the
+// token at position pos + y, its Q/K/V `q_stride`/`kv_stride` pairs apart.
 //
 // Pairs are adjacent, (x[2i], x[2i+1]): GGUF llama files have Q and K rows
 // permuted for this ("normal" RoPE mode). cos/sin come from a table built on
@@ -11,6 +12,10 @@ struct Params {
     n_head_kv: u32,
     half_dim: u32,    // head_dim / 2
     rope_pairs: u32,  // rope_dim / 2: pairs past this are not rotated
+    q_stride: u32,    // vec2s between tokens' Q (batched)
+    kv_stride: u32,   // vec2s between tokens' K and V (batched)
+    _pad0: u32,
+    _pad1: u32,
 }
 
 struct Step {
@@ -29,24 +34,27 @@ struct Step {
 @group(0) @binding(6) var<uniform> P: Params;
 @group(0) @binding(7) var<uniform> S: Step;
 
-fn rotate(v: vec2<f32>, i: u32) -> vec2<f32> {
+fn rotate(v: vec2<f32>, i: u32, pos: u32) -> vec2<f32> {
     if (i >= P.rope_pairs) {
         return v;
     }
-    let cs = CS[S.pos * P.rope_pairs + i];
+    let cs = CS[pos * P.rope_pairs + i];
     return vec2<f32>(v.x * cs.x - v.y * cs.y, v.x * cs.y + v.y * cs.x);
 }
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = gid.x;
+    let pos = S.pos + gid.y;
+    let qo = gid.y * P.q_stride;
+    let ko = gid.y * P.kv_stride;
     let nq = P.n_head * P.half_dim;
     let nk = P.n_head_kv * P.half_dim;
     if (t < nq) {
-        Q[t] = rotate(Q[t], t % P.half_dim);
+        Q[qo + t] = rotate(Q[qo + t], t % P.half_dim, pos);
     } else if (t < nq + nk) {
         let j = t - nq;
-        KC[S.pos * nk + j] = pack2x16float(rotate(K[j], j % P.half_dim));
-        VC[S.pos * nk + j] = pack2x16float(V[j]);
+        KC[pos * nk + j] = pack2x16float(rotate(K[ko + j], j % P.half_dim, pos));
+        VC[pos * nk + j] = pack2x16float(V[ko + j]);
     }
 }

@@ -115,7 +115,7 @@ fn embedding_matches_cpu_for_every_type_and_split() {
             for token in [0u32, 37, 49] {
                 let tb = gpu.storage_init("tok", bytemuck::bytes_of(&[token, 0, 0, 0]));
                 let yb = gpu.storage("y", (cols.div_ceil(32) * 32 * 4) as u64);
-                let d = m.embedding(&gpu, &tb, 0, &yb);
+                let d = m.embedding(&gpu, &tb, 0, &yb, 0);
                 gpu.run(&d.iter().collect::<Vec<_>>());
                 let got = gpu.read_f32(&yb, cols).unwrap();
                 let want = &w[token as usize * cols..(token as usize + 1) * cols];
@@ -295,6 +295,9 @@ struct RopeParams {
     n_head_kv: u32,
     half_dim: u32,
     rope_pairs: u32,
+    q_stride: u32,
+    kv_stride: u32,
+    _pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -377,6 +380,9 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
             n_head_kv: c.n_head_kv as u32,
             half_dim: (hd / 2) as u32,
             rope_pairs: pairs as u32,
+            q_stride: 0,
+            kv_stride: 0,
+            _pad: [0; 2],
         });
         let ap = gpu.uniform(&AttnParams {
             n_head: c.n_head as u32,

@@ -10,7 +10,7 @@ use llama_wgpu::model::synthetic::{synthetic_gguf, LlamaShape};
 use llama_wgpu::quant::TensorType;
 
 fn load_gpu(gpu: std::sync::Arc<Gpu>, g: &Gguf, n_ctx: usize) -> GpuModel {
-    GpuModel::load(gpu, g, &LoadOptions { n_ctx }, &|_, _| {}).unwrap()
+    GpuModel::load(gpu, g, &LoadOptions::new(n_ctx), &|_, _| {}).unwrap()
 }
 
 /// Gap between the best and second-best logit.

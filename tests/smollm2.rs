@@ -106,13 +106,8 @@ fn gpu_logits_stay_within_0_05_of_exact_float64() {
     let r = reference();
     let g = Gguf::open(common::test_model_path()).unwrap();
     for portable in [false, true] {
-        let mut gm = GpuModel::load(
-            common::gpu(portable),
-            &g,
-            &LoadOptions { n_ctx: 64 },
-            &|_, _| {},
-        )
-        .unwrap();
+        let mut gm =
+            GpuModel::load(common::gpu(portable), &g, &LoadOptions::new(64), &|_, _| {}).unwrap();
         let (ids, logits) = greedy(
             |t| gm.forward(t).unwrap(),
             &r.prompt_ids,
@@ -139,13 +134,8 @@ fn gpu_matches_cpu_reference_at_every_position_of_a_64_token_greedy_run() {
     let r = reference();
     let g = Gguf::open(common::test_model_path()).unwrap();
     let mut cpu = CpuModel::load(&g).unwrap();
-    let mut gm = GpuModel::load(
-        common::gpu(false),
-        &g,
-        &LoadOptions { n_ctx: 128 },
-        &|_, _| {},
-    )
-    .unwrap();
+    let mut gm =
+        GpuModel::load(common::gpu(false), &g, &LoadOptions::new(128), &|_, _| {}).unwrap();
     let mut tok = r.prompt_ids[0];
     let mut worst = 0.0f32;
     let mut generated = Vec::new();

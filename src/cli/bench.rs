@@ -34,6 +34,9 @@ pub struct BenchArgs {
     /// Generated-token counts to test (comma-separated; 0 to skip).
     #[arg(short = 'n', long, value_delimiter = ',', default_value = "128")]
     pub n_gen: Vec<usize>,
+    /// Prompt tokens per batched step (-b, as llama.cpp).
+    #[arg(short = 'b', long, default_value_t = crate::gpu::DEFAULT_BATCH)]
+    pub batch_size: usize,
     /// Repetitions of each test.
     #[arg(short = 'r', long, default_value_t = 5)]
     pub repetitions: usize,
@@ -206,7 +209,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let gpu = Gpu::new(&args.gpu.options())?;
     let peak = args.peak_gbps.or_else(|| peak_for(&gpu.info.name));
     eprintln!("loading onto {} ({:?})...", gpu.info.name, gpu.info.backend);
-    let mut model = GpuModel::load(gpu.clone(), &g, &LoadOptions { n_ctx }, &|_, _| {})?;
+    let mut model = GpuModel::load(
+        gpu.clone(),
+        &g,
+        &LoadOptions {
+            n_ctx,
+            n_batch: args.batch_size,
+        },
+        &|_, _| {},
+    )?;
     drop(weights);
 
     let mut tests: Vec<(String, usize, usize)> = Vec::new();
@@ -233,10 +244,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 .collect();
             let t = Instant::now();
             if pp > 0 {
-                for &tok in &tokens[..pp - 1] {
-                    model.feed(tok)?;
-                }
-                model.forward_greedy(Some(tokens[pp - 1]))?;
+                model.prefill_greedy(&tokens[..pp])?;
             } else {
                 // Decode from an empty context, as llama-bench's tg: each step feeds back the GPU's own choice.
                 model.forward_greedy(Some(tokens[0]))?;

@@ -78,6 +78,9 @@ pub struct GenerateArgs {
     /// Context size in tokens (default: the model's, at most 4096).
     #[arg(short = 'c', long)]
     pub ctx_size: Option<usize>,
+    /// Prompt tokens processed per batched step.
+    #[arg(short = 'b', long)]
+    pub batch_size: Option<usize>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     /// Stop when this string is generated (repeatable); it is not printed.
@@ -113,6 +116,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         model: args.model.clone(),
         gpu: args.gpu.options(),
         n_ctx: args.ctx_size,
+        n_batch: args.batch_size,
         quiet: args.quiet || args.json,
     })?;
     let ids = engine.tokenize(&prompt)?;

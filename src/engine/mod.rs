@@ -11,7 +11,7 @@ use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 
 use crate::gguf::Gguf;
-use crate::gpu::{Gpu, GpuModel, GpuOptions, LoadOptions};
+use crate::gpu::{BatchOutput, Gpu, GpuModel, GpuOptions, LoadOptions};
 use crate::model::LlamaConfig;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 pub use sampler::{Sampler, SamplerParams};
@@ -25,6 +25,8 @@ pub struct EngineOptions {
     pub gpu: GpuOptions,
     /// KV cache length; `None`: the model's training context, at most [`DEFAULT_CTX`].
     pub n_ctx: Option<usize>,
+    /// Prompt tokens per batched step (`None`: the default).
+    pub n_batch: Option<usize>,
     /// No progress bar.
     pub quiet: bool,
 }
@@ -166,8 +168,16 @@ impl Engine {
                 pb.set_position(done);
             }
         };
-        let model = GpuModel::load(gpu, &gguf, &LoadOptions { n_ctx }, &on_progress)
-            .with_context(|| path.display().to_string())?;
+        let model = GpuModel::load(
+            gpu,
+            &gguf,
+            &LoadOptions {
+                n_ctx,
+                n_batch: opts.n_batch.unwrap_or(crate::gpu::DEFAULT_BATCH),
+            },
+            &on_progress,
+        )
+        .with_context(|| path.display().to_string())?;
         if let Some(pb) = pb {
             pb.finish_and_clear();
         }
@@ -211,14 +221,11 @@ impl Engine {
         let mut top_logits = Vec::new();
 
         let t0 = Instant::now();
-        for &t in &new_tokens[..new_tokens.len() - 1] {
-            self.model.feed(t)?;
-        }
-        let last = *new_tokens.last().expect("non-empty");
+        // The whole prompt in batches: weights are read once per batch, not per token.
         let mut next = if greedy_on_gpu {
-            self.model.forward_greedy(Some(last))?
+            self.model.prefill_greedy(new_tokens)?
         } else {
-            let logits = self.model.forward(last)?;
+            let logits = self.model.prefill(new_tokens, BatchOutput::LastLogits)?;
             if opts.top_logits > 0 {
                 top_logits.push(top_k_logits(&logits, opts.top_logits));
             }

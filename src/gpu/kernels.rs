@@ -18,11 +18,15 @@ use crate::quant::TensorType;
 pub const WG: u32 = 64;
 /// KV positions per attention workgroup.
 pub const ATTN_CHUNK: u32 = 256;
+/// Rows and tokens per matmul workgroup tile (see `shaders/matmul.wgsl`).
+pub const MATMUL_TILE_R: u32 = 32;
+pub const MATMUL_TILE_T: u32 = 16;
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const REDUCE_SHARED: &str = include_str!("../../shaders/reduce_shared.wgsl");
 const REDUCE_SUBGROUP: &str = include_str!("../../shaders/reduce_subgroup.wgsl");
 const MATVEC: &str = include_str!("../../shaders/matvec.wgsl");
+const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
 const RMSNORM: &str = include_str!("../../shaders/rmsnorm.wgsl");
 const ROPE_KV: &str = include_str!("../../shaders/rope_kv.wgsl");
@@ -57,6 +61,10 @@ pub enum Kernel {
         ty: TensorType,
         group: u32,
     },
+    /// Matrix-matrix product for a batch of tokens (prefill).
+    Matmul {
+        ty: TensorType,
+    },
     Embedding {
         ty: TensorType,
     },
@@ -84,6 +92,7 @@ impl Kernel {
     pub fn family(&self) -> String {
         match self {
             Kernel::Matvec { ty, .. } => format!("matvec_{}", ty.name().to_lowercase()),
+            Kernel::Matmul { ty } => format!("matmul_{}", ty.name().to_lowercase()),
             Kernel::Embedding { .. } => "embedding".into(),
             Kernel::RmsNorm => "rmsnorm".into(),
             Kernel::RopeKv => "rope_kv".into(),
@@ -103,7 +112,7 @@ impl Kernel {
 
     pub fn bindings(&self) -> &'static [Binding] {
         match self {
-            Kernel::Matvec { .. } => &[Read, Read, ReadWrite, Uniform],
+            Kernel::Matvec { .. } | Kernel::Matmul { .. } => &[Read, Read, ReadWrite, Uniform],
             Kernel::Embedding { .. } => &[Read, Read, ReadWrite, Uniform],
             Kernel::RmsNorm => &[Read, Read, ReadWrite, Uniform],
             Kernel::RopeKv => &[
@@ -148,6 +157,10 @@ impl Kernel {
                 s.push_str(dequant_source(*ty));
                 s.push_str(MATVEC);
             }
+            Kernel::Matmul { ty } => {
+                s.push_str(dequant_source(*ty));
+                s.push_str(MATMUL);
+            }
             Kernel::Embedding { ty } => {
                 s.push_str(dequant_source(*ty));
                 s.push_str(EMBEDDING);
@@ -170,11 +183,13 @@ impl Kernel {
                 out.push(Kernel::Matvec { ty, group });
             }
             out.push(Kernel::Embedding { ty });
+            out.push(Kernel::Matmul { ty });
         }
         out.extend([
             Kernel::RmsNorm,
             Kernel::RopeKv,
             Kernel::AttnPartial,
+            Kernel::AttnCombine,
             Kernel::Swiglu,
             Kernel::Argmax,
         ]);

@@ -7,4 +7,4 @@ mod model;
 pub mod weights;
 
 pub use context::{list_adapters, AdapterSummary, Gpu, GpuFeatures, GpuOptions};
-pub use model::{estimate_bytes, GpuModel, LoadOptions};
+pub use model::{estimate_bytes, BatchOutput, GpuModel, LoadOptions, DEFAULT_BATCH};

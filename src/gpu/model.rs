@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 
-use super::kernels::{Dispatch, Kernel, ATTN_CHUNK, WG};
+use super::kernels::{Dispatch, Kernel, ATTN_CHUNK, MATMUL_TILE_T, WG};
 use super::weights::GpuMatrix;
 use super::Gpu;
 use crate::gguf::Gguf;
@@ -22,7 +22,8 @@ use crate::quant::dequantize_to_vec;
 struct NormParams {
     n: u32,
     eps: f32,
-    _pad: [u32; 2],
+    stride: u32,
+    _pad: u32,
 }
 
 #[repr(C)]
@@ -32,6 +33,9 @@ struct RopeParams {
     n_head_kv: u32,
     half_dim: u32,
     rope_pairs: u32,
+    q_stride: u32,
+    kv_stride: u32,
+    _pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -42,7 +46,8 @@ struct AttnParams {
     head_dim: u32,
     max_chunks: u32,
     scale: f32,
-    _pad: [u32; 3],
+    q_stride: u32,
+    _pad: [u32; 2],
 }
 
 /// Per-token values, written once before each submission.
@@ -80,12 +85,29 @@ struct LayerOps {
 pub struct LoadOptions {
     /// KV cache length (positions).
     pub n_ctx: usize,
+    /// Most prompt tokens processed in one batched step (`--batch-size`);
+    /// lowered if the device's binding limit requires it.
+    pub n_batch: usize,
+}
+
+/// Default prompt-processing batch: weights are read once per this many tokens.
+pub const DEFAULT_BATCH: usize = 64;
+
+impl LoadOptions {
+    pub fn new(n_ctx: usize) -> LoadOptions {
+        LoadOptions {
+            n_ctx,
+            n_batch: DEFAULT_BATCH,
+        }
+    }
 }
 
 pub struct GpuModel {
     pub gpu: Arc<Gpu>,
     pub cfg: LlamaConfig,
     pub n_ctx: usize,
+    /// Prompt tokens per batched step.
+    pub n_batch: usize,
     n_past: usize,
     /// Bytes of weights on the GPU.
     pub weight_bytes: u64,
@@ -93,16 +115,62 @@ pub struct GpuModel {
     embd_bytes: u64,
     embd_row_bytes: u64,
     step: wgpu::Buffer,
-    tokens: wgpu::Buffer,
+    /// Decode activations (one token) and prefill activations (`n_batch` tokens).
+    one: Acts,
+    batch: Acts,
     logits: wgpu::Buffer,
+    /// `[n_batch][n_vocab]` logits of every prompt position, when asked for.
+    batch_logits: wgpu::Buffer,
     staging: wgpu::Buffer,
     embed: Vec<Dispatch>,
     layers: Vec<LayerOps>,
+    batch_embed: Vec<Dispatch>,
+    batch_layers: Vec<LayerOps>,
     output_norm: Dispatch,
     output: Vec<Dispatch>,
+    batch_output_norm: Dispatch,
+    batch_output: Vec<Dispatch>,
     argmax: Dispatch,
     // Kept alive for the bind groups and for inspection by tests.
     _matrices: Vec<GpuMatrix>,
+}
+
+/// Activation buffers for `n` tokens, each row padded to whole 32-element items.
+struct Acts {
+    n: usize,
+    x: wgpu::Buffer,
+    xb: wgpu::Buffer,
+    q: wgpu::Buffer,
+    k: wgpu::Buffer,
+    v: wgpu::Buffer,
+    att: wgpu::Buffer,
+    gate: wgpu::Buffer,
+    up: wgpu::Buffer,
+    tokens: wgpu::Buffer,
+}
+
+/// Floats per padded row.
+fn pad(n: usize) -> usize {
+    n.div_ceil(32) * 32
+}
+
+impl Acts {
+    fn new(gpu: &Gpu, cfg: &LlamaConfig, n: usize) -> Acts {
+        let buf = |label: &str, width: usize| gpu.storage(label, (n * pad(width) * 4) as u64);
+        let q_dim = cfg.n_head * cfg.head_dim;
+        Acts {
+            n,
+            x: buf("x", cfg.n_embd),
+            xb: buf("xb", cfg.n_embd),
+            q: buf("q", q_dim),
+            k: buf("k", cfg.kv_dim()),
+            v: buf("v", cfg.kv_dim()),
+            att: buf("att", q_dim),
+            gate: buf("gate", cfg.n_ff),
+            up: buf("up", cfg.n_ff),
+            tokens: gpu.storage("tokens", (n.max(4) * 4) as u64),
+        }
+    }
 }
 
 /// Rounds a vector length up to whole 32-element matvec items.
@@ -173,12 +241,19 @@ impl GpuModel {
         }
         // Out-of-memory errors during upload are captured and reported with the estimate.
         let oom = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        // The batch's attention scratch must fit one binding.
+        let per_token =
+            (cfg.n_head * n_ctx.div_ceil(ATTN_CHUNK as usize) * cfg.head_dim * 4) as u64;
+        let n_batch = opts
+            .n_batch
+            .clamp(1, ((gpu.max_binding / per_token.max(1)) as usize).max(1));
         let model = Self::build(
             gpu.clone(),
             g,
             &cfg,
             &w,
             n_ctx,
+            n_batch,
             weight_bytes,
             kv_bytes,
             progress,
@@ -202,6 +277,7 @@ impl GpuModel {
         cfg: &LlamaConfig,
         w: &ModelWeights,
         n_ctx: usize,
+        n_batch: usize,
         weight_bytes: u64,
         kv_bytes: u64,
         progress: &dyn Fn(u64, u64),
@@ -227,19 +303,10 @@ impl GpuModel {
             Ok(gpu_ref.storage_init(wt.name(), bytemuck::cast_slice(&v)))
         };
 
-        let hd = cfg.head_dim;
-        let q_dim = cfg.n_head * hd;
-        // Activations. Inputs of a matvec are padded to whole 32-element items and stay zero past their length.
-        let x = gpu.storage("x", padded(cfg.n_embd));
-        let xb = gpu.storage("xb", padded(cfg.n_embd));
-        let q = gpu.storage("q", padded(q_dim));
-        let k = gpu.storage("k", padded(cfg.kv_dim()));
-        let v = gpu.storage("v", padded(cfg.kv_dim()));
-        let att = gpu.storage("att", padded(q_dim));
-        let gate = gpu.storage("gate", padded(cfg.n_ff));
-        let up = gpu.storage("up", padded(cfg.n_ff));
+        let one = Acts::new(&gpu, cfg, 1);
+        let batch = Acts::new(&gpu, cfg, n_batch);
         let logits = gpu.storage("logits", (cfg.n_vocab * 4) as u64);
-        let tokens = gpu.storage("tokens", 16);
+        let batch_logits = gpu.storage("batch logits", (n_batch * cfg.n_vocab * 4) as u64);
         let step = gpu.uniform(&Step {
             pos: 0,
             n_pos: 1,
@@ -247,11 +314,19 @@ impl GpuModel {
             _pad: 0,
         });
         let max_chunks = n_ctx.div_ceil(ATTN_CHUNK as usize);
-        let att_partial = gpu.storage("attn partial", (cfg.n_head * max_chunks * hd * 4) as u64);
-        let att_ml = gpu.storage("attn max/sum", (cfg.n_head * max_chunks * 8) as u64);
+        let hd = cfg.head_dim;
+        // Shared by decode (token slot 0) and prefill (slots 0..n_batch).
+        let att_partial = gpu.storage(
+            "attn partial",
+            (n_batch * cfg.n_head * max_chunks * hd * 4) as u64,
+        );
+        let att_ml = gpu.storage(
+            "attn max/sum",
+            (n_batch * cfg.n_head * max_chunks * 8) as u64,
+        );
         let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
-            size: (cfg.n_vocab * 4).max(16) as u64,
+            size: (n_batch * cfg.n_vocab * 4).max(16) as u64,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
@@ -266,12 +341,18 @@ impl GpuModel {
             }
         }
         let rope_table = gpu.storage_init("rope cos/sin", bytemuck::cast_slice(&table));
-
+        let (e_pad, q_pad, kv_pad, ff_pad) = (
+            pad(cfg.n_embd),
+            pad(cfg.n_head * hd),
+            pad(cfg.kv_dim()),
+            pad(cfg.n_ff),
+        );
         let norm = |input: &wgpu::Buffer, weight: &wgpu::Buffer, out: &wgpu::Buffer| {
             let p = gpu.uniform(&NormParams {
                 n: cfg.n_embd as u32,
                 eps: cfg.rms_eps,
-                _pad: [0; 2],
+                stride: e_pad as u32,
+                _pad: 0,
             });
             gpu.dispatch(
                 Kernel::RmsNorm,
@@ -289,6 +370,9 @@ impl GpuModel {
             n_head_kv: cfg.n_head_kv as u32,
             half_dim: (hd / 2) as u32,
             rope_pairs: pairs as u32,
+            q_stride: (q_pad / 2) as u32,
+            kv_stride: (kv_pad / 2) as u32,
+            _pad: [0; 2],
         });
         let attn_params = gpu.uniform(&AttnParams {
             n_head: cfg.n_head as u32,
@@ -296,18 +380,36 @@ impl GpuModel {
             head_dim: hd as u32,
             max_chunks: max_chunks as u32,
             scale: 1.0 / (hd as f32).sqrt(),
-            _pad: [0; 3],
+            q_stride: q_pad as u32,
+            _pad: [0; 2],
         });
+        // SwiGLU runs over whole padded rows (zero past n_ff stays zero).
         let ff_params = gpu.uniform(&CountParams {
-            n: cfg.n_ff as u32,
+            n: (n_batch * ff_pad) as u32,
             _pad: [0; 3],
         });
+        // y (+)= W x for one token (matvec) or for a batch (matmul).
+        let project = |m: &GpuMatrix,
+                       a: &Acts,
+                       x: &wgpu::Buffer,
+                       x_pad: usize,
+                       y: &wgpu::Buffer,
+                       y_pad: usize,
+                       acc: bool| {
+            if a.n == 1 {
+                m.matvec(&gpu, x, y, 0, acc)
+            } else {
+                m.matmul(&gpu, x, x_pad, y, y_pad, acc, a.n)
+            }
+        };
 
         let mut matrices = Vec::new();
         let token_embd = upload(&w.token_embd)?;
-        let embed = token_embd.embedding(&gpu, &tokens, 0, &x);
+        let embed = token_embd.embedding(&gpu, &one.tokens, 0, &one.x, e_pad);
+        let batch_embed = token_embd.embedding(&gpu, &batch.tokens, 0, &batch.x, e_pad);
 
         let mut layers = Vec::with_capacity(cfg.n_layer);
+        let mut batch_layers = Vec::with_capacity(cfg.n_layer);
         for (li, lw) in w.layers.iter().enumerate() {
             let attn_norm_w = vector(&lw.attn_norm)?;
             let ffn_norm_w = vector(&lw.ffn_norm)?;
@@ -320,83 +422,90 @@ impl GpuModel {
             let w_down = upload(&lw.w_down)?;
             let kc = gpu.storage(&format!("k cache {li}"), (n_ctx * cfg.kv_dim() * 2) as u64);
             let vc = gpu.storage(&format!("v cache {li}"), (n_ctx * cfg.kv_dim() * 2) as u64);
-
-            let mut qkv = wq.matvec(&gpu, &xb, &q, 0, false);
-            qkv.extend(wk.matvec(&gpu, &xb, &k, 0, false));
-            qkv.extend(wv.matvec(&gpu, &xb, &v, 0, false));
-            let rope_kv = gpu.dispatch(
-                Kernel::RopeKv,
-                &[
-                    q.as_entire_binding(),
-                    k.as_entire_binding(),
-                    v.as_entire_binding(),
-                    rope_table.as_entire_binding(),
+            for a in [&one, &batch] {
+                let mut qkv = project(&wq, a, &a.xb, e_pad, &a.q, q_pad, false);
+                qkv.extend(project(&wk, a, &a.xb, e_pad, &a.k, kv_pad, false));
+                qkv.extend(project(&wv, a, &a.xb, e_pad, &a.v, kv_pad, false));
+                let rope_kv = gpu.dispatch(
+                    Kernel::RopeKv,
+                    &[
+                        a.q.as_entire_binding(),
+                        a.k.as_entire_binding(),
+                        a.v.as_entire_binding(),
+                        rope_table.as_entire_binding(),
+                        kc.as_entire_binding(),
+                        vc.as_entire_binding(),
+                        rope_params.as_entire_binding(),
+                        step.as_entire_binding(),
+                    ],
+                    [
+                        ((cfg.n_head + cfg.n_head_kv) * hd / 2).div_ceil(WG as usize) as u32,
+                        1,
+                        1,
+                    ],
+                );
+                let attn_bindings = [
+                    a.q.as_entire_binding(),
                     kc.as_entire_binding(),
                     vc.as_entire_binding(),
-                    rope_params.as_entire_binding(),
+                    att_partial.as_entire_binding(),
+                    att_ml.as_entire_binding(),
+                    a.att.as_entire_binding(),
+                    attn_params.as_entire_binding(),
                     step.as_entire_binding(),
-                ],
-                [
-                    ((cfg.n_head + cfg.n_head_kv) * hd / 2).div_ceil(WG as usize) as u32,
-                    1,
-                    1,
-                ],
-            );
-            let attn_bindings = [
-                q.as_entire_binding(),
-                kc.as_entire_binding(),
-                vc.as_entire_binding(),
-                att_partial.as_entire_binding(),
-                att_ml.as_entire_binding(),
-                att.as_entire_binding(),
-                attn_params.as_entire_binding(),
-                step.as_entire_binding(),
-            ];
-            let attn_partial = gpu.dispatch(
-                Kernel::AttnPartial,
-                &attn_bindings,
-                [1, cfg.n_head as u32, 1],
-            );
-            let attn_combine = gpu.dispatch(
-                Kernel::AttnCombine,
-                &attn_bindings,
-                [cfg.n_head as u32, 1, 1],
-            );
-            let mut gate_up = w_gate.matvec(&gpu, &xb, &gate, 0, false);
-            gate_up.extend(w_up.matvec(&gpu, &xb, &up, 0, false));
-            let swiglu = gpu.dispatch(
-                Kernel::Swiglu,
-                &[
-                    gate.as_entire_binding(),
-                    up.as_entire_binding(),
-                    ff_params.as_entire_binding(),
-                ],
-                [(cfg.n_ff as u32).div_ceil(WG), 1, 1],
-            );
-            layers.push(LayerOps {
-                attn_norm: norm(&x, &attn_norm_w, &xb),
-                qkv,
-                rope_kv,
-                attn_partial,
-                attn_combine,
-                wo: wo.matvec(&gpu, &att, &x, 0, true),
-                ffn_norm: norm(&x, &ffn_norm_w, &xb),
-                gate_up,
-                swiglu,
-                down: w_down.matvec(&gpu, &gate, &x, 0, true),
-            });
+                ];
+                let mut gate_up = project(&w_gate, a, &a.xb, e_pad, &a.gate, ff_pad, false);
+                gate_up.extend(project(&w_up, a, &a.xb, e_pad, &a.up, ff_pad, false));
+                let ops = LayerOps {
+                    attn_norm: norm(&a.x, &attn_norm_w, &a.xb),
+                    qkv,
+                    rope_kv,
+                    attn_partial: gpu.dispatch(Kernel::AttnPartial, &attn_bindings, [1, 1, 1]),
+                    attn_combine: gpu.dispatch(Kernel::AttnCombine, &attn_bindings, [1, 1, 1]),
+                    wo: project(&wo, a, &a.att, q_pad, &a.x, e_pad, true),
+                    ffn_norm: norm(&a.x, &ffn_norm_w, &a.xb),
+                    gate_up,
+                    swiglu: gpu.dispatch(
+                        Kernel::Swiglu,
+                        &[
+                            a.gate.as_entire_binding(),
+                            a.up.as_entire_binding(),
+                            ff_params.as_entire_binding(),
+                        ],
+                        [1, 1, 1],
+                    ),
+                    down: project(&w_down, a, &a.gate, ff_pad, &a.x, e_pad, true),
+                };
+                if a.n == 1 {
+                    layers.push(ops);
+                } else {
+                    batch_layers.push(ops);
+                }
+            }
             matrices.extend([wq, wk, wv, wo, w_gate, w_up, w_down]);
         }
         let output_norm_w = vector(&w.output_norm)?;
-        let output_norm = norm(&x, &output_norm_w, &xb);
-        let output = if cfg.tied_embeddings {
-            token_embd.matvec(&gpu, &xb, &logits, 0, false)
+        let output_norm = norm(&one.x, &output_norm_w, &one.xb);
+        let batch_output_norm = norm(&batch.x, &output_norm_w, &batch.xb);
+        let out_m = if cfg.tied_embeddings {
+            None
         } else {
-            let out_m = upload(&w.output)?;
-            let d = out_m.matvec(&gpu, &xb, &logits, 0, false);
-            matrices.push(out_m);
-            d
+            Some(upload(&w.output)?)
         };
+        let out_ref = out_m.as_ref().unwrap_or(&token_embd);
+        let output = out_ref.matvec(&gpu, &one.xb, &logits, 0, false);
+        let batch_output = out_ref.matmul(
+            &gpu,
+            &batch.xb,
+            e_pad,
+            &batch_logits,
+            cfg.n_vocab,
+            false,
+            n_batch,
+        );
+        matrices.extend(out_m);
+        let embd_bytes =
+            GpuMatrix::gpu_bytes(w.token_embd.ty, w.token_embd.rows(), w.token_embd.cols());
         matrices.push(token_embd);
         let argmax_params = gpu.uniform(&CountParams {
             n: cfg.n_vocab as u32,
@@ -406,30 +515,35 @@ impl GpuModel {
             Kernel::Argmax,
             &[
                 logits.as_entire_binding(),
-                tokens.as_entire_binding(),
+                one.tokens.as_entire_binding(),
                 argmax_params.as_entire_binding(),
             ],
             [1, 1, 1],
         );
-        let embd_bytes =
-            GpuMatrix::gpu_bytes(w.token_embd.ty, w.token_embd.rows(), w.token_embd.cols());
         Ok(GpuModel {
             gpu: gpu.clone(),
             cfg: cfg.clone(),
             n_ctx,
+            n_batch,
             n_past: 0,
             weight_bytes,
             kv_bytes,
             embd_bytes,
             embd_row_bytes: embd_bytes / w.token_embd.rows() as u64,
             step,
-            tokens,
+            one,
+            batch,
             logits,
+            batch_logits,
             staging,
             embed,
             layers,
+            batch_embed,
+            batch_layers,
             output_norm,
             output,
+            batch_output_norm,
+            batch_output,
             argmax,
             _matrices: matrices,
         })
@@ -465,8 +579,14 @@ impl GpuModel {
     /// Checks the position, writes the token (if any) and the step uniform;
     /// returns the number of attention chunks for this position.
     fn prepare(&mut self, token: Option<u32>) -> Result<u32> {
+        self.prepare_n(token, 1)
+    }
+
+    /// As [`Self::prepare`] for `t` tokens from the current position (the
+    /// batch's token ids are written by the caller).
+    fn prepare_n(&mut self, token: Option<u32>, t: usize) -> Result<u32> {
         let pos = self.n_past;
-        if pos >= self.n_ctx {
+        if pos + t > self.n_ctx {
             bail!("context full: {} positions (--ctx-size)", self.n_ctx);
         }
         if let Some(t) = token {
@@ -478,9 +598,9 @@ impl GpuModel {
             }
             self.gpu
                 .queue
-                .write_buffer(&self.tokens, 0, bytemuck::bytes_of(&t));
+                .write_buffer(&self.one.tokens, 0, bytemuck::bytes_of(&t));
         }
-        let n_pos = pos as u32 + 1;
+        let n_pos = (pos + t) as u32;
         let n_chunks = n_pos.div_ceil(ATTN_CHUNK);
         self.gpu.queue.write_buffer(
             &self.step,
@@ -495,12 +615,41 @@ impl GpuModel {
         Ok(n_chunks)
     }
 
-    /// The dispatches of one token, in order, with their workgroup counts:
-    /// the single description of the forward pass that both the normal
-    /// recording and the profiler encode.
-    fn dispatches(&self, n_chunks: u32, logits: bool, argmax: bool) -> Vec<(&Dispatch, [u32; 3])> {
-        let mut v: Vec<&Dispatch> = self.embed.iter().collect();
-        for l in &self.layers {
+    /// Workgroup counts of a prepared dispatch for `t` tokens whose last
+    /// position needs `n_chunks` attention chunks.
+    fn groups(&self, d: &Dispatch, t: u32, n_chunks: u32) -> [u32; 3] {
+        let heads = self.cfg.n_head as u32;
+        match d.kernel {
+            Kernel::Embedding { .. } => [d.groups[0], t, 1],
+            Kernel::RmsNorm => [t, 1, 1],
+            Kernel::Matmul { .. } => [d.groups[0], t.div_ceil(MATMUL_TILE_T), 1],
+            Kernel::RopeKv => [d.groups[0], t, 1],
+            // Attention grows with the context: one workgroup per 256 positions, head and token.
+            Kernel::AttnPartial => [n_chunks, heads, t],
+            Kernel::AttnCombine => [heads, t, 1],
+            Kernel::Swiglu => [(t * pad(self.cfg.n_ff) as u32).div_ceil(WG), 1, 1],
+            Kernel::Matvec { .. } | Kernel::Argmax => d.groups,
+        }
+    }
+
+    /// The dispatches of one step, in order, with their workgroup counts: the
+    /// single description of the forward pass that decoding, prefill and the
+    /// profiler encode. `t` tokens from the current position; `t > 1` uses
+    /// the batch (matmul) ops.
+    fn dispatches(
+        &self,
+        t: usize,
+        n_chunks: u32,
+        logits: bool,
+        argmax: bool,
+    ) -> Vec<(&Dispatch, [u32; 3])> {
+        let (embed, layers) = if t == 1 {
+            (&self.embed, &self.layers)
+        } else {
+            (&self.batch_embed, &self.batch_layers)
+        };
+        let mut v: Vec<&Dispatch> = embed.iter().collect();
+        for l in layers {
             v.push(&l.attn_norm);
             v.extend(&l.qkv);
             v.extend([&l.rope_kv, &l.attn_partial, &l.attn_combine]);
@@ -510,19 +659,19 @@ impl GpuModel {
             v.push(&l.swiglu);
             v.extend(&l.down);
         }
-        if logits || argmax {
+        if t == 1 && (logits || argmax) {
             v.push(&self.output_norm);
             v.extend(&self.output);
         }
-        if argmax {
+        if t > 1 && logits {
+            v.push(&self.batch_output_norm);
+            v.extend(&self.batch_output);
+        }
+        if t == 1 && argmax {
             v.push(&self.argmax);
         }
-        // Attention grows with the context: one workgroup per 256 positions and head.
         v.into_iter()
-            .map(|d| match d.kernel {
-                Kernel::AttnPartial => (d, [n_chunks, self.cfg.n_head as u32, 1]),
-                _ => (d, d.groups),
-            })
+            .map(|d| (d, self.groups(d, t as u32, n_chunks)))
             .collect()
     }
 
@@ -538,7 +687,7 @@ impl GpuModel {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            for (d, groups) in self.dispatches(n_chunks, logits, argmax) {
+            for (d, groups) in self.dispatches(1, n_chunks, logits, argmax) {
                 d.encode_with(&mut pass, groups);
             }
         }
@@ -558,7 +707,7 @@ impl GpuModel {
         token: Option<u32>,
     ) -> Result<(Vec<(String, f64)>, &'static str)> {
         let n_chunks = self.prepare(token)?;
-        let list = self.dispatches(n_chunks, true, true);
+        let list = self.dispatches(1, n_chunks, true, true);
         let mut per_family: Vec<(String, f64)> = Vec::new();
         let mut add =
             |family: String, ms: f64| match per_family.iter_mut().find(|(f, _)| *f == family) {
@@ -643,7 +792,7 @@ impl GpuModel {
     /// the CPU ever sending it back.
     pub fn forward_greedy(&mut self, token: Option<u32>) -> Result<u32> {
         let mut enc = self.record(token, true, true)?;
-        enc.copy_buffer_to_buffer(&self.tokens, 0, &self.staging, 0, 4);
+        enc.copy_buffer_to_buffer(&self.one.tokens, 0, &self.staging, 0, 4);
         self.gpu.queue.submit([enc.finish()]);
         let bytes = super::kernels::map_read(&self.gpu, &self.staging, 4)?;
         let t = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
@@ -652,4 +801,134 @@ impl GpuModel {
         }
         Ok(t)
     }
+
+    /// Processes prompt tokens in batches of `n_batch` (weights read once per
+    /// batch, causal attention within it). `out`: what the last position
+    /// should produce. Returns the logits of every position for
+    /// [`BatchOutput::AllLogits`] (`tokens.len() x n_vocab`), of the last for
+    /// [`BatchOutput::LastLogits`], nothing otherwise; with
+    /// [`BatchOutput::Greedy`] the chosen token is returned in the first slot.
+    pub fn prefill(&mut self, tokens: &[u32], out: BatchOutput) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            bail!("nothing to process");
+        }
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.cfg.n_vocab) {
+            bail!(
+                "token id {t} is outside the vocabulary (size {})",
+                self.cfg.n_vocab
+            );
+        }
+        if self.n_past + tokens.len() > self.n_ctx {
+            bail!(
+                "{} tokens do not fit in the context of {} ({} used)",
+                tokens.len(),
+                self.n_ctx,
+                self.n_past
+            );
+        }
+        let mut all = Vec::new();
+        let chunks: Vec<&[u32]> = tokens.chunks(self.n_batch).collect();
+        for (ci, chunk) in chunks.iter().enumerate() {
+            let last = ci + 1 == chunks.len();
+            let t = chunk.len();
+            let all_logits = matches!(out, BatchOutput::AllLogits);
+            if t == 1 {
+                // A single token is a decode step.
+                if all_logits || (last && matches!(out, BatchOutput::LastLogits)) {
+                    let l = self.forward(chunk[0])?;
+                    if all_logits || last {
+                        all.extend(l);
+                    }
+                } else if last && matches!(out, BatchOutput::Greedy) {
+                    return Ok(vec![self.forward_greedy(Some(chunk[0]))? as f32]);
+                } else {
+                    self.feed(chunk[0])?;
+                }
+                continue;
+            }
+            self.gpu
+                .queue
+                .write_buffer(&self.batch.tokens, 0, bytemuck::cast_slice(chunk));
+            let n_chunks = self.prepare_n(None, t)?;
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                for (d, groups) in self.dispatches(t, n_chunks, all_logits, false) {
+                    d.encode_with(&mut pass, groups);
+                }
+            }
+            let e_row = (pad(self.cfg.n_embd) * 4) as u64;
+            let vocab = (self.cfg.n_vocab * 4) as u64;
+            let want_last = last && !matches!(out, BatchOutput::None);
+            if want_last && !all_logits {
+                // Only the last position's logits: its hidden state goes through the decode head.
+                enc.copy_buffer_to_buffer(
+                    &self.batch.x,
+                    (t as u64 - 1) * e_row,
+                    &self.one.x,
+                    0,
+                    e_row,
+                );
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                let greedy = matches!(out, BatchOutput::Greedy);
+                for d in std::iter::once(&self.output_norm)
+                    .chain(&self.output)
+                    .chain(greedy.then_some(&self.argmax))
+                {
+                    d.encode_with(&mut pass, d.groups);
+                }
+            }
+            let readback = if all_logits {
+                t as u64 * vocab
+            } else if want_last && matches!(out, BatchOutput::Greedy) {
+                4
+            } else if want_last {
+                vocab
+            } else {
+                0
+            };
+            if readback > 0 {
+                let src = if all_logits {
+                    &self.batch_logits
+                } else if matches!(out, BatchOutput::Greedy) {
+                    &self.one.tokens
+                } else {
+                    &self.logits
+                };
+                enc.copy_buffer_to_buffer(src, 0, &self.staging, 0, readback);
+            }
+            self.gpu.queue.submit([enc.finish()]);
+            self.n_past += t;
+            if readback > 0 {
+                let bytes = super::kernels::map_read(&self.gpu, &self.staging, readback)?;
+                if matches!(out, BatchOutput::Greedy) {
+                    let id = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
+                    if id as usize >= self.cfg.n_vocab {
+                        bail!("the GPU produced no valid token (NaN logits?)");
+                    }
+                    return Ok(vec![id as f32]);
+                }
+                all.extend_from_slice(bytemuck::cast_slice(&bytes));
+            }
+        }
+        Ok(all)
+    }
+
+    /// Processes a prompt and returns the greedy next token (4-byte readback).
+    pub fn prefill_greedy(&mut self, tokens: &[u32]) -> Result<u32> {
+        Ok(self.prefill(tokens, BatchOutput::Greedy)?[0] as u32)
+    }
+}
+
+/// What a batched prompt step produces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchOutput {
+    /// Nothing (the KV cache is filled).
+    None,
+    /// The logits of the last position.
+    LastLogits,
+    /// The greedy token after the last position, chosen on the GPU.
+    Greedy,
+    /// The logits of every position (perplexity).
+    AllLogits,
 }

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Result};
 
-use super::kernels::{grid, Dispatch, Kernel, WG};
+use super::kernels::{grid, Dispatch, Kernel, MATMUL_TILE_R, WG};
 use super::layout::{repack, GpuLayout};
 use super::Gpu;
 use crate::quant::TensorType;
@@ -43,7 +43,21 @@ struct EmbeddingParams {
     items: u32,
     first_row: u32,
     token_index: u32,
-    _pad: [u32; 3],
+    y_stride: u32,
+    _pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MatmulParams {
+    rows: u32,
+    row_words: u32,
+    items: u32,
+    accumulate: u32,
+    y_offset: u32,
+    x_stride: u32,
+    y_stride: u32,
+    n_tokens: u32,
 }
 
 impl GpuMatrix {
@@ -143,13 +157,57 @@ impl GpuMatrix {
             .collect()
     }
 
-    /// Dispatches writing row `tokens[token_index]` (dequantized) into `y`.
+    /// Dispatches computing `Y[t][y_offset..] (+)= W X[t]` for up to
+    /// `n_tokens` tokens (rows of X `x_stride` floats apart, of Y `y_stride`);
+    /// the token count of a step sets the grid's second dimension at encode time.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        &self,
+        gpu: &Gpu,
+        x: &wgpu::Buffer,
+        x_stride: usize,
+        y: &wgpu::Buffer,
+        y_stride: usize,
+        accumulate: bool,
+        n_tokens: usize,
+    ) -> Vec<Dispatch> {
+        assert_eq!(x_stride % 4, 0, "matmul input rows must be whole vec4s");
+        self.chunks
+            .iter()
+            .map(|c| {
+                let params = gpu.uniform(&MatmulParams {
+                    rows: c.rows as u32,
+                    row_words: self.layout.row_words(self.cols) as u32,
+                    items: self.layout.items_per_row(self.cols) as u32,
+                    accumulate: accumulate as u32,
+                    y_offset: c.first_row as u32,
+                    x_stride: (x_stride / 4) as u32,
+                    y_stride: y_stride as u32,
+                    n_tokens: n_tokens as u32,
+                });
+                gpu.dispatch(
+                    Kernel::Matmul { ty: self.ty },
+                    &[
+                        c.buffer.as_entire_binding(),
+                        x.as_entire_binding(),
+                        y.as_entire_binding(),
+                        params.as_entire_binding(),
+                    ],
+                    [(c.rows as u32).div_ceil(MATMUL_TILE_R), 1, 1],
+                )
+            })
+            .collect()
+    }
+
+    /// Dispatches writing row `tokens[token_index + i]` (dequantized) into row
+    /// `i` of `y` (rows `y_stride` floats apart) for each token of the step.
     pub fn embedding(
         &self,
         gpu: &Gpu,
         tokens: &wgpu::Buffer,
         token_index: usize,
         y: &wgpu::Buffer,
+        y_stride: usize,
     ) -> Vec<Dispatch> {
         let items = self.layout.items_per_row(self.cols) as u32;
         self.chunks
@@ -161,7 +219,8 @@ impl GpuMatrix {
                     items,
                     first_row: c.first_row as u32,
                     token_index: token_index as u32,
-                    _pad: [0; 3],
+                    y_stride: (y_stride / 4) as u32,
+                    _pad: [0; 2],
                 });
                 gpu.dispatch(
                     Kernel::Embedding { ty: self.ty },
