@@ -121,6 +121,8 @@ impl Chat {
         // generate needs at least one token to produce the next one's logits.
         reuse = reuse.min(ids.len() - 1);
         self.engine.model.truncate(reuse);
+        // Kept in step with the cache even if this turn fails half way.
+        self.cached.truncate(reuse);
         tracing::info!(
             "turn {}: prompt of {} tokens, {reuse} reused from the cache, {} processed",
             self.turn,
