@@ -96,6 +96,41 @@ fn reset_forgets_the_conversation() {
 }
 
 #[test]
+fn a_full_context_drops_the_oldest_turn_and_keeps_the_system_prompt() {
+    // With -c 64 and 4 tokens kept for each reply, the third turn's prompt
+    // (system prompt, three messages, two replies) is over 60 tokens.
+    let script = "Hi, I am Alice.\nI like green tea.\nWhat do I like?\n";
+    let out = Command::cargo_bin("llama-wgpu")
+        .unwrap()
+        .args(["-v", "chat", "-m"])
+        .arg(common::test_model_path())
+        .args(["--temp", "0", "-n", "4", "-c", "64", "--system", SYSTEM])
+        .write_stdin(script)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    assert!(
+        stderr.contains("context full: dropped the 2 oldest messages"),
+        "{stderr}"
+    );
+    let (p1, _, _) = turn_stats(&stderr, 1);
+    let (p2, r2, _) = turn_stats(&stderr, 2);
+    let (p3, r3, _) = turn_stats(&stderr, 3);
+    assert!(
+        r2 >= p1,
+        "turn 2 had nothing to drop and reuses turn 1: {stderr}"
+    );
+    // Turn 3 keeps only the cached system prompt (and the start of a user
+    // turn): everything after it moved and is processed again.
+    assert!(r3 < p1, "turn 3 reused {r3} tokens: {stderr}");
+    assert!(r3 > 0, "the system prompt stays cached: {stderr}");
+    assert!(p3 <= 60 && p3 < p2 + 10, "turn 3 prompt {p3}: {stderr}");
+}
+
+#[test]
 fn a_message_longer_than_the_context_is_a_one_line_error() {
     let long = "This sentence is repeated to overflow the context. ".repeat(40);
     let out = Command::cargo_bin("llama-wgpu")

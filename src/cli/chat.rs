@@ -111,6 +111,9 @@ impl Chat {
             Ok(ids) => ids,
             Err(skip) => return Ok(Err(skip)),
         };
+        if ids.is_empty() {
+            bail!("the chat template rendered an empty prompt");
+        }
         self.turn += 1;
         let mut reuse = self
             .cached
