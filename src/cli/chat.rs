@@ -272,13 +272,15 @@ fn piped_loop(chat: &mut Chat) -> Result<()> {
 }
 
 fn interactive_loop(chat: &mut Chat) -> Result<()> {
+    let mut rl = rustyline::DefaultEditor::new().context("cannot open the terminal")?;
+    // After the editor: it replaces the SIGINT handler when created (and
+    // needs none while reading, as its raw mode turns Ctrl-C into a key).
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupted.clone();
         ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
             .context("cannot install the Ctrl-C handler")?;
     }
-    let mut rl = rustyline::DefaultEditor::new().context("cannot open the terminal")?;
     eprintln!("/reset clears the conversation, /exit or Ctrl-D quits, Ctrl-C stops a reply");
     let mut stdout = std::io::stdout();
     loop {
