@@ -1,10 +1,12 @@
 //! The `llama-wgpu` command line: one file per subcommand.
 
 mod bench;
+mod chat;
 pub mod common;
 mod devices;
 mod generate;
 mod info;
+mod perplexity;
 mod tokenize;
 
 use std::process::ExitCode;
@@ -35,6 +37,10 @@ enum Command {
     Devices(devices::DevicesArgs),
     /// Generate text from a prompt.
     Generate(generate::GenerateArgs),
+    /// Chat with a model through its chat template (interactive on a terminal, one message per line otherwise).
+    Chat(chat::ChatArgs),
+    /// Perplexity of a text file (llama.cpp's method, comparable with llama-perplexity).
+    Perplexity(perplexity::PerplexityArgs),
     /// Measure prompt processing and generation speed (llama-bench style).
     Bench(bench::BenchArgs),
 }
@@ -61,9 +67,13 @@ pub fn main() -> ExitCode {
         Command::Devices(a) => devices::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Chat(a) => chat::run(a),
+        Command::Perplexity(a) => perplexity::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Already printed as it happened (e.g. a failed chat turn).
+        Err(e) if e.is::<AlreadyReported>() => ExitCode::FAILURE,
         Err(e) => {
             // One line a person can act on; the chain of causes joined with ": ".
             eprintln!("error: {e:#}");
@@ -71,3 +81,15 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+/// An error that was already reported on stderr: exit non-zero without repeating it.
+#[derive(Debug)]
+pub(crate) struct AlreadyReported;
+
+impl std::fmt::Display for AlreadyReported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("errors were reported above")
+    }
+}
+
+impl std::error::Error for AlreadyReported {}

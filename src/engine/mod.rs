@@ -1,6 +1,7 @@
 //! Text generation: a model on the GPU, its tokenizer, prompt processing,
 //! sampling, stop conditions and timings.
 
+pub mod perplexity;
 pub mod sampler;
 
 use std::io::IsTerminal;

@@ -1,0 +1,116 @@
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+
+use super::common::GpuArgs;
+use crate::engine::perplexity::{chunk_nll, chunks, PerplexityStats};
+use crate::engine::{Engine, EngineOptions};
+
+#[derive(clap::Args)]
+pub struct PerplexityArgs {
+    /// GGUF model file.
+    #[arg(short, long)]
+    pub model: PathBuf,
+    /// Text file to score.
+    #[arg(short, long)]
+    pub file: PathBuf,
+    /// Chunk (and context) size in tokens; the second half of each chunk is scored.
+    #[arg(short = 'c', long, default_value_t = 512)]
+    pub ctx_size: usize,
+    /// Score at most N chunks (default: all full chunks of the text).
+    #[arg(long)]
+    pub chunks: Option<usize>,
+    /// Print one JSON object (ppl, ppl_stderr, chunks, tokens_scored, ctx) and nothing else on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+}
+
+pub fn run(args: &PerplexityArgs) -> Result<()> {
+    let c = args.ctx_size;
+    if c < 4 {
+        bail!("--ctx-size must be at least 4, got {c}");
+    }
+    if args.chunks == Some(0) {
+        bail!("--chunks must be at least 1");
+    }
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let mut engine = Engine::load(&EngineOptions {
+        model: args.model.clone(),
+        gpu: args.gpu.options(),
+        n_ctx: Some(c),
+        quiet: args.quiet || args.json,
+    })?;
+    let tok = &engine.tokenizer;
+    // As llama.cpp: special-token text in the file is plain text, and BOS is
+    // used only by vocabularies that ask for it.
+    let bos = if tok.adds_bos() { tok.bos_id() } else { None };
+    let tokens = tok.encode(&text, tok.adds_bos(), false)?;
+    let chunks = chunks(&tokens, c, args.chunks, bos);
+    if chunks.is_empty() {
+        bail!(
+            "{} has {} tokens, fewer than one chunk of --ctx-size {c}; use a longer text or a smaller -c",
+            args.file.display(),
+            tokens.len()
+        );
+    }
+    eprintln!(
+        "perplexity: {} tokens, {} chunks of {c}, scoring {} tokens per chunk",
+        tokens.len(),
+        chunks.len(),
+        c - 1 - c / 2
+    );
+    let mut stats = PerplexityStats::default();
+    let start = std::time::Instant::now();
+    for (i, chunk) in chunks.iter().enumerate() {
+        engine.model.reset();
+        // Only the second half is scored: the first half needs no logits read back.
+        for &t in &chunk[..c / 2] {
+            engine.model.feed(t)?;
+        }
+        let mut logits = Vec::with_capacity(c - c / 2 - 1);
+        for &t in &chunk[c / 2..c - 1] {
+            logits.push(engine.model.forward(t)?);
+        }
+        for nll in chunk_nll(&logits, chunk) {
+            if !nll.is_finite() {
+                bail!("chunk {}: non-finite log-likelihood (NaN logits?)", i + 1);
+            }
+            stats.add(nll);
+        }
+        eprint!("[{}]{:.4},", i + 1, stats.ppl());
+        if i == 0 {
+            let per_chunk = start.elapsed().as_secs_f64();
+            tracing::info!(
+                "{per_chunk:.1} s per chunk, about {:.0} s in all",
+                per_chunk * chunks.len() as f64
+            );
+        }
+    }
+    eprintln!();
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        let v = serde_json::json!({
+            "ppl": stats.ppl(),
+            "ppl_stderr": stats.ppl_stderr(),
+            "chunks": chunks.len(),
+            "tokens_scored": stats.count,
+            "ctx": c,
+        });
+        writeln!(stdout, "{v}")?;
+    } else {
+        writeln!(
+            stdout,
+            "Final estimate: PPL = {:.4} +/- {:.5}",
+            stats.ppl(),
+            stats.ppl_stderr()
+        )?;
+    }
+    Ok(())
+}
