@@ -190,6 +190,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
     let interactive = std::io::stdin().is_terminal();
     let sampler = args.sampling.params()?;
     let engine = Engine::load(&EngineOptions {
+        n_batch: None,
         model: args.model.clone(),
         gpu: args.gpu.options(),
         n_ctx: args.ctx_size,

@@ -6,6 +6,7 @@ use anyhow::{bail, Context as _, Result};
 use super::common::GpuArgs;
 use crate::engine::perplexity::{chunk_nll, chunks, PerplexityStats};
 use crate::engine::{Engine, EngineOptions};
+use crate::gpu::BatchOutput;
 
 #[derive(clap::Args)]
 pub struct PerplexityArgs {
@@ -42,6 +43,7 @@ pub fn run(args: &PerplexityArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let mut engine = Engine::load(&EngineOptions {
+        n_batch: None,
         model: args.model.clone(),
         gpu: args.gpu.options(),
         n_ctx: Some(c),
@@ -71,13 +73,14 @@ pub fn run(args: &PerplexityArgs) -> Result<()> {
     for (i, chunk) in chunks.iter().enumerate() {
         engine.model.reset();
         // Only the second half is scored: the first half needs no logits read back.
-        for &t in &chunk[..c / 2] {
-            engine.model.feed(t)?;
-        }
-        let mut logits = Vec::with_capacity(c - c / 2 - 1);
-        for &t in &chunk[c / 2..c - 1] {
-            logits.push(engine.model.forward(t)?);
-        }
+        engine.model.prefill(&chunk[..c / 2], BatchOutput::None)?;
+        let vocab = engine.model.cfg.n_vocab;
+        let logits: Vec<Vec<f32>> = engine
+            .model
+            .prefill(&chunk[c / 2..c - 1], BatchOutput::AllLogits)?
+            .chunks(vocab)
+            .map(<[f32]>::to_vec)
+            .collect();
         for nll in chunk_nll(&logits, chunk) {
             if !nll.is_finite() {
                 bail!("chunk {}: non-finite log-likelihood (NaN logits?)", i + 1);
