@@ -179,7 +179,12 @@ fn padded(n: usize) -> u64 {
 }
 
 /// Memory a model will take on the GPU, computed before uploading anything.
-pub fn estimate_bytes(cfg: &LlamaConfig, w: &ModelWeights, n_ctx: usize) -> (u64, u64, u64) {
+pub fn estimate_bytes(
+    cfg: &LlamaConfig,
+    w: &ModelWeights,
+    n_ctx: usize,
+    n_batch: usize,
+) -> (u64, u64, u64) {
     let mat = |w: &Weight| GpuMatrix::gpu_bytes(w.ty, w.rows(), w.cols());
     let mut weights = mat(&w.token_embd) + (cfg.n_embd * 4) as u64;
     if !cfg.tied_embeddings {
@@ -194,12 +199,15 @@ pub fn estimate_bytes(cfg: &LlamaConfig, w: &ModelWeights, n_ctx: usize) -> (u64
     }
     let kv = 2 * (cfg.n_layer * n_ctx * cfg.kv_dim() * 2) as u64;
     let max_chunks = n_ctx.div_ceil(ATTN_CHUNK as usize);
-    let scratch = padded(cfg.n_embd) * 2
+    // Activations for one token and for a prefill batch, logits (one token,
+    // a batch, and the readback copy), attention partials per batch token.
+    let acts = padded(cfg.n_embd) * 2
         + padded(cfg.n_head * cfg.head_dim) * 2
         + padded(cfg.kv_dim()) * 2
-        + padded(cfg.n_ff) * 2
-        + (cfg.n_vocab * 4 * 2) as u64
-        + (cfg.n_head * max_chunks * (cfg.head_dim + 2) * 4) as u64
+        + padded(cfg.n_ff) * 2;
+    let scratch = acts * (1 + n_batch as u64)
+        + (cfg.n_vocab * 4 * (1 + 2 * n_batch)) as u64
+        + (n_batch * cfg.n_head * max_chunks * (cfg.head_dim + 2) * 4) as u64
         + (n_ctx * cfg.rope_dim * 4) as u64;
     (weights, kv, scratch)
 }
@@ -223,7 +231,13 @@ impl GpuModel {
                 cfg.head_dim
             );
         }
-        let (weight_bytes, kv_bytes, scratch) = estimate_bytes(&cfg, &w, n_ctx);
+        // The batch's attention scratch must fit one binding.
+        let per_token =
+            (cfg.n_head * n_ctx.div_ceil(ATTN_CHUNK as usize) * cfg.head_dim * 4) as u64;
+        let n_batch = opts
+            .n_batch
+            .clamp(1, ((gpu.max_binding / per_token.max(1)) as usize).max(1));
+        let (weight_bytes, kv_bytes, scratch) = estimate_bytes(&cfg, &w, n_ctx, n_batch);
         let total = weight_bytes + kv_bytes + scratch;
         tracing::info!(
             "GPU memory needed: {:.1} MiB (weights {:.1}, KV cache {:.1}, scratch {:.1})",
@@ -241,12 +255,6 @@ impl GpuModel {
         }
         // Out-of-memory errors during upload are captured and reported with the estimate.
         let oom = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        // The batch's attention scratch must fit one binding.
-        let per_token =
-            (cfg.n_head * n_ctx.div_ceil(ATTN_CHUNK as usize) * cfg.head_dim * 4) as u64;
-        let n_batch = opts
-            .n_batch
-            .clamp(1, ((gpu.max_binding / per_token.max(1)) as usize).max(1));
         let model = Self::build(
             gpu.clone(),
             g,
