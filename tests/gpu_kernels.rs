@@ -4,6 +4,7 @@
 mod common;
 
 use llama_wgpu::gpu::kernels::Kernel;
+use llama_wgpu::gpu::params::{AttnParams, CountParams, NormParams, RopeParams, Step};
 use llama_wgpu::gpu::weights::GpuMatrix;
 use llama_wgpu::gpu::Gpu;
 use llama_wgpu::model::cpu;
@@ -161,14 +162,6 @@ fn split_matrices_match_unsplit() {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct NormParams {
-    n: u32,
-    eps: f32,
-    _pad: [u32; 2],
-}
-
 #[test]
 fn rmsnorm_matches_cpu() {
     for portable in [false, true] {
@@ -185,7 +178,8 @@ fn rmsnorm_matches_cpu() {
             let p = gpu.uniform(&NormParams {
                 n: n as u32,
                 eps: 1e-5,
-                _pad: [0; 2],
+                stride: 0,
+                _pad: 0,
             });
             let d = gpu.dispatch(
                 Kernel::RmsNorm,
@@ -209,13 +203,6 @@ fn rmsnorm_matches_cpu() {
             }
         }
     }
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct CountParams {
-    n: u32,
-    _pad: [u32; 3],
 }
 
 #[test]
@@ -288,38 +275,6 @@ fn swiglu_matches_cpu() {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct RopeParams {
-    n_head: u32,
-    n_head_kv: u32,
-    half_dim: u32,
-    rope_pairs: u32,
-    q_stride: u32,
-    kv_stride: u32,
-    _pad: [u32; 2],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct AttnParams {
-    n_head: u32,
-    n_head_kv: u32,
-    head_dim: u32,
-    max_chunks: u32,
-    scale: f32,
-    _pad: [u32; 3],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Step {
-    pos: u32,
-    n_pos: u32,
-    n_chunks: u32,
-    _pad: u32,
-}
-
 /// RoPE + KV store, then split-sequence attention with grouped-query heads,
 /// position by position up past two 256-position chunks, against the CPU's
 /// rope() and a plain softmax attention over the same f16-rounded cache.
@@ -390,7 +345,8 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
             head_dim: hd as u32,
             max_chunks: max_chunks as u32,
             scale: 1.0 / (hd as f32).sqrt(),
-            _pad: [0; 3],
+            q_stride: 0,
+            _pad: [0; 2],
         });
         let rope = gpu.dispatch(
             Kernel::RopeKv,

@@ -34,8 +34,18 @@ const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
 const SWIGLU: &str = include_str!("../../shaders/swiglu.wgsl");
 const ARGMAX: &str = include_str!("../../shaders/argmax.wgsl");
 
-/// The per-type weight decoders (`dequant_item`).
-pub fn dequant_source(ty: TensorType) -> &'static str {
+const K_SCALE_MIN: &str = include_str!("../../shaders/dequant/k_scale_min.wgsl");
+
+/// The per-type weight decoder (`dequant_item`) with the helpers it needs.
+pub fn dequant_source(ty: TensorType) -> String {
+    let helpers = match ty {
+        TensorType::Q4_K | TensorType::Q5_K => K_SCALE_MIN,
+        _ => "",
+    };
+    format!("{helpers}\n{}", dequant_file(ty))
+}
+
+fn dequant_file(ty: TensorType) -> &'static str {
     match ty {
         TensorType::F32 => include_str!("../../shaders/dequant/f32.wgsl"),
         TensorType::F16 => include_str!("../../shaders/dequant/f16.wgsl"),
@@ -154,15 +164,15 @@ impl Kernel {
         }
         match self {
             Kernel::Matvec { ty, .. } => {
-                s.push_str(dequant_source(*ty));
+                s.push_str(&dequant_source(*ty));
                 s.push_str(MATVEC);
             }
             Kernel::Matmul { ty } => {
-                s.push_str(dequant_source(*ty));
+                s.push_str(&dequant_source(*ty));
                 s.push_str(MATMUL);
             }
             Kernel::Embedding { ty } => {
-                s.push_str(dequant_source(*ty));
+                s.push_str(&dequant_source(*ty));
                 s.push_str(EMBEDDING);
             }
             Kernel::RmsNorm => s.push_str(RMSNORM),

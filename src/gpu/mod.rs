@@ -4,6 +4,7 @@ mod context;
 pub mod kernels;
 pub mod layout;
 mod model;
+pub mod params;
 pub mod weights;
 
 pub use context::{list_adapters, AdapterSummary, Gpu, GpuFeatures, GpuOptions};

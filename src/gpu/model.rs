@@ -11,61 +11,12 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _, Result};
 
 use super::kernels::{Dispatch, Kernel, ATTN_CHUNK, MATMUL_TILE_T, WG};
+use super::params::{AttnParams, CountParams, NormParams, RopeParams, Step};
 use super::weights::GpuMatrix;
 use super::Gpu;
 use crate::gguf::Gguf;
 use crate::model::{LlamaConfig, ModelWeights, Weight};
 use crate::quant::dequantize_to_vec;
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct NormParams {
-    n: u32,
-    eps: f32,
-    stride: u32,
-    _pad: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct RopeParams {
-    n_head: u32,
-    n_head_kv: u32,
-    half_dim: u32,
-    rope_pairs: u32,
-    q_stride: u32,
-    kv_stride: u32,
-    _pad: [u32; 2],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct AttnParams {
-    n_head: u32,
-    n_head_kv: u32,
-    head_dim: u32,
-    max_chunks: u32,
-    scale: f32,
-    q_stride: u32,
-    _pad: [u32; 2],
-}
-
-/// Per-token values, written once before each submission.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Step {
-    pos: u32,
-    n_pos: u32,
-    n_chunks: u32,
-    _pad: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct CountParams {
-    n: u32,
-    _pad: [u32; 3],
-}
 
 struct LayerOps {
     attn_norm: Dispatch,
