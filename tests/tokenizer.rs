@@ -2,7 +2,10 @@
 //! llama.cpp's own test vectors, and fixtures from Hugging Face `transformers`
 //! cross-checked with llama.cpp (tests/scripts/tok_*.py).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{test_model_path as model_path, testdata};
+use std::path::Path;
 
 use llama_wgpu::gguf::{string_array, Gguf, GgufWriter, Value};
 use llama_wgpu::tokenizer::{DecodeOptions, StreamDecoder, Tokenizer, TokenizerError};
@@ -10,28 +13,6 @@ use serde_json::Value as Json;
 
 fn crate_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn testdata(name: &str) -> PathBuf {
-    let p = crate_root().join("../shared/testdata/tokenizer").join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: the llama.cpp vocabularies live in ../shared/testdata/tokenizer",
-        p.display()
-    );
-    p
-}
-
-fn model_path() -> PathBuf {
-    let p = std::env::var_os("LLAMA_WGPU_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-model.sh (or set LLAMA_WGPU_TEST_MODEL)",
-        p.display()
-    );
-    p
 }
 
 fn fixture(name: &str) -> Json {

@@ -1,7 +1,10 @@
 //! Chat templates against Python jinja2's renderings
 //! (tests/fixtures/tokenizer/chat.json, from tests/scripts/tok_chat_fixture.py).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{test_model_path as model_path, testdata};
+use std::path::Path;
 
 use llama_wgpu::gguf::Gguf;
 use llama_wgpu::tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
@@ -9,28 +12,6 @@ use serde_json::Value as Json;
 
 fn crate_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn model_path() -> PathBuf {
-    let p = std::env::var_os("LLAMA_WGPU_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-model.sh (or set LLAMA_WGPU_TEST_MODEL)",
-        p.display()
-    );
-    p
-}
-
-fn testdata(name: &str) -> PathBuf {
-    let p = crate_root().join("../shared/testdata/tokenizer").join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: the llama.cpp vocabularies live in ../shared/testdata/tokenizer",
-        p.display()
-    );
-    p
 }
 
 fn fixture() -> Json {

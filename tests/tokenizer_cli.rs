@@ -1,25 +1,16 @@
 //! `llama-wgpu tokenize`, checked against the SmolLM2 fixture (ids from
 //! transformers, pieces from llama.cpp) and llama.cpp's SentencePiece vectors.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::test_model_path as model_path;
+use std::path::Path;
 
 use assert_cmd::Command;
 use serde_json::Value as Json;
 
 fn crate_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn model_path() -> PathBuf {
-    let p = std::env::var_os("LLAMA_WGPU_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-model.sh (or set LLAMA_WGPU_TEST_MODEL)",
-        p.display()
-    );
-    p
 }
 
 fn fixture() -> Json {

@@ -18,6 +18,20 @@ pub fn test_model_path() -> PathBuf {
     path
 }
 
+/// A file of llama.cpp's tokenizer test data (`../shared/testdata/tokenizer`
+/// beside the checkout, as CI lays it out).
+pub fn testdata(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/testdata/tokenizer")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: the llama.cpp vocabularies live in ../shared/testdata/tokenizer",
+        p.display()
+    );
+    p
+}
+
 use std::sync::Arc;
 
 use llama_wgpu::gpu::{Gpu, GpuOptions};
