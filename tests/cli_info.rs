@@ -1,25 +1,14 @@
 //! `llama-wgpu info` end to end: the binary on a written file, on the real
 //! SmolLM2 model, and on files it must refuse with a one-line error.
 
+mod common;
+
+use common::test_model_path as model_path;
 use std::path::PathBuf;
 
 use assert_cmd::Command;
 use llama_wgpu::gguf::{string_array, tag, GgufWriter, Value};
 use llama_wgpu::quant::TensorType;
-
-fn model_path() -> PathBuf {
-    let path = std::env::var_os("LLAMA_WGPU_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    assert!(
-        path.is_file(),
-        "test model {} is missing: run scripts/fetch-model.sh (or set LLAMA_WGPU_TEST_MODEL)",
-        path.display()
-    );
-    path
-}
 
 fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cli_info-{name}"));
@@ -49,7 +38,11 @@ fn small_file() -> PathBuf {
             vec![1; 2 * 34 * 100],
         )
         .tensor("output_norm.weight", &[64], TensorType::F32, vec![2; 256]);
-    temp_file("small.gguf", &w.to_bytes())
+    // Tests run in parallel and several use this file: a name per call keeps
+    // one test from truncating it while another's `info` is reading it.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    temp_file(&format!("small-{n}.gguf"), &w.to_bytes())
 }
 
 fn run_info(args: &[&std::ffi::OsStr]) -> (bool, String, String) {

@@ -2,6 +2,9 @@
 //! corrupted byte by byte (every error must name what is wrong, nothing may
 //! panic), and against the real SmolLM2 model.
 
+mod common;
+
+use common::test_model_path as model_path;
 use std::panic::catch_unwind;
 use std::path::PathBuf;
 
@@ -9,21 +12,6 @@ use llama_wgpu::gguf::{string_array, tag, Gguf, GgufWriter, Value};
 use llama_wgpu::quant::TensorType;
 
 // ---------------------------------------------------------------- helpers
-
-/// The real model: `LLAMA_WGPU_TEST_MODEL`, else `models/` in the crate root.
-fn model_path() -> PathBuf {
-    let path = std::env::var_os("LLAMA_WGPU_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    assert!(
-        path.is_file(),
-        "test model {} is missing: run scripts/fetch-model.sh (or set LLAMA_WGPU_TEST_MODEL)",
-        path.display()
-    );
-    path
-}
 
 /// Deterministic filler so tensors differ from one another and from padding.
 fn bytes(n: usize, seed: u8) -> Vec<u8> {
