@@ -100,6 +100,75 @@ fn matvec_matches_cpu_for_every_type_portable() {
     matvec_all_types(true);
 }
 
+/// Runs Y (+)= X W^T for `n` tokens on the GPU (rows of X padded to whole
+/// items, rows of Y `y_stride` apart) and returns Y.
+fn gpu_matmul(
+    gpu: &Gpu,
+    m: &GpuMatrix,
+    x: &[f32],
+    n: usize,
+    y_stride: usize,
+    y0: Option<&[f32]>,
+) -> Vec<f32> {
+    let stride = m.cols.div_ceil(32) * 32;
+    let mut padded = vec![0.0f32; stride * n];
+    for t in 0..n {
+        padded[t * stride..t * stride + m.cols].copy_from_slice(&x[t * m.cols..(t + 1) * m.cols]);
+    }
+    let xb = gpu.storage_init("x", bytemuck::cast_slice(&padded));
+    let yb = match y0 {
+        Some(y0) => gpu.storage_init("y", bytemuck::cast_slice(y0)),
+        None => gpu.storage("y", (y_stride * n * 4) as u64),
+    };
+    let d = m.matmul(gpu, &xb, stride, &yb, y_stride, y0.is_some(), n);
+    gpu.run(&d.iter().collect::<Vec<_>>());
+    gpu.read_f32(&yb, y_stride * n).unwrap()
+}
+
+/// The batched product against the CPU, token by token, with the matvec
+/// tolerance (same f32 accumulation, another order). Token counts cover one
+/// token, a partial tile, a full 64-token tile and a partial second tile; rows
+/// cover partial and several row tiles; Y has spare columns that must stay
+/// untouched (or keep their residual values).
+fn matmul_all_types(portable: bool) {
+    let gpu = common::gpu(portable);
+    let mut r = rng(11);
+    for ty in TensorType::ALL {
+        let cols = shapes(ty)[0].1;
+        for (rows, n) in [(37, 1), (130, 7), (5, 64), (67, 65)] {
+            let data = random_tensor(ty, rows * cols, &mut r, 1.0);
+            let w = dequantize_to_vec(ty, &data, rows * cols).unwrap();
+            let x: Vec<f32> = (0..cols * n).map(|_| r.random_range(-1.0f32..1.0)).collect();
+            let m = GpuMatrix::upload(&gpu, "w", ty, rows, cols, &data).unwrap();
+            let y_stride = rows + 3;
+            let y0: Vec<f32> = (0..y_stride * n).map(|_| r.random_range(-4.0f32..4.0)).collect();
+            for residual in [None, Some(&y0[..])] {
+                let got = gpu_matmul(&gpu, &m, &x, n, y_stride, residual);
+                for t in 0..n {
+                    let yt = &got[t * y_stride..(t + 1) * y_stride];
+                    let r0 = residual.map(|y| &y[t * y_stride..t * y_stride + rows]);
+                    check_matvec(ty, &w, rows, cols, &x[t * cols..(t + 1) * cols], yt, r0);
+                    let spare = &yt[rows..];
+                    let want_spare = residual.map_or(vec![0.0; 3], |y| {
+                        y[t * y_stride + rows..(t + 1) * y_stride].to_vec()
+                    });
+                    assert_eq!(spare, &want_spare[..], "{ty} {rows}x{cols} n={n}: wrote past its rows");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_matches_cpu_for_every_type_with_optional_features() {
+    matmul_all_types(false);
+}
+
+#[test]
+fn matmul_matches_cpu_for_every_type_portable() {
+    matmul_all_types(true);
+}
+
 /// Dequantizing one row on the GPU is exact: same f32 operations as the CPU,
 /// except that a compiler may fuse q * d + m into one rounding (Q4_1, Q5_1,
 /// K-quant mins), hence a tolerance of one part in 1e6 of the row's largest value.
@@ -158,6 +227,12 @@ fn split_matrices_match_unsplit() {
             gpu_matvec(&whole, &a, &x, None),
             gpu_matvec(&split, &b, &x, None),
             "{ty}"
+        );
+        let xs: Vec<f32> = (0..cols * 9).map(|_| r.random_range(-1.0f32..1.0)).collect();
+        assert_eq!(
+            gpu_matmul(&whole, &a, &xs, 9, rows, None),
+            gpu_matmul(&split, &b, &xs, 9, rows, None),
+            "{ty} matmul"
         );
     }
 }

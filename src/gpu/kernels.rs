@@ -19,8 +19,8 @@ pub const WG: u32 = 64;
 /// KV positions per attention workgroup.
 pub const ATTN_CHUNK: u32 = 256;
 /// Rows and tokens per matmul workgroup tile (see `shaders/matmul.wgsl`).
-pub const MATMUL_TILE_R: u32 = 32;
-pub const MATMUL_TILE_T: u32 = 16;
+pub const MATMUL_TILE_R: u32 = 64;
+pub const MATMUL_TILE_T: u32 = 64;
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const REDUCE_SHARED: &str = include_str!("../../shaders/reduce_shared.wgsl");

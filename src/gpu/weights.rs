@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Result};
 
-use super::kernels::{grid, Dispatch, Kernel, MATMUL_TILE_R, WG};
+use super::kernels::{grid, Dispatch, Kernel, MATMUL_TILE_R, MATMUL_TILE_T, WG};
 use super::layout::{repack, GpuLayout};
 use super::Gpu;
 use crate::quant::TensorType;
@@ -157,9 +157,10 @@ impl GpuMatrix {
             .collect()
     }
 
-    /// Dispatches computing `Y[t][y_offset..] (+)= W X[t]` for up to
-    /// `n_tokens` tokens (rows of X `x_stride` floats apart, of Y `y_stride`);
-    /// the token count of a step sets the grid's second dimension at encode time.
+    /// Dispatches computing `Y[t] (+)= W X[t]` for `n_tokens` tokens (rows of
+    /// X `x_stride` floats apart, of Y `y_stride`). The model reuses them for
+    /// shorter steps by changing the grid's second dimension (token tiles) at
+    /// encode time; `n_tokens` is the most a step may have.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         &self,
@@ -193,7 +194,11 @@ impl GpuMatrix {
                         y.as_entire_binding(),
                         params.as_entire_binding(),
                     ],
-                    [(c.rows as u32).div_ceil(MATMUL_TILE_R), 1, 1],
+                    [
+                        (c.rows as u32).div_ceil(MATMUL_TILE_R),
+                        (n_tokens as u32).div_ceil(MATMUL_TILE_T),
+                        1,
+                    ],
                 )
             })
             .collect()

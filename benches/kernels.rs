@@ -1,0 +1,82 @@
+//! `cargo bench`: decode (matvec) against prefill (matmul) per tensor type,
+//! side by side in one run on the default adapter.
+//!
+//! The figure that matters for prompt processing is the last column: how many
+//! times faster per token a batched matmul is than the matvec decode uses.
+//! Configure with environment variables (defaults suit lavapipe's speed):
+//! `BENCH_SHAPE=rows x cols` (2048x2048), `BENCH_TOKENS` (64),
+//! `BENCH_TYPES` (q4_0,q4_1,q8_0,q4_k,q6_k,f16), `BENCH_REPS` (5).
+
+use std::time::{Duration, Instant};
+
+use llama_wgpu::gpu::kernels::Dispatch;
+use llama_wgpu::gpu::weights::GpuMatrix;
+use llama_wgpu::gpu::{Gpu, GpuOptions};
+use llama_wgpu::quant::{random_tensor, TensorType};
+use rand::SeedableRng;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+/// Median wall time of `reps` submissions of `dispatches` (each waited for).
+fn time(gpu: &Gpu, dispatches: &[Dispatch], reps: usize) -> Duration {
+    let all: Vec<&Dispatch> = dispatches.iter().collect();
+    gpu.run(&all); // warm-up: pipeline first use, caches
+    gpu.wait().expect("GPU wait");
+    let mut times: Vec<Duration> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            gpu.run(&all);
+            gpu.wait().expect("GPU wait");
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[reps / 2]
+}
+
+fn main() -> anyhow::Result<()> {
+    let shape = env_or("BENCH_SHAPE", "2048x2048");
+    let (rows, cols) = shape
+        .split_once('x')
+        .and_then(|(r, c)| Some((r.parse::<usize>().ok()?, c.parse::<usize>().ok()?)))
+        .ok_or_else(|| anyhow::anyhow!("BENCH_SHAPE must look like 2048x2048, got {shape}"))?;
+    let tokens: usize = env_or("BENCH_TOKENS", "64").parse()?;
+    let reps: usize = env_or("BENCH_REPS", "5").parse::<usize>()?.max(1);
+    let types = env_or("BENCH_TYPES", "q4_0,q4_1,q8_0,q4_k,q6_k,f16");
+
+    let gpu = Gpu::new(&GpuOptions::default())?;
+    println!(
+        "adapter: {} ({:?}), {rows}x{cols}, {tokens} tokens, median of {reps}",
+        gpu.info.name, gpu.info.backend
+    );
+    println!(
+        "| type | matvec ms | matvec GB/s | matmul ms ({tokens} tok) | matmul GFLOP/s | per-token speedup |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for name in types.split(',') {
+        let ty = TensorType::from_name(name.trim())
+            .ok_or_else(|| anyhow::anyhow!("BENCH_TYPES: unknown type {name}"))?;
+        let data = random_tensor(ty, rows * cols, &mut rng, 0.02);
+        let w = GpuMatrix::upload(&gpu, "w", ty, rows, cols, &data)?;
+        let padded = cols.div_ceil(256) * 256;
+        let x = gpu.storage("x", (padded * tokens * 4) as u64);
+        let y = gpu.storage("y", (rows * tokens * 4) as u64);
+        let mv = time(&gpu, &w.matvec(&gpu, &x, &y, 0, false), reps);
+        let mm = time(&gpu, &w.matmul(&gpu, &x, padded, &y, rows, false, tokens), reps);
+        let bytes = GpuMatrix::gpu_bytes(ty, rows, cols) as f64;
+        let flops = 2.0 * (rows * cols * tokens) as f64;
+        println!(
+            "| {} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} |",
+            ty.name(),
+            mv.as_secs_f64() * 1e3,
+            bytes / mv.as_secs_f64() / 1e9,
+            mm.as_secs_f64() * 1e3,
+            flops / mm.as_secs_f64() / 1e9,
+            mv.as_secs_f64() * tokens as f64 / mm.as_secs_f64(),
+        );
+    }
+    Ok(())
+}
