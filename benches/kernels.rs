@@ -65,7 +65,11 @@ fn main() -> anyhow::Result<()> {
         let x = gpu.storage("x", (padded * tokens * 4) as u64);
         let y = gpu.storage("y", (rows * tokens * 4) as u64);
         let mv = time(&gpu, &w.matvec(&gpu, &x, &y, 0, false), reps);
-        let mm = time(&gpu, &w.matmul(&gpu, &x, padded, &y, rows, false, tokens), reps);
+        let mm = time(
+            &gpu,
+            &w.matmul(&gpu, &x, padded, &y, rows, false, tokens),
+            reps,
+        );
         let bytes = GpuMatrix::gpu_bytes(ty, rows, cols) as f64;
         let flops = 2.0 * (rows * cols * tokens) as f64;
         println!(

@@ -175,3 +175,50 @@ fn missing_model_is_a_one_line_error() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// The rendered prompt of a template file is what the chat processes: a
+/// custom Jinja file, and the same template inside a tokenizer_config.json,
+/// give the token count of the text the template renders (tokenized alone);
+/// a broken template is a one-line error naming the file.
+#[test]
+fn a_chat_template_file_replaces_the_models_template() {
+    let dir = std::env::temp_dir().join(format!("llama-wgpu-template-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jinja = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}\
+                 {% if add_generation_prompt %}assistant:{% endif %}";
+    let raw = dir.join("plain.jinja");
+    std::fs::write(&raw, jinja).unwrap();
+    let cfg = dir.join("tokenizer_config.json");
+    std::fs::write(
+        &cfg,
+        serde_json::json!({ "chat_template": jinja }).to_string(),
+    )
+    .unwrap();
+    let rendered = "user: Hello there\nassistant:";
+    let ids = Command::cargo_bin("llama-wgpu")
+        .unwrap()
+        .args(["tokenize", "--ids", "-m"])
+        .arg(common::test_model_path())
+        .args(["-p", rendered])
+        .output()
+        .unwrap();
+    assert!(ids.status.success());
+    let want = String::from_utf8(ids.stdout).unwrap().matches(',').count() + 1;
+    for file in [&raw, &cfg] {
+        let (ok, _, stderr) = chat(
+            "Hello there\n",
+            &["-n", "2", "--chat-template", file.to_str().unwrap()],
+        );
+        assert!(ok, "{stderr}");
+        let (prompt, _, _) = turn_stats(&stderr, 1);
+        assert_eq!(prompt, want, "{}: {stderr}", file.display());
+    }
+    let bad = dir.join("bad.jinja");
+    std::fs::write(&bad, "{% for m in messages %}{{ m.content }").unwrap();
+    let (ok, _, stderr) = chat("Hello\n", &["--chat-template", bad.to_str().unwrap()]);
+    assert!(!ok);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("bad.jinja"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -896,3 +896,27 @@ fn write_fuzz_corpus() {
         std::fs::write(dir.join(format!("{name}.gguf")), b).unwrap();
     }
 }
+
+/// A synthetic model's header-only file has exactly the tensor table of the
+/// full file (names, shapes, types, offsets), no data, and is rejected as
+/// truncated by the normal parser.
+#[test]
+fn header_only_files_have_the_full_files_table() {
+    use llama_wgpu::model::synthetic::{synthetic_gguf_mixed, synthetic_header, LlamaShape};
+    let shape = LlamaShape::tiny();
+    let full = Gguf::from_bytes(
+        synthetic_gguf_mixed(&shape, TensorType::Q4_K, TensorType::Q6_K, 1).unwrap(),
+    )
+    .unwrap();
+    let head_bytes = synthetic_header(&shape, TensorType::Q4_K, TensorType::Q6_K).unwrap();
+    let head = Gguf::header_only(head_bytes.clone()).unwrap();
+    assert!(full.has_data() && !head.has_data());
+    assert_eq!(head.tensors, full.tensors);
+    assert_eq!(head.metadata, full.metadata);
+    assert_eq!(head.tensor_bytes_total(), full.tensor_bytes_total());
+    let err = match Gguf::from_bytes(head_bytes) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a header-only file parsed as a full one"),
+    };
+    assert!(err.contains("runs past the end of the file"), "{err}");
+}

@@ -4,7 +4,7 @@
 mod common;
 
 use llama_wgpu::gpu::kernels::Kernel;
-use llama_wgpu::gpu::params::{AttnParams, CountParams, NormParams, RopeParams, Step};
+use llama_wgpu::gpu::params::{AttnParams, CountParams, NormParams, RopeParams, Step, TopKParams};
 use llama_wgpu::gpu::weights::GpuMatrix;
 use llama_wgpu::gpu::Gpu;
 use llama_wgpu::model::cpu;
@@ -138,10 +138,14 @@ fn matmul_all_types(portable: bool) {
         for (rows, n) in [(37, 1), (130, 7), (5, 64), (67, 65)] {
             let data = random_tensor(ty, rows * cols, &mut r, 1.0);
             let w = dequantize_to_vec(ty, &data, rows * cols).unwrap();
-            let x: Vec<f32> = (0..cols * n).map(|_| r.random_range(-1.0f32..1.0)).collect();
+            let x: Vec<f32> = (0..cols * n)
+                .map(|_| r.random_range(-1.0f32..1.0))
+                .collect();
             let m = GpuMatrix::upload(&gpu, "w", ty, rows, cols, &data).unwrap();
             let y_stride = rows + 3;
-            let y0: Vec<f32> = (0..y_stride * n).map(|_| r.random_range(-4.0f32..4.0)).collect();
+            let y0: Vec<f32> = (0..y_stride * n)
+                .map(|_| r.random_range(-4.0f32..4.0))
+                .collect();
             for residual in [None, Some(&y0[..])] {
                 let got = gpu_matmul(&gpu, &m, &x, n, y_stride, residual);
                 for t in 0..n {
@@ -152,7 +156,11 @@ fn matmul_all_types(portable: bool) {
                     let want_spare = residual.map_or(vec![0.0; 3], |y| {
                         y[t * y_stride + rows..(t + 1) * y_stride].to_vec()
                     });
-                    assert_eq!(spare, &want_spare[..], "{ty} {rows}x{cols} n={n}: wrote past its rows");
+                    assert_eq!(
+                        spare,
+                        &want_spare[..],
+                        "{ty} {rows}x{cols} n={n}: wrote past its rows"
+                    );
                 }
             }
         }
@@ -228,7 +236,9 @@ fn split_matrices_match_unsplit() {
             gpu_matvec(&split, &b, &x, None),
             "{ty}"
         );
-        let xs: Vec<f32> = (0..cols * 9).map(|_| r.random_range(-1.0f32..1.0)).collect();
+        let xs: Vec<f32> = (0..cols * 9)
+            .map(|_| r.random_range(-1.0f32..1.0))
+            .collect();
         assert_eq!(
             gpu_matmul(&whole, &a, &xs, 9, rows, None),
             gpu_matmul(&split, &b, &xs, 9, rows, None),
@@ -310,6 +320,72 @@ fn argmax_picks_the_first_maximum() {
         let got = u32::from_le_bytes(gpu.read_bytes(&tb, 4).unwrap()[..4].try_into().unwrap());
         assert_eq!(got, cpu::argmax(&l), "n {n}");
         assert_eq!(got as usize, a);
+    }
+}
+
+/// Top-k on the GPU returns exactly the CPU's k best (value, then lowest id
+/// on ties): random logits with planted ties at and around the boundary,
+/// negative values and signed zeros, every k from 1 to n on small inputs.
+#[test]
+fn topk_matches_the_cpu_selection_with_ties() {
+    let gpu = common::gpu(false);
+    let mut r = rng(6);
+    let mut cases: Vec<(Vec<f32>, usize)> = Vec::new();
+    for n in [1usize, 5, 300, 32000, 49152] {
+        let mut l: Vec<f32> = (0..n).map(|_| r.random_range(-30.0f32..10.0)).collect();
+        if n >= 300 {
+            // Many copies of a few values: ties inside, at and below the boundary.
+            for i in 0..n / 3 {
+                let j = r.random_range(0..n);
+                l[j] = [4.0, 5.0, -0.0, 0.0, -7.5][i % 5];
+            }
+        }
+        let ks: Vec<usize> = if n <= 5 {
+            (1..=n).collect()
+        } else {
+            vec![1, 40, 104, 257, n]
+        };
+        for k in ks {
+            cases.push((l.clone(), k));
+        }
+    }
+    // All equal: the lowest ids win.
+    cases.push((vec![1.5; 1000], 10));
+    for (l, k) in cases {
+        let n = l.len();
+        let lb = gpu.storage_init("logits", bytemuck::cast_slice(&l));
+        let ob = gpu.storage("topk", (k * 8) as u64);
+        let p = gpu.uniform(&TopKParams {
+            n: n as u32,
+            k: k as u32,
+            _pad: [0; 2],
+        });
+        let d = gpu.dispatch(
+            Kernel::TopK,
+            &[
+                lb.as_entire_binding(),
+                ob.as_entire_binding(),
+                p.as_entire_binding(),
+            ],
+            [1, 1, 1],
+        );
+        gpu.run(&[&d]);
+        let words: Vec<u32> =
+            bytemuck::cast_slice(&gpu.read_bytes(&ob, (k * 8) as u64).unwrap()).to_vec();
+        let mut got: Vec<(u32, f32)> = words
+            .chunks(2)
+            .map(|c| (c[0], f32::from_bits(c[1])))
+            .collect();
+        got.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let want = llama_wgpu::engine::top_k_logits(&l, k);
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(
+                (g.0, g.1.to_bits()),
+                (w.0, w.1.to_bits()),
+                "n {n} k {k}: got {g:?}, want {w:?}"
+            );
+        }
     }
 }
 
@@ -530,6 +606,59 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
         }
         eprintln!(
             "attention (portable {portable}): max abs error {worst:.2e} over {n_ctx} positions"
+        );
+    }
+}
+
+/// Random weights written on the GPU (synthetic benchmark models): for every
+/// type, every dequantized value is finite and small (scales land in the
+/// block's real scale field, or a random f16 there would give Inf/NaN or
+/// huge values in some of the thousands of blocks), the values vary, and
+/// float padding past the row length stays zero.
+#[test]
+fn random_gpu_weights_are_finite_and_small_for_every_type() {
+    let gpu = common::gpu(false);
+    for ty in TensorType::ALL {
+        // Scales are at most 2^-12: the largest value is 2^-12 times the
+        // format's largest |quant x sub-scale| (+ min); floats are within 0.02.
+        let largest = match ty {
+            TensorType::F32 | TensorType::F16 | TensorType::BF16 => 0.0201 * 4096.0,
+            TensorType::Q4_0 => 8.0,
+            TensorType::Q4_1 | TensorType::Q5_0 => 16.0,
+            TensorType::Q5_1 => 32.0,
+            TensorType::Q8_0 | TensorType::Q3_K => 128.0,
+            TensorType::Q2_K => 15.0 * 3.0 + 15.0,
+            TensorType::Q4_K => 63.0 * 15.0 + 63.0,
+            TensorType::Q5_K => 63.0 * 31.0 + 63.0,
+            TensorType::Q6_K => 128.0 * 32.0,
+        };
+        let bound = largest / 4096.0;
+        let (rows, cols) = (300, if ty.block_size() == 256 { 512 } else { 96 });
+        let cols = if ty.block_size() == 1 { 83 } else { cols };
+        let m = GpuMatrix::random(&gpu, "w", ty, rows, cols, 5).unwrap();
+        let padded = cols.div_ceil(32) * 32;
+        let mut seen = std::collections::HashSet::new();
+        for token in [0u32, 1, 150, 299] {
+            let tb = gpu.storage_init("tok", bytemuck::bytes_of(&[token, 0, 0, 0]));
+            let yb = gpu.storage("y", (padded * 4) as u64);
+            let d = m.embedding(&gpu, &tb, 0, &yb, 0);
+            gpu.run(&d.iter().collect::<Vec<_>>());
+            let row = gpu.read_f32(&yb, padded).unwrap();
+            for (i, v) in row.iter().enumerate() {
+                assert!(
+                    v.is_finite() && v.abs() <= bound,
+                    "{ty} row {token} [{i}] = {v}"
+                );
+                if i >= cols {
+                    assert_eq!(*v, 0.0, "{ty}: padding past the row must stay zero");
+                }
+            }
+            seen.extend(row[..cols].iter().map(|v| v.to_bits()));
+        }
+        assert!(
+            seen.len() > cols / 4,
+            "{ty}: only {} distinct values",
+            seen.len()
         );
     }
 }

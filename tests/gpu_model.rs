@@ -162,3 +162,41 @@ fn context_longer_than_2048_matches_cpu_at_the_last_position() {
     assert!(err <= F16_KV_TOL * scale, "position {}: {err}", n - 1);
     assert_eq!(argmax(&lc), argmax(&lg));
 }
+
+/// Every head of the decode step reads the same logits: the top k selected on
+/// the GPU (after a decode step and after a batched prefill) are exactly the
+/// k best of the full logits, and the greedy token is their first.
+#[test]
+fn top_k_and_greedy_heads_agree_with_the_full_logits() {
+    use llama_wgpu::engine::top_k_logits;
+    use llama_wgpu::gpu::BatchOutput;
+    let g = Gguf::from_bytes(synthetic_gguf(&LlamaShape::tiny(), TensorType::Q4_0, 9).unwrap())
+        .unwrap();
+    let mut m = load_gpu(common::gpu(false), &g, 64);
+    let prompt = [1u32, 17, 42, 5, 99, 3];
+    let full = m
+        .prefill(&prompt, BatchOutput::LastLogits)
+        .unwrap()
+        .into_logits()
+        .unwrap();
+    for k in [1usize, 7, 40, 200] {
+        m.reset();
+        let top = m
+            .prefill(&prompt, BatchOutput::TopK(k))
+            .unwrap()
+            .into_top_k()
+            .unwrap();
+        assert_eq!(top, top_k_logits(&full, k), "prefill top-{k}");
+    }
+    m.reset();
+    assert_eq!(m.prefill_greedy(&prompt).unwrap(), argmax(&full));
+    // A decode step at the next position, through each head.
+    let full = m.forward(7).unwrap();
+    for k in [1usize, 40] {
+        m.truncate(prompt.len());
+        let top = m.forward_top_k(7, k).unwrap();
+        assert_eq!(top, top_k_logits(&full, k), "decode top-{k}");
+    }
+    m.truncate(prompt.len());
+    assert_eq!(m.forward_greedy(Some(7)).unwrap(), argmax(&full));
+}

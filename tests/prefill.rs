@@ -80,7 +80,11 @@ fn synthetic_models_of_every_type_prefill_like_decode() {
                 let toks = tokens(n, shape.n_vocab, n as u32);
                 let decode = one_by_one(&mut m, &toks);
                 m.reset();
-                let batched = m.prefill(&toks, BatchOutput::AllLogits).unwrap();
+                let batched = m
+                    .prefill(&toks, BatchOutput::AllLogits)
+                    .unwrap()
+                    .into_logits()
+                    .unwrap();
                 worst = worst.max(check(
                     &batched,
                     &decode,
@@ -90,7 +94,11 @@ fn synthetic_models_of_every_type_prefill_like_decode() {
                 ));
                 // The last-position path (decode head after the batch) agrees too.
                 m.reset();
-                let last = m.prefill(&toks, BatchOutput::LastLogits).unwrap();
+                let last = m
+                    .prefill(&toks, BatchOutput::LastLogits)
+                    .unwrap()
+                    .into_logits()
+                    .unwrap();
                 check(
                     &last,
                     &decode[n - 1..],
@@ -104,58 +112,61 @@ fn synthetic_models_of_every_type_prefill_like_decode() {
     }
 }
 
+/// SmolLM2 at prompt lengths 1, 7, 64, 70 and 300 with the default batch of
+/// 64 (70 and 300 span two and five batches). The prompts are prefixes of one
+/// 300-token sequence, so a single token-by-token pass gives the decode
+/// logits of every length (and the decode KV cache for the continuations).
 #[test]
 fn smollm2_prefill_matches_decode_and_continues_identically() {
     let g = Gguf::open(common::test_model_path()).unwrap();
     let gpu = common::gpu(false);
-    // A batch of 32 so that 70 tokens span three batches.
-    let mut m = GpuModel::load(
-        gpu,
-        &g,
-        &LoadOptions {
-            n_ctx: 96,
-            n_batch: 32,
-        },
-        &|_, _| {},
-    )
-    .unwrap();
+    let mut m = GpuModel::load(gpu, &g, &LoadOptions::new(320), &|_, _| {}).unwrap();
+    assert_eq!(m.n_batch, 64);
     let vocab = m.cfg.n_vocab;
-    for n in [1usize, 7, 70] {
-        let toks = tokens(n, 20000, 3);
-        let decode = one_by_one(&mut m, &toks);
+    let lengths = [1usize, 7, 64, 70, 300];
+    let toks = tokens(300, 20000, 3);
+    let decode = one_by_one(&mut m, &toks);
+    // Greedy continuations from the decode path's cache, longest prefix first
+    // (a continuation overwrites the positions after its prefix).
+    let mut after_decode = Vec::new();
+    for &n in lengths.iter().rev().filter(|&&n| n >= 64) {
+        m.truncate(n);
+        let mut cont = vec![argmax(&decode[n - 1])];
+        let mut t = m.forward_greedy(Some(cont[0])).unwrap();
+        for _ in 0..7 {
+            cont.push(t);
+            t = m.forward_greedy(None).unwrap();
+        }
+        cont.push(t);
+        after_decode.push((n, cont));
+    }
+    for n in lengths {
         m.reset();
-        let batched = m.prefill(&toks, BatchOutput::AllLogits).unwrap();
+        let batched = m
+            .prefill(&toks[..n], BatchOutput::AllLogits)
+            .unwrap()
+            .into_logits()
+            .unwrap();
         // SmolLM2's activation outliers (hundreds) make one f16 ulp of a cached
         // value ~0.25, so a flipped rounding moves logits by a few 1e-2: hold it
         // to the project's bound against exact arithmetic, 0.05 (tests/smollm2.rs).
         let err = check(
             &batched,
-            &decode,
+            &decode[..n],
             vocab,
             Some(0.05),
             &format!("SmolLM2 n={n}"),
         );
         eprintln!("SmolLM2 n={n}: max |batched - decode| = {err:.2e}");
-        if n == 70 {
-            // Greedy continuation after each path: identical tokens.
-            let mut after_decode = vec![argmax(&decode[n - 1])];
-            m.reset();
-            for &t in &toks {
-                m.feed(t).unwrap();
-            }
-            m.truncate(n - 1);
-            let mut t = m.forward_greedy(Some(toks[n - 1])).unwrap();
-            assert_eq!(t, after_decode[0]);
-            for _ in 0..8 {
-                t = m.forward_greedy(None).unwrap();
-                after_decode.push(t);
-            }
-            m.reset();
-            let mut after_batch = vec![m.prefill_greedy(&toks).unwrap()];
-            for _ in 0..8 {
-                after_batch.push(m.forward_greedy(None).unwrap());
-            }
-            assert_eq!(after_batch, after_decode);
+    }
+    // Greedy continuation after the batched path: the same tokens.
+    for (n, cont) in after_decode {
+        m.reset();
+        let mut after_batch = vec![m.prefill_greedy(&toks[..n]).unwrap()];
+        for _ in 0..8 {
+            after_batch.push(m.forward_greedy(None).unwrap());
         }
+        assert_eq!(after_batch, cont, "continuation after {n} prompt tokens");
+        eprintln!("SmolLM2 n={n}: continuation {cont:?}");
     }
 }

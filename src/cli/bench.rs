@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::common::GpuArgs;
 use crate::gguf::Gguf;
 use crate::gpu::{Gpu, GpuModel, LoadOptions};
-use crate::model::synthetic::{llama_cpp_output_type, synthetic_gguf_mixed, LlamaShape};
+use crate::model::synthetic::{llama_cpp_output_type, synthetic_header, LlamaShape};
 use crate::model::{LlamaConfig, ModelWeights};
 use crate::quant::TensorType;
 
@@ -178,14 +178,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         ),
         (None, Some(spec)) => {
             let (shape, ty) = parse_synthetic(spec)?;
-            eprintln!("generating random weights for {} {ty}...", shape.name);
             // The output projection gets the type llama.cpp's quantizer would give it,
             // so the bytes read per token match a real file of this quantization.
+            // Only shapes and types: the weights are generated on the GPU at load.
             let out_ty = llama_cpp_output_type(ty, shape.n_embd);
-            let bytes = synthetic_gguf_mixed(&shape, ty, out_ty, 0)
+            let bytes = synthetic_header(&shape, ty, out_ty)
                 .map_err(|e| anyhow::anyhow!("--synthetic {spec}: {e}"))?;
             (
-                Gguf::from_bytes(bytes)?,
+                Gguf::header_only(bytes)?,
                 format!("{} {} (synthetic)", shape.name, ty.name().to_lowercase()),
             )
         }

@@ -78,6 +78,7 @@ pub fn run(args: &PerplexityArgs) -> Result<()> {
         let logits: Vec<Vec<f32>> = engine
             .model
             .prefill(&chunk[c / 2..c - 1], BatchOutput::AllLogits)?
+            .into_logits()?
             .chunks(vocab)
             .map(<[f32]>::to_vec)
             .collect();

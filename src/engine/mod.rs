@@ -12,7 +12,7 @@ use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 
 use crate::gguf::Gguf;
-use crate::gpu::{BatchOutput, Gpu, GpuModel, GpuOptions, LoadOptions};
+use crate::gpu::{BatchOutput, Gpu, GpuModel, GpuOptions, LoadOptions, Output, MAX_TOP_K};
 use crate::model::LlamaConfig;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 pub use sampler::{Sampler, SamplerParams};
@@ -86,11 +86,17 @@ pub struct Generation {
 
 /// The K largest logits, best first (ties: lower id first).
 pub fn top_k_logits(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
-    let mut v: Vec<(u32, f32)> = logits
+    let all: Vec<(u32, f32)> = logits
         .iter()
         .enumerate()
         .map(|(i, &l)| (i as u32, l))
         .collect();
+    top_k_logits_of(&all, k)
+}
+
+/// The K best `(id, logit)` pairs of `cand`, best first (ties: lower id first).
+pub fn top_k_logits_of(cand: &[(u32, f32)], k: usize) -> Vec<(u32, f32)> {
+    let mut v = cand.to_vec();
     let k = k.min(v.len());
     if k == 0 {
         return Vec::new();
@@ -217,7 +223,9 @@ impl Engine {
             );
         }
         let mut sampler = Sampler::new(opts.sampler.clone());
-        let greedy_on_gpu = opts.sampler.is_greedy() && opts.top_logits == 0;
+        // Plain greedy decoding never sends the token back to the GPU.
+        let greedy_on_gpu =
+            opts.sampler.is_greedy() && opts.sampler.repeat_penalty == 1.0 && opts.top_logits == 0;
         let mut recent: Vec<u32> = new_tokens.to_vec();
         let mut top_logits = Vec::new();
 
@@ -226,11 +234,10 @@ impl Engine {
         let mut next = if greedy_on_gpu {
             self.model.prefill_greedy(new_tokens)?
         } else {
-            let logits = self.model.prefill(new_tokens, BatchOutput::LastLogits)?;
-            if opts.top_logits > 0 {
-                top_logits.push(top_k_logits(&logits, opts.top_logits));
-            }
-            sampler.sample(&logits, &recent)
+            let out = self
+                .model
+                .prefill(new_tokens, readback(&sampler, &recent, opts))?;
+            choose(&mut sampler, out, &recent, opts, &mut top_logits)?
         };
         let prompt_s = t0.elapsed().as_secs_f64();
 
@@ -273,11 +280,11 @@ impl Engine {
                 // The chosen token is already on the GPU: nothing is sent back.
                 self.model.forward_greedy(None)?
             } else {
-                let logits = self.model.forward(next)?;
-                if opts.top_logits > 0 {
-                    top_logits.push(top_k_logits(&logits, opts.top_logits));
-                }
-                sampler.sample(&logits, &recent)
+                let out = match readback(&sampler, &recent, opts) {
+                    BatchOutput::TopK(k) => Output::TopK(self.model.forward_top_k(next, k)?),
+                    _ => Output::Logits(self.model.forward(next)?),
+                };
+                choose(&mut sampler, out, &recent, opts, &mut top_logits)?
             };
             steps += 1;
         };
@@ -311,6 +318,34 @@ impl Engine {
             top_logits: (opts.top_logits > 0).then_some(top_logits),
         })
     }
+}
+
+/// What a sampling step reads back: the best n logits selected on the GPU
+/// when the sampler (and `--top-logits`) need no more, else all of them.
+fn readback(sampler: &Sampler, recent: &[u32], opts: &GenerateOptions) -> BatchOutput {
+    match sampler.candidates_needed(recent) {
+        Some(n) if n.max(opts.top_logits) <= MAX_TOP_K => BatchOutput::TopK(n.max(opts.top_logits)),
+        _ => BatchOutput::LastLogits,
+    }
+}
+
+/// Records the raw top logits if asked for, then samples.
+fn choose(
+    sampler: &mut Sampler,
+    out: Output,
+    recent: &[u32],
+    opts: &GenerateOptions,
+    top_logits: &mut Vec<Vec<(u32, f32)>>,
+) -> Result<u32> {
+    let cand = match out {
+        Output::TopK(best) => best,
+        Output::Logits(l) => l.iter().enumerate().map(|(i, &v)| (i as u32, v)).collect(),
+        other => bail!("unexpected GPU step output {other:?}"),
+    };
+    if opts.top_logits > 0 {
+        top_logits.push(top_k_logits_of(&cand, opts.top_logits));
+    }
+    Ok(sampler.sample_from(cand, recent))
 }
 
 /// Opens a model file with an error a person can act on.

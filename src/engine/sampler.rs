@@ -1,6 +1,11 @@
 //! Token sampling on the CPU, with llama.cpp's parameters and order:
 //! repetition penalty, top-k, top-p, min-p, temperature, then a draw.
-//! Greedy decoding (temperature 0) runs on the GPU instead (argmax kernel).
+//!
+//! The sampler works on candidates: all logits, or only the best n raw
+//! logits when [`Sampler::candidates_needed`] says n is enough to give
+//! exactly the same result; the engine then selects them on the GPU (top-k
+//! kernel) and reads back n pairs instead of the vocabulary. Plain greedy
+//! decoding runs entirely on the GPU (argmax kernel).
 
 use rand::{Rng, SeedableRng};
 
@@ -53,19 +58,63 @@ impl Sampler {
         Sampler { params, rng }
     }
 
+    /// The distinct tokens the repetition penalty applies to, sorted.
+    fn penalized(&self, recent: &[u32]) -> Vec<u32> {
+        let p = &self.params;
+        if p.repeat_penalty == 1.0 {
+            return Vec::new();
+        }
+        let start = recent.len().saturating_sub(p.repeat_last_n);
+        let mut seen: Vec<u32> = recent[start..].to_vec();
+        seen.sort_unstable();
+        seen.dedup();
+        seen
+    }
+
+    /// How many of the best raw logits (by value, then lower id) this sampler
+    /// must see to decide exactly as it would on all of them; `None` when it
+    /// needs all (no top-k, or a penalty that raises logits).
+    ///
+    /// Why k + P suffices, P being the number of penalized tokens: a penalty
+    /// of at least 1 only lowers logits, so a token outside the raw top k + P has k + P
+    /// tokens ahead of it, of which at least k are unpenalized and stay ahead:
+    /// it cannot reach the penalized top k. Top-p and min-p then act on the
+    /// top k only, as in llama.cpp's chain.
+    pub fn candidates_needed(&self, recent: &[u32]) -> Option<usize> {
+        let p = &self.params;
+        let k = if p.temperature <= 0.0 {
+            1
+        } else if p.top_k > 0 {
+            p.top_k
+        } else {
+            return None;
+        };
+        if p.repeat_penalty < 1.0 || p.repeat_penalty.is_nan() {
+            return None;
+        }
+        Some(k + self.penalized(recent).len())
+    }
+
     /// The candidates that survive filtering, with their probabilities (sorted, best first).
     pub fn distribution(&self, logits: &[f32], recent: &[u32]) -> Vec<(u32, f32)> {
+        let all = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u32, l))
+            .collect();
+        self.distribution_of(all, recent)
+    }
+
+    /// As [`Self::distribution`], from `(id, raw logit)` candidates: all
+    /// logits, or at least the best [`Self::candidates_needed`] of them.
+    pub fn distribution_of(&self, mut cand: Vec<(u32, f32)>, recent: &[u32]) -> Vec<(u32, f32)> {
         let p = &self.params;
-        let mut logits = logits.to_vec();
         // Repetition penalty as llama.cpp (and the CTRL paper): shrink the
         // logit of recently seen tokens towards "less likely".
-        if p.repeat_penalty != 1.0 {
-            let start = recent.len().saturating_sub(p.repeat_last_n);
-            let mut seen: Vec<u32> = recent[start..].to_vec();
-            seen.sort_unstable();
-            seen.dedup();
-            for t in seen {
-                if let Some(l) = logits.get_mut(t as usize) {
+        let seen = self.penalized(recent);
+        if !seen.is_empty() {
+            for (id, l) in cand.iter_mut() {
+                if seen.binary_search(id).is_ok() {
                     *l = if *l > 0.0 {
                         *l / p.repeat_penalty
                     } else {
@@ -74,11 +123,6 @@ impl Sampler {
                 }
             }
         }
-        let mut cand: Vec<(u32, f32)> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| (i as u32, l))
-            .collect();
         cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         if p.temperature <= 0.0 {
             return vec![(cand[0].0, 1.0)];
@@ -123,8 +167,18 @@ impl Sampler {
     /// Draws the next token.
     pub fn sample(&mut self, logits: &[f32], recent: &[u32]) -> u32 {
         let dist = self.distribution(logits, recent);
+        self.draw(&dist)
+    }
+
+    /// Draws the next token from candidates (see [`Self::distribution_of`]).
+    pub fn sample_from(&mut self, cand: Vec<(u32, f32)>, recent: &[u32]) -> u32 {
+        let dist = self.distribution_of(cand, recent);
+        self.draw(&dist)
+    }
+
+    fn draw(&mut self, dist: &[(u32, f32)]) -> u32 {
         let mut r: f32 = self.rng.random();
-        for &(id, q) in &dist {
+        for &(id, q) in dist {
             if r < q {
                 return id;
             }
@@ -240,6 +294,59 @@ mod tests {
             ..params()
         });
         assert_eq!(s.distribution(&LOGITS, &[4, 1])[0].0, 4);
+    }
+
+    /// The GPU top-k path: from only the best `candidates_needed` raw
+    /// logits the sampler gives exactly the distribution it gives from all,
+    /// penalty included, over random logits with ties, penalties and windows.
+    #[test]
+    fn best_candidates_give_the_same_distribution_as_all_logits() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for trial in 0..400 {
+            let n = rng.random_range(2..300);
+            // Coarse values so that ties are common.
+            let logits: Vec<f32> = (0..n)
+                .map(|_| (rng.random_range(-20i32..20) as f32) * 0.5)
+                .collect();
+            let recent: Vec<u32> = (0..rng.random_range(0..80))
+                .map(|_| rng.random_range(0..n as u32))
+                .collect();
+            let s = Sampler::new(SamplerParams {
+                temperature: [0.0, 0.3, 1.0, 2.0][trial % 4],
+                top_k: rng.random_range(1..50),
+                top_p: [1.0, 0.9, 0.5][trial % 3],
+                min_p: [0.0, 0.05, 0.2][trial % 3],
+                repeat_penalty: [1.0, 1.1, 1.5, 3.0][trial % 4],
+                repeat_last_n: rng.random_range(0..70),
+                seed: 0,
+            });
+            let need = s
+                .candidates_needed(&recent)
+                .expect("top-k with a penalty >= 1");
+            let cand = crate::engine::top_k_logits(&logits, need);
+            assert_eq!(
+                s.distribution_of(cand, &recent),
+                s.distribution(&logits, &recent),
+                "trial {trial}: n {n}, need {need}"
+            );
+        }
+        // Samplers that must see everything say so.
+        let no_top_k = Sampler::new(SamplerParams {
+            top_k: 0,
+            ..params()
+        });
+        assert_eq!(no_top_k.candidates_needed(&[]), None);
+        let boost = Sampler::new(SamplerParams {
+            repeat_penalty: 0.8,
+            ..params()
+        });
+        assert_eq!(boost.candidates_needed(&[]), None);
+        let greedy = Sampler::new(SamplerParams {
+            temperature: 0.0,
+            repeat_penalty: 1.2,
+            ..params()
+        });
+        assert_eq!(greedy.candidates_needed(&[5, 5, 7]), Some(3));
     }
 
     #[test]

@@ -33,7 +33,7 @@ impl GgufError {
 }
 
 /// One entry of the tensor table.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorInfo {
     pub name: String,
     /// ggml order: `dims[0]` is the row length (contiguous), `dims[1]` the number of rows.

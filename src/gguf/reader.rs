@@ -40,6 +40,7 @@ impl std::ops::Deref for Storage {
 /// A parsed GGUF file. Tensor data stays in the mapping until asked for.
 pub struct Gguf {
     data: Storage,
+    has_data: bool,
     path: Option<PathBuf>,
     pub version: u32,
     /// Metadata in file order.
@@ -68,14 +69,27 @@ impl Gguf {
         // mmap-based model loader (llama.cpp included) accepts.
         let mmap = unsafe { memmap2::Mmap::map(&file) }
             .map_err(|e| GgufError::new(format!("cannot map: {e}")).in_file(path))?;
-        let mut g = Gguf::parse(Storage::Mmap(mmap)).map_err(|e| e.in_file(path))?;
+        let mut g = Gguf::parse(Storage::Mmap(mmap), false).map_err(|e| e.in_file(path))?;
         g.path = Some(path.to_path_buf());
         Ok(g)
     }
 
     /// Parses an in-memory file (tests, fuzzing, generated models).
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Gguf, GgufError> {
-        Gguf::parse(Storage::Owned(bytes))
+        Gguf::parse(Storage::Owned(bytes), false)
+    }
+
+    /// Parses the header and tensor table of a file whose tensor data is
+    /// absent (synthetic benchmark models, whose weights are generated on the
+    /// GPU). The table is checked as usual except against the file length;
+    /// [`Gguf::tensor_data`] must not be called on the result.
+    pub fn header_only(bytes: Vec<u8>) -> Result<Gguf, GgufError> {
+        Gguf::parse(Storage::Owned(bytes), true)
+    }
+
+    /// False for [`Gguf::header_only`] files: tensors have shapes and types, no bytes.
+    pub fn has_data(&self) -> bool {
+        self.has_data
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -90,7 +104,7 @@ impl Gguf {
             .unwrap_or_else(|| "<memory>".into())
     }
 
-    fn parse(data: Storage) -> Result<Gguf, GgufError> {
+    fn parse(data: Storage, header_only: bool) -> Result<Gguf, GgufError> {
         let mut c = Cursor { buf: &data, pos: 0 };
         let magic = c.bytes(4, "magic")?;
         if magic != MAGIC {
@@ -202,7 +216,7 @@ impl Gguf {
         let data_len = file_len.saturating_sub(data_offset);
         for t in &tensors {
             let end = t.offset.checked_add(t.n_bytes);
-            if end.is_none_or(|end| end > data_len) {
+            if end.is_none_or(|end| end > data_len && !header_only) {
                 return Err(GgufError::new(format!(
                     "tensor '{}' data ({} bytes at offset {}) runs past the end of the file ({} bytes of tensor data; the file is truncated or corrupt)",
                     t.name, t.n_bytes, t.offset, data_len
@@ -223,6 +237,7 @@ impl Gguf {
 
         Ok(Gguf {
             data,
+            has_data: !header_only,
             path: None,
             version,
             metadata,
@@ -300,8 +315,10 @@ impl Gguf {
 
     /// The raw bytes of a tensor (bounds were checked at parse time).
     ///
-    /// Panics if `t` is not from this file's table (its bounds were never checked).
+    /// Panics if `t` is not from this file's table (its bounds were never
+    /// checked), or for a [`Gguf::header_only`] file.
     pub fn tensor_data(&self, t: &TensorInfo) -> &[u8] {
+        assert!(self.has_data, "tensor data asked of a header-only GGUF");
         let start = (self.data_offset + t.offset) as usize;
         &self.data[start..start + t.n_bytes as usize]
     }

@@ -9,8 +9,11 @@ use crate::quant::TensorType;
 #[derive(Default)]
 pub struct GgufWriter {
     metadata: Vec<(String, Value)>,
-    tensors: Vec<(String, Vec<u64>, u32, Vec<u8>)>,
+    tensors: Vec<PendingTensor>,
 }
+
+/// name, dims, type id, byte length, data (`None`: header-only).
+type PendingTensor = (String, Vec<u64>, u32, u64, Option<Vec<u8>>);
 
 impl GgufWriter {
     pub fn new() -> GgufWriter {
@@ -30,9 +33,35 @@ impl GgufWriter {
             ty.row_bytes(n as usize),
             "tensor {name}: data length does not match {dims:?} of {ty}"
         );
-        self.tensors
-            .push((name.to_string(), dims.to_vec(), ty.ggml_id(), data));
+        self.tensors.push((
+            name.to_string(),
+            dims.to_vec(),
+            ty.ggml_id(),
+            data.len() as u64,
+            Some(data),
+        ));
         self
+    }
+
+    /// Adds a tensor's table entry without data, for [`GgufWriter::header_bytes`].
+    pub fn tensor_header(&mut self, name: &str, dims: &[u64], ty: TensorType) -> &mut Self {
+        let n: u64 = dims.iter().product();
+        let bytes = ty
+            .row_bytes(n as usize)
+            .unwrap_or_else(|| panic!("tensor {name}: {dims:?} is not whole {ty} blocks"));
+        self.tensors.push((
+            name.to_string(),
+            dims.to_vec(),
+            ty.ggml_id(),
+            bytes as u64,
+            None,
+        ));
+        self
+    }
+
+    /// The header and tensor table only (see `Gguf::header_only`).
+    pub fn header_bytes(&self) -> Vec<u8> {
+        self.header()
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -52,7 +81,23 @@ impl GgufWriter {
         }
     }
 
+    /// Writes the file. Panics if a tensor was added without data.
     pub fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
+        let align = self.alignment();
+        w.write_all(&self.header())?;
+        for (name, _, _, _, data) in &self.tensors {
+            let data = data
+                .as_ref()
+                .unwrap_or_else(|| panic!("tensor {name} has no data"));
+            w.write_all(data)?;
+            let pad = align_up(data.len() as u64, align) as usize - data.len();
+            w.write_all(&vec![0u8; pad])?;
+        }
+        Ok(())
+    }
+
+    /// Header, metadata and tensor table, padded to the data alignment.
+    fn header(&self) -> Vec<u8> {
         let align = self.alignment();
         let mut head = Vec::new();
         head.extend_from_slice(MAGIC);
@@ -65,7 +110,7 @@ impl GgufWriter {
             put_value(&mut head, value);
         }
         let mut offset = 0u64;
-        for (name, dims, type_id, data) in &self.tensors {
+        for (name, dims, type_id, n_bytes, _) in &self.tensors {
             put_str(&mut head, name);
             head.extend_from_slice(&(dims.len() as u32).to_le_bytes());
             for d in dims {
@@ -73,17 +118,11 @@ impl GgufWriter {
             }
             head.extend_from_slice(&type_id.to_le_bytes());
             head.extend_from_slice(&offset.to_le_bytes());
-            offset = align_up(offset + data.len() as u64, align);
+            offset = align_up(offset + n_bytes, align);
         }
         let pad = align_up(head.len() as u64, align) as usize - head.len();
         head.resize(head.len() + pad, 0);
-        w.write_all(&head)?;
-        for (_, _, _, data) in &self.tensors {
-            w.write_all(data)?;
-            let pad = align_up(data.len() as u64, align) as usize - data.len();
-            w.write_all(&vec![0u8; pad])?;
-        }
-        Ok(())
+        head
     }
 }
 

@@ -33,6 +33,8 @@ const ROPE_KV: &str = include_str!("../../shaders/rope_kv.wgsl");
 const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
 const SWIGLU: &str = include_str!("../../shaders/swiglu.wgsl");
 const ARGMAX: &str = include_str!("../../shaders/argmax.wgsl");
+const TOPK: &str = include_str!("../../shaders/topk.wgsl");
+const FILL: &str = include_str!("../../shaders/fill.wgsl");
 
 const K_SCALE_MIN: &str = include_str!("../../shaders/dequant/k_scale_min.wgsl");
 
@@ -84,6 +86,10 @@ pub enum Kernel {
     AttnCombine,
     Swiglu,
     Argmax,
+    /// The k largest logits with their ids (sampling without a full readback).
+    TopK,
+    /// Random weights for synthetic models, written on the GPU.
+    Fill,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +115,8 @@ impl Kernel {
             Kernel::AttnPartial | Kernel::AttnCombine => "attention".into(),
             Kernel::Swiglu => "swiglu".into(),
             Kernel::Argmax => "argmax".into(),
+            Kernel::TopK => "topk".into(),
+            Kernel::Fill => "fill".into(),
         }
     }
 
@@ -132,7 +140,8 @@ impl Kernel {
                 Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform, Uniform,
             ],
             Kernel::Swiglu => &[ReadWrite, Read, Uniform],
-            Kernel::Argmax => &[Read, ReadWrite, Uniform],
+            Kernel::Argmax | Kernel::TopK => &[Read, ReadWrite, Uniform],
+            Kernel::Fill => &[ReadWrite, Uniform],
         }
     }
 
@@ -180,6 +189,8 @@ impl Kernel {
             Kernel::AttnPartial | Kernel::AttnCombine => s.push_str(ATTENTION),
             Kernel::Swiglu => s.push_str(SWIGLU),
             Kernel::Argmax => s.push_str(ARGMAX),
+            Kernel::TopK => s.push_str(TOPK),
+            Kernel::Fill => s.push_str(FILL),
         }
         s
     }
@@ -202,6 +213,8 @@ impl Kernel {
             Kernel::AttnCombine,
             Kernel::Swiglu,
             Kernel::Argmax,
+            Kernel::TopK,
+            Kernel::Fill,
         ]);
         out.into_iter()
             .flat_map(|k| {

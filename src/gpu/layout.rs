@@ -54,6 +54,26 @@ impl GpuLayout {
     }
 }
 
+/// Where a quantized GPU block keeps its f16 scale(s): `(word, halves)`, bit 0
+/// of `halves` for the low half-word, bit 1 for the high one; `None` for
+/// float types. Only the random fill of synthetic models needs this (real
+/// weights are copied, scales and all).
+pub fn scale_field(ty: TensorType) -> Option<(usize, u32)> {
+    match ty {
+        TensorType::F32 | TensorType::F16 | TensorType::BF16 => None,
+        // d, then the inserted padding.
+        TensorType::Q4_0 | TensorType::Q5_0 | TensorType::Q8_0 => Some((0, 1)),
+        // d and m (dmin) first.
+        TensorType::Q4_1 | TensorType::Q5_1 | TensorType::Q4_K | TensorType::Q5_K => Some((0, 3)),
+        // scales[16], qs[64], then d and dmin at byte 80.
+        TensorType::Q2_K => Some((20, 3)),
+        // hmask[32], qs[64], scales[12], then d at byte 108.
+        TensorType::Q3_K => Some((27, 1)),
+        // ql[128], qh[64], scales[16], then d at byte 208.
+        TensorType::Q6_K => Some((52, 1)),
+    }
+}
+
 /// Repacks `rows` GGUF rows of `cols` elements into the GPU layout.
 pub fn repack(ty: TensorType, data: &[u8], rows: usize, cols: usize) -> Vec<u32> {
     let lay = GpuLayout::of(ty);

@@ -8,4 +8,6 @@ pub mod params;
 pub mod weights;
 
 pub use context::{list_adapters, AdapterSummary, Gpu, GpuFeatures, GpuOptions};
-pub use model::{estimate_bytes, BatchOutput, GpuModel, LoadOptions, DEFAULT_BATCH};
+pub use model::{
+    estimate_bytes, BatchOutput, GpuModel, LoadOptions, Output, DEFAULT_BATCH, MAX_TOP_K,
+};

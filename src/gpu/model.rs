@@ -4,15 +4,16 @@
 //! Reads in the same order as the CPU reference (`model::cpu`): embedding;
 //! per layer norm, Q/K/V, RoPE + KV store, attention, output projection with
 //! the residual add fused in, norm, gate/up, SwiGLU, down (+ residual); final
-//! norm, logits, argmax.
+//! norm, logits, then what the caller needs of them: the argmax (4 bytes read
+//! back), the top k (8k bytes), or all of them.
 
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 
 use super::kernels::{Dispatch, Kernel, ATTN_CHUNK, MATMUL_TILE_T, WG};
-use super::params::{AttnParams, CountParams, NormParams, RopeParams, Step};
-use super::weights::GpuMatrix;
+use super::params::{AttnParams, CountParams, NormParams, RopeParams, Step, TopKParams};
+use super::weights::{random_norm, GpuMatrix};
 use super::Gpu;
 use crate::gguf::Gguf;
 use crate::model::{LlamaConfig, ModelWeights, Weight};
@@ -43,6 +44,9 @@ pub struct LoadOptions {
 
 /// Default prompt-processing batch: weights are read once per this many tokens.
 pub const DEFAULT_BATCH: usize = 64;
+
+/// Largest k the GPU top-k serves; samplers needing more read all logits.
+pub const MAX_TOP_K: usize = 1024;
 
 impl LoadOptions {
     pub fn new(n_ctx: usize) -> LoadOptions {
@@ -82,6 +86,9 @@ pub struct GpuModel {
     batch_output_norm: Dispatch,
     batch_output: Vec<Dispatch>,
     argmax: Dispatch,
+    topk: Dispatch,
+    topk_params: wgpu::Buffer,
+    topk_out: wgpu::Buffer,
     // Kept alive for the bind groups and for inspection by tests.
     _matrices: Vec<GpuMatrix>,
 }
@@ -243,20 +250,40 @@ impl GpuModel {
     ) -> Result<GpuModel> {
         let gpu_ref = &*gpu;
         let mut done = 0u64;
+        // A header-only file (synthetic benchmark model) gets random weights
+        // generated on the GPU, in the same buffers and layout.
+        let seed = |name: &str| {
+            name.bytes()
+                .fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619))
+        };
         let mut upload = |wt: &Weight| -> Result<GpuMatrix> {
-            let m = GpuMatrix::upload(
-                gpu_ref,
-                wt.name(),
-                wt.ty,
-                wt.rows(),
-                wt.cols(),
-                g.tensor_data(wt.info),
-            )?;
+            let m = if g.has_data() {
+                GpuMatrix::upload(
+                    gpu_ref,
+                    wt.name(),
+                    wt.ty,
+                    wt.rows(),
+                    wt.cols(),
+                    g.tensor_data(wt.info),
+                )?
+            } else {
+                GpuMatrix::random(
+                    gpu_ref,
+                    wt.name(),
+                    wt.ty,
+                    wt.rows(),
+                    wt.cols(),
+                    seed(wt.name()),
+                )?
+            };
             done += GpuMatrix::gpu_bytes(wt.ty, wt.rows(), wt.cols());
             progress(done, weight_bytes);
             Ok(m)
         };
         let vector = |wt: &Weight| -> Result<wgpu::Buffer> {
+            if !g.has_data() {
+                return Ok(random_norm(gpu_ref, wt.name(), wt.cols(), seed(wt.name())));
+            }
             let v = dequantize_to_vec(wt.ty, g.tensor_data(wt.info), wt.cols())
                 .with_context(|| format!("tensor '{}'", wt.name()))?;
             Ok(gpu_ref.storage_init(wt.name(), bytemuck::cast_slice(&v)))
@@ -285,7 +312,7 @@ impl GpuModel {
         );
         let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
-            size: (n_batch * cfg.n_vocab * 4).max(16) as u64,
+            size: (n_batch * cfg.n_vocab * 4).max(MAX_TOP_K * 8) as u64,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
@@ -479,6 +506,21 @@ impl GpuModel {
             ],
             [1, 1, 1],
         );
+        let topk_params = gpu.uniform(&TopKParams {
+            n: cfg.n_vocab as u32,
+            k: 1,
+            _pad: [0; 2],
+        });
+        let topk_out = gpu.storage("topk", (MAX_TOP_K * 8) as u64);
+        let topk = gpu.dispatch(
+            Kernel::TopK,
+            &[
+                logits.as_entire_binding(),
+                topk_out.as_entire_binding(),
+                topk_params.as_entire_binding(),
+            ],
+            [1, 1, 1],
+        );
         Ok(GpuModel {
             gpu: gpu.clone(),
             cfg: cfg.clone(),
@@ -504,6 +546,9 @@ impl GpuModel {
             batch_output_norm,
             batch_output,
             argmax,
+            topk,
+            topk_params,
+            topk_out,
             _matrices: matrices,
         })
     }
@@ -587,7 +632,7 @@ impl GpuModel {
             Kernel::AttnPartial => [n_chunks, heads, t],
             Kernel::AttnCombine => [heads, t, 1],
             Kernel::Swiglu => [(t * pad(self.cfg.n_ff) as u32).div_ceil(WG), 1, 1],
-            Kernel::Matvec { .. } | Kernel::Argmax => d.groups,
+            Kernel::Matvec { .. } | Kernel::Argmax | Kernel::TopK | Kernel::Fill => d.groups,
         }
     }
 
@@ -731,12 +776,8 @@ impl GpuModel {
 
     /// Runs one token and returns the logits (reads back the vocabulary's worth of floats).
     pub fn forward(&mut self, token: u32) -> Result<Vec<f32>> {
-        let mut enc = self.record(Some(token), true, false)?;
-        let size = (self.cfg.n_vocab * 4) as u64;
-        enc.copy_buffer_to_buffer(&self.logits, 0, &self.staging, 0, size);
-        self.gpu.queue.submit([enc.finish()]);
-        let bytes = super::kernels::map_read(&self.gpu, &self.staging, size)?;
-        Ok(bytemuck::cast_slice(&bytes).to_vec())
+        let enc = self.record(Some(token), true, false)?;
+        self.finish_head(enc, Head::Logits)?.into_logits()
     }
 
     /// Runs one token without producing output (prompt tokens before the last).
@@ -750,24 +791,81 @@ impl GpuModel {
     /// `None` continues from the token the previous greedy step chose, without
     /// the CPU ever sending it back.
     pub fn forward_greedy(&mut self, token: Option<u32>) -> Result<u32> {
-        let mut enc = self.record(token, true, true)?;
-        enc.copy_buffer_to_buffer(&self.one.tokens, 0, &self.staging, 0, 4);
+        let enc = self.record(token, true, true)?;
+        self.finish_head(enc, Head::Greedy)?.token()
+    }
+
+    /// Runs one token and returns the `k` largest logits with their ids, best
+    /// first (ties: lower id first); reads back `8 k` bytes. `k` is at most
+    /// [`MAX_TOP_K`] (and the vocabulary).
+    pub fn forward_top_k(&mut self, token: u32, k: usize) -> Result<Vec<(u32, f32)>> {
+        let enc = self.record(Some(token), true, false)?;
+        self.finish_head(enc, Head::TopK(k))?.into_top_k()
+    }
+
+    /// Encodes what the caller wants of the logits in `self.logits` (already
+    /// recorded into `enc`, argmax included for [`Head::Greedy`]), submits,
+    /// and reads back only that.
+    fn finish_head(&mut self, mut enc: wgpu::CommandEncoder, head: Head) -> Result<Output> {
+        let (src, bytes) = match head {
+            Head::Logits => (&self.logits, (self.cfg.n_vocab * 4) as u64),
+            Head::Greedy => (&self.one.tokens, 4),
+            Head::TopK(k) => {
+                if k == 0 || k > MAX_TOP_K {
+                    bail!("top-k of {k} asked of the GPU (1..={MAX_TOP_K})");
+                }
+                let k = k.min(self.cfg.n_vocab);
+                self.gpu.queue.write_buffer(
+                    &self.topk_params,
+                    0,
+                    bytemuck::bytes_of(&TopKParams {
+                        n: self.cfg.n_vocab as u32,
+                        k: k as u32,
+                        _pad: [0; 2],
+                    }),
+                );
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                self.topk.encode(&mut pass);
+                drop(pass);
+                (&self.topk_out, (k * 8) as u64)
+            }
+        };
+        enc.copy_buffer_to_buffer(src, 0, &self.staging, 0, bytes);
         self.gpu.queue.submit([enc.finish()]);
-        let bytes = super::kernels::map_read(&self.gpu, &self.staging, 4)?;
-        let t = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
-        if t as usize >= self.cfg.n_vocab {
-            bail!("the GPU produced no valid token (NaN logits?)");
+        let raw = super::kernels::map_read(&self.gpu, &self.staging, bytes)?;
+        match head {
+            Head::Logits => Ok(Output::Logits(bytemuck::cast_slice(&raw).to_vec())),
+            Head::Greedy => {
+                let id = u32::from_le_bytes(raw[..4].try_into().expect("4 bytes"));
+                if id as usize >= self.cfg.n_vocab {
+                    bail!("the GPU produced no valid token (NaN logits?)");
+                }
+                Ok(Output::Token(id))
+            }
+            Head::TopK(_) => {
+                let words: &[u32] = bytemuck::cast_slice(&raw);
+                let mut top: Vec<(u32, f32)> = words
+                    .chunks_exact(2)
+                    .map(|c| (c[0], f32::from_bits(c[1])))
+                    .collect();
+                if top
+                    .iter()
+                    .any(|&(id, l)| id as usize >= self.cfg.n_vocab || l.is_nan())
+                {
+                    bail!("the GPU produced no valid top-k (NaN logits?)");
+                }
+                top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                Ok(Output::TopK(top))
+            }
         }
-        Ok(t)
     }
 
     /// Processes prompt tokens in batches of `n_batch` (weights read once per
-    /// batch, causal attention within it). `out`: what the last position
-    /// should produce. Returns the logits of every position for
-    /// [`BatchOutput::AllLogits`] (`tokens.len() x n_vocab`), of the last for
-    /// [`BatchOutput::LastLogits`], nothing otherwise; with
-    /// [`BatchOutput::Greedy`] the chosen token is returned in the first slot.
-    pub fn prefill(&mut self, tokens: &[u32], out: BatchOutput) -> Result<Vec<f32>> {
+    /// batch, causal attention within it). `out` says what to return: nothing,
+    /// the logits of the last position or of every position
+    /// (`tokens.len() x n_vocab`, perplexity), or, for the last position, the
+    /// greedy token or the top k chosen on the GPU.
+    pub fn prefill(&mut self, tokens: &[u32], out: BatchOutput) -> Result<Output> {
         if tokens.is_empty() {
             bail!("nothing to process");
         }
@@ -785,21 +883,25 @@ impl GpuModel {
                 self.n_past
             );
         }
+        let all_logits = out == BatchOutput::AllLogits;
+        let head = match out {
+            BatchOutput::None | BatchOutput::AllLogits => None,
+            BatchOutput::LastLogits => Some(Head::Logits),
+            BatchOutput::Greedy => Some(Head::Greedy),
+            BatchOutput::TopK(k) => Some(Head::TopK(k)),
+        };
         let mut all = Vec::new();
         let chunks: Vec<&[u32]> = tokens.chunks(self.n_batch).collect();
         for (ci, chunk) in chunks.iter().enumerate() {
             let last = ci + 1 == chunks.len();
             let t = chunk.len();
-            let all_logits = matches!(out, BatchOutput::AllLogits);
             if t == 1 {
                 // A single token is a decode step.
-                if all_logits || (last && matches!(out, BatchOutput::LastLogits)) {
-                    let l = self.forward(chunk[0])?;
-                    if all_logits || last {
-                        all.extend(l);
-                    }
-                } else if last && matches!(out, BatchOutput::Greedy) {
-                    return Ok(vec![self.forward_greedy(Some(chunk[0]))? as f32]);
+                if all_logits {
+                    all.extend(self.forward(chunk[0])?);
+                } else if let (true, Some(head)) = (last, head) {
+                    let enc = self.record(Some(chunk[0]), true, head == Head::Greedy)?;
+                    return self.finish_head(enc, head);
                 } else {
                     self.feed(chunk[0])?;
                 }
@@ -816,11 +918,10 @@ impl GpuModel {
                     d.encode_with(&mut pass, groups);
                 }
             }
-            let e_row = (pad(self.cfg.n_embd) * 4) as u64;
-            let vocab = (self.cfg.n_vocab * 4) as u64;
-            let want_last = last && !matches!(out, BatchOutput::None);
-            if want_last && !all_logits {
+            self.n_past += t;
+            if let (true, Some(head)) = (last, head) {
                 // Only the last position's logits: its hidden state goes through the decode head.
+                let e_row = (pad(self.cfg.n_embd) * 4) as u64;
                 enc.copy_buffer_to_buffer(
                     &self.batch.x,
                     (t as u64 - 1) * e_row,
@@ -828,54 +929,78 @@ impl GpuModel {
                     0,
                     e_row,
                 );
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                let greedy = matches!(out, BatchOutput::Greedy);
-                for d in std::iter::once(&self.output_norm)
-                    .chain(&self.output)
-                    .chain(greedy.then_some(&self.argmax))
                 {
-                    d.encode_with(&mut pass, d.groups);
-                }
-            }
-            let readback = if all_logits {
-                t as u64 * vocab
-            } else if want_last && matches!(out, BatchOutput::Greedy) {
-                4
-            } else if want_last {
-                vocab
-            } else {
-                0
-            };
-            if readback > 0 {
-                let src = if all_logits {
-                    &self.batch_logits
-                } else if matches!(out, BatchOutput::Greedy) {
-                    &self.one.tokens
-                } else {
-                    &self.logits
-                };
-                enc.copy_buffer_to_buffer(src, 0, &self.staging, 0, readback);
-            }
-            self.gpu.queue.submit([enc.finish()]);
-            self.n_past += t;
-            if readback > 0 {
-                let bytes = super::kernels::map_read(&self.gpu, &self.staging, readback)?;
-                if matches!(out, BatchOutput::Greedy) {
-                    let id = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
-                    if id as usize >= self.cfg.n_vocab {
-                        bail!("the GPU produced no valid token (NaN logits?)");
+                    let mut pass = enc.begin_compute_pass(&Default::default());
+                    for d in std::iter::once(&self.output_norm)
+                        .chain(&self.output)
+                        .chain((head == Head::Greedy).then_some(&self.argmax))
+                    {
+                        d.encode_with(&mut pass, d.groups);
                     }
-                    return Ok(vec![id as f32]);
                 }
-                all.extend_from_slice(bytemuck::cast_slice(&bytes));
+                return self.finish_head(enc, head);
+            }
+            if all_logits {
+                let bytes = t as u64 * (self.cfg.n_vocab * 4) as u64;
+                enc.copy_buffer_to_buffer(&self.batch_logits, 0, &self.staging, 0, bytes);
+                self.gpu.queue.submit([enc.finish()]);
+                let raw = super::kernels::map_read(&self.gpu, &self.staging, bytes)?;
+                all.extend_from_slice(bytemuck::cast_slice(&raw));
+            } else {
+                self.gpu.queue.submit([enc.finish()]);
             }
         }
-        Ok(all)
+        Ok(if all_logits {
+            Output::Logits(all)
+        } else {
+            Output::Nothing
+        })
     }
 
     /// Processes a prompt and returns the greedy next token (4-byte readback).
     pub fn prefill_greedy(&mut self, tokens: &[u32]) -> Result<u32> {
-        Ok(self.prefill(tokens, BatchOutput::Greedy)?[0] as u32)
+        self.prefill(tokens, BatchOutput::Greedy)?.token()
+    }
+}
+
+/// What the decode head computes from one position's logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Head {
+    Logits,
+    Greedy,
+    TopK(usize),
+}
+
+/// What a step returned to the CPU.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    Nothing,
+    Logits(Vec<f32>),
+    Token(u32),
+    /// `(id, logit)`, best first (ties: lower id first).
+    TopK(Vec<(u32, f32)>),
+}
+
+impl Output {
+    pub fn into_logits(self) -> Result<Vec<f32>> {
+        match self {
+            Output::Logits(l) => Ok(l),
+            other => bail!("expected logits from the GPU step, got {other:?}"),
+        }
+    }
+
+    pub fn token(self) -> Result<u32> {
+        match self {
+            Output::Token(t) => Ok(t),
+            other => bail!("expected a token from the GPU step, got {other:?}"),
+        }
+    }
+
+    pub fn into_top_k(self) -> Result<Vec<(u32, f32)>> {
+        match self {
+            Output::TopK(t) => Ok(t),
+            other => bail!("expected top-k from the GPU step, got {other:?}"),
+        }
     }
 }
 
@@ -888,6 +1013,8 @@ pub enum BatchOutput {
     LastLogits,
     /// The greedy token after the last position, chosen on the GPU.
     Greedy,
+    /// The k largest logits of the last position, selected on the GPU.
+    TopK(usize),
     /// The logits of every position (perplexity).
     AllLogits,
 }

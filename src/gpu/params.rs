@@ -50,3 +50,26 @@ pub struct CountParams {
     pub n: u32,
     pub _pad: [u32; 3],
 }
+
+/// `shaders/topk.wgsl`: the k largest of n logits.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct TopKParams {
+    pub n: u32,
+    pub k: u32,
+    pub _pad: [u32; 2],
+}
+
+/// `shaders/fill.wgsl`: random weights for synthetic models.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct FillParams {
+    pub words: u32,
+    pub block_words: u32,
+    pub scale_word: u32,
+    pub scale_halves: u32,
+    pub mode: u32,
+    pub seed: u32,
+    pub row_words: u32,
+    pub cols: u32,
+}

@@ -4,7 +4,8 @@
 use anyhow::{bail, Result};
 
 use super::kernels::{grid, Dispatch, Kernel, MATMUL_TILE_R, MATMUL_TILE_T, WG};
-use super::layout::{repack, GpuLayout};
+use super::layout::{repack, scale_field, GpuLayout};
+use super::params::FillParams;
 use super::Gpu;
 use crate::quant::TensorType;
 
@@ -91,6 +92,58 @@ impl GpuMatrix {
             let n = max_rows.min(rows - first);
             let words = repack(ty, &data[first * src_row..(first + n) * src_row], n, cols);
             let buffer = gpu.storage_init(name, bytemuck::cast_slice(&words));
+            chunks.push(Chunk {
+                buffer,
+                first_row: first,
+                rows: n,
+            });
+            first += n;
+        }
+        Ok(GpuMatrix {
+            name: name.to_string(),
+            ty,
+            rows,
+            cols,
+            layout,
+            chunks,
+        })
+    }
+
+    /// A `rows` x `cols` matrix of random weights of type `ty`, written by a
+    /// GPU kernel straight into its buffers (synthetic benchmark models): the
+    /// same buffers, layout and chunks as an uploaded matrix, no CPU data.
+    pub fn random(
+        gpu: &Gpu,
+        name: &str,
+        ty: TensorType,
+        rows: usize,
+        cols: usize,
+        seed: u32,
+    ) -> Result<GpuMatrix> {
+        let layout = GpuLayout::of(ty);
+        let row_words = layout.row_words(cols);
+        let max_rows = (gpu.max_binding / (row_words * 4) as u64) as usize;
+        if max_rows == 0 {
+            bail!(
+                "tensor '{name}': one row takes {} bytes, more than the adapter's largest storage binding ({} bytes)",
+                row_words * 4,
+                gpu.max_binding
+            );
+        }
+        let mut chunks = Vec::new();
+        let mut first = 0;
+        while first < rows {
+            let n = max_rows.min(rows - first);
+            let buffer = gpu.storage(name, (n * row_words * 4) as u64);
+            fill(
+                gpu,
+                &buffer,
+                ty,
+                n * row_words,
+                row_words,
+                cols,
+                seed ^ first as u32,
+            );
             chunks.push(Chunk {
                 buffer,
                 first_row: first,
@@ -240,4 +293,61 @@ impl GpuMatrix {
             })
             .collect()
     }
+}
+
+/// Runs the fill kernel over `words` words of `buffer` (see `shaders/fill.wgsl`).
+fn fill(
+    gpu: &Gpu,
+    buffer: &wgpu::Buffer,
+    ty: TensorType,
+    words: usize,
+    row_words: usize,
+    cols: usize,
+    seed: u32,
+) {
+    let (scale_word, scale_halves) = scale_field(ty).unwrap_or((0, 0));
+    let mode = match ty {
+        TensorType::F32 => 1,
+        TensorType::F16 => 2,
+        TensorType::BF16 => 3,
+        _ => 0,
+    };
+    let params = gpu.uniform(&FillParams {
+        words: words as u32,
+        block_words: GpuLayout::of(ty).block_words as u32,
+        scale_word: scale_word as u32,
+        scale_halves,
+        mode,
+        seed,
+        row_words: row_words as u32,
+        cols: cols as u32,
+    });
+    let d = gpu.dispatch(
+        Kernel::Fill,
+        &[buffer.as_entire_binding(), params.as_entire_binding()],
+        grid((words as u32).div_ceil(WG)),
+    );
+    gpu.run(&[&d]);
+}
+
+/// A norm weight vector of `n` random values in [0.8, 1.2], written on the GPU.
+pub fn random_norm(gpu: &Gpu, name: &str, n: usize, seed: u32) -> wgpu::Buffer {
+    let buffer = gpu.storage(name, (n * 4) as u64);
+    let params = gpu.uniform(&FillParams {
+        words: n as u32,
+        block_words: 1,
+        scale_word: 0,
+        scale_halves: 0,
+        mode: 4,
+        seed,
+        row_words: n as u32,
+        cols: n as u32,
+    });
+    let d = gpu.dispatch(
+        Kernel::Fill,
+        &[buffer.as_entire_binding(), params.as_entire_binding()],
+        grid((n as u32).div_ceil(WG)),
+    );
+    gpu.run(&[&d]);
+    buffer
 }

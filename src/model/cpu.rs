@@ -17,6 +17,12 @@ pub struct Matrix {
 
 impl Matrix {
     fn load(g: &Gguf, w: &Weight) -> Result<Matrix, GgufError> {
+        if !g.has_data() {
+            return Err(GgufError::new(format!(
+                "tensor '{}': the model has shapes only (a synthetic header), no weights",
+                w.name()
+            )));
+        }
         let data = dequantize_to_vec(w.ty, g.tensor_data(w.info), w.rows() * w.cols())
             .map_err(|e| GgufError::new(format!("tensor '{}': {e}", w.name())))?;
         Ok(Matrix {

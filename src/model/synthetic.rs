@@ -163,6 +163,27 @@ pub fn synthetic_gguf_mixed(
     output_ty: TensorType,
     seed: u64,
 ) -> Result<Vec<u8>, String> {
+    Ok(synthetic_writer(shape, ty, output_ty, Some(seed))?.to_bytes())
+}
+
+/// The header and tensor table of [`synthetic_gguf_mixed`]'s model, without
+/// tensor data (for `Gguf::header_only`): `bench --synthetic` generates the
+/// weights on the GPU, so even a 70B shape costs no host memory or time.
+pub fn synthetic_header(
+    shape: &LlamaShape,
+    ty: TensorType,
+    output_ty: TensorType,
+) -> Result<Vec<u8>, String> {
+    Ok(synthetic_writer(shape, ty, output_ty, None)?.header_bytes())
+}
+
+/// The synthetic model's writer: random data from `seed`, or none.
+fn synthetic_writer(
+    shape: &LlamaShape,
+    ty: TensorType,
+    output_ty: TensorType,
+    seed: Option<u64>,
+) -> Result<GgufWriter, String> {
     for (what, n) in [("n_embd", shape.n_embd), ("n_ff", shape.n_ff)] {
         if n % ty.block_size() != 0 {
             return Err(format!(
@@ -171,7 +192,8 @@ pub fn synthetic_gguf_mixed(
             ));
         }
     }
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let with_data = seed.is_some();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed.unwrap_or(0));
     let mut w = GgufWriter::new();
     let u32v = |v: usize| Value::U32(v as u32);
     w.kv("general.architecture", Value::String("llama".into()))
@@ -198,8 +220,12 @@ pub fn synthetic_gguf_mixed(
                  cols: usize,
                  rows: usize,
                  std: f32| {
-        let data = random_tensor(ty, cols * rows, rng, std);
-        w.tensor(name, &[cols as u64, rows as u64], ty, data);
+        if with_data {
+            let data = random_tensor(ty, cols * rows, rng, std);
+            w.tensor(name, &[cols as u64, rows as u64], ty, data);
+        } else {
+            w.tensor_header(name, &[cols as u64, rows as u64], ty);
+        }
     };
     let matrix = |w: &mut GgufWriter,
                   rng: &mut rand::rngs::StdRng,
@@ -224,6 +250,10 @@ pub fn synthetic_gguf_mixed(
         1.0,
     );
     let norm = |w: &mut GgufWriter, rng: &mut rand::rngs::StdRng, name: &str| {
+        if !with_data {
+            w.tensor_header(name, &[e as u64], TensorType::F32);
+            return;
+        }
         let v: Vec<f32> = (0..e).map(|_| rng.random_range(0.8f32..1.2)).collect();
         w.tensor(
             name,
@@ -261,5 +291,5 @@ pub fn synthetic_gguf_mixed(
         matrix(&mut w, &mut rng, &n("ffn_up"), e, ff, inv(e));
         matrix(&mut w, &mut rng, &n("ffn_down"), ff, e, 0.5 * inv(ff));
     }
-    Ok(w.to_bytes())
+    Ok(w)
 }
