@@ -40,14 +40,27 @@ fn scale_half(h: u32) -> u32 {
     return pack2x16float(vec2<f32>(f, 0.0)) & 0xFFFFu;
 }
 
+// Words per workgroup: each invocation writes PER_INV words, 64 apart, so
+// every store instruction of the workgroup covers 64 consecutive words and
+// the grid stays small (a workgroup launch is not free, least of all on a
+// CPU driver).
+const PER_INV: u32 = 256u;
+
 @compute @workgroup_size(64)
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = (wg.y * nwg.x + wg.x) * 64u + lid;
-    if (i >= P.words) {
-        return;
+    let base = (wg.y * nwg.x + wg.x) * 64u * PER_INV + lid;
+    for (var k = 0u; k < PER_INV; k = k + 1u) {
+        let i = base + 64u * k;
+        if (i >= P.words) {
+            return;
+        }
+        W[i] = random_word(i);
     }
+}
+
+fn random_word(i: u32) -> u32 {
     let h1 = hash(i ^ hash(P.seed));
     let h2 = hash(h1 ^ 0x9E3779B9u);
     var w = h1;
@@ -84,5 +97,5 @@ fn main(@builtin(local_invocation_index) lid: u32,
             }
         }
     }
-    W[i] = w;
+    return w;
 }

@@ -157,3 +157,50 @@ fn profile_reports_every_kernel_family_with_its_method() {
     // The output projection of a tiny Q5_K model is Q6_K (llama.cpp's rule).
     assert!(p.contains_key("matvec_q6_k"), "{p:?}");
 }
+
+/// A file and its synthetic twin, side by side in one run: one row each per
+/// test, grouped by model, with identical size, parameters, types and bytes
+/// per token (the synthetic one reads exactly what the file does).
+#[test]
+fn a_file_and_its_synthetic_twin_run_side_by_side() {
+    use llama_wgpu::model::synthetic::{synthetic_gguf_mixed, LlamaShape};
+    use llama_wgpu::quant::TensorType;
+    let path = std::env::temp_dir().join(format!("llama-wgpu-bench-{}.gguf", std::process::id()));
+    let bytes =
+        synthetic_gguf_mixed(&LlamaShape::tiny(), TensorType::Q4_0, TensorType::Q6_K, 3).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    let out = bench(&[
+        "-m",
+        path.to_str().unwrap(),
+        "--synthetic",
+        "tiny:q4_0",
+        "-p",
+        "4",
+        "-n",
+        "3",
+        "-r",
+        "1",
+        "-o",
+        "json",
+    ])
+    .success();
+    std::fs::remove_file(&path).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["model"].as_str().unwrap()).collect();
+    let tests: Vec<&str> = rows.iter().map(|r| r["test"].as_str().unwrap()).collect();
+    assert!(
+        names[0].ends_with(".gguf") && names[1] == names[0],
+        "{names:?}"
+    );
+    assert!(
+        names[2].contains("synthetic") && names[3] == names[2],
+        "{names:?}"
+    );
+    assert_eq!(tests, ["pp4", "tg3", "pp4", "tg3"]);
+    for (file, synth) in rows[..2].iter().zip(&rows[2..]) {
+        for key in ["size_bytes", "params", "types", "bytes_per_token"] {
+            assert_eq!(file[key], synth[key], "{key}");
+        }
+    }
+}

@@ -18,16 +18,24 @@ use crate::quant::TensorType;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// GGUF model file.
-    #[arg(short, long, required_unless_present = "synthetic")]
-    pub model: Option<PathBuf>,
+    /// GGUF model files (comma-separated or repeated). Several models (and
+    /// synthetic ones) are measured side by side: each repetition runs every
+    /// model in turn, so drift in machine speed affects them alike.
+    #[arg(
+        short,
+        long,
+        value_delimiter = ',',
+        required_unless_present = "synthetic"
+    )]
+    pub model: Vec<PathBuf>,
     /// A random model with the exact shapes of a published one, e.g.
     /// llama2-7b:q4_0, smollm2-135m:q4_1 (shapes: llama2-7b, llama2-13b,
     /// llama2-70b, tinyllama-1.1b, smollm2-135m, and `tiny` for tests). The
     /// output projection gets llama.cpp's type for that quantization (Q6_K,
-    /// or Q8_0 when rows are not multiples of 256), as in real files.
-    #[arg(long, conflicts_with = "model")]
-    pub synthetic: Option<String>,
+    /// or Q8_0 when rows are not multiples of 256), as in real files. The
+    /// weights are generated on the GPU at load: no file, no host memory.
+    #[arg(long, value_delimiter = ',')]
+    pub synthetic: Vec<String>,
     /// Prompt lengths to test (comma-separated; 0 to skip).
     #[arg(short = 'p', long, value_delimiter = ',', default_value = "512")]
     pub n_prompt: Vec<usize>,
@@ -169,56 +177,43 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.repetitions == 0 {
         bail!("-r must be at least 1");
     }
-    let (g, name) = match (&args.model, &args.synthetic) {
-        (Some(p), _) => (
-            crate::engine::open_model(p)?,
-            p.file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        ),
-        (None, Some(spec)) => {
-            let (shape, ty) = parse_synthetic(spec)?;
-            // The output projection gets the type llama.cpp's quantizer would give it,
-            // so the bytes read per token match a real file of this quantization.
-            // Only shapes and types: the weights are generated on the GPU at load.
-            let out_ty = llama_cpp_output_type(ty, shape.n_embd);
-            let bytes = synthetic_header(&shape, ty, out_ty)
-                .map_err(|e| anyhow::anyhow!("--synthetic {spec}: {e}"))?;
-            (
-                Gguf::header_only(bytes)?,
-                format!("{} {} (synthetic)", shape.name, ty.name().to_lowercase()),
-            )
-        }
-        (None, None) => bail!("give a model with -m FILE or --synthetic SHAPE:TYPE"),
-    };
-    let cfg = LlamaConfig::from_gguf(&g)?;
-    let weights = ModelWeights::resolve(&g, &cfg)?;
-    let mut types: Vec<String> = weights
-        .layers
-        .iter()
-        .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
-        .chain([&weights.token_embd, &weights.output])
-        .map(|w| w.ty.name().to_string())
-        .collect();
-    types.sort();
-    types.dedup();
-    let params: u64 = g.tensors.iter().map(|t| t.n_elements()).sum();
+    let gpu = Gpu::new(&args.gpu.options())?;
+    let peak = args.peak_gbps.or_else(|| peak_for(&gpu.info.name));
     let max_pp = args.n_prompt.iter().copied().max().unwrap_or(0);
     let max_tg = args.n_gen.iter().copied().max().unwrap_or(0);
     let n_ctx = (max_pp.max(max_tg) + 1).max(16);
-    let gpu = Gpu::new(&args.gpu.options())?;
-    let peak = args.peak_gbps.or_else(|| peak_for(&gpu.info.name));
-    eprintln!("loading onto {} ({:?})...", gpu.info.name, gpu.info.backend);
-    let mut model = GpuModel::load(
-        gpu.clone(),
-        &g,
-        &LoadOptions {
-            n_ctx,
-            n_batch: args.batch_size,
-        },
-        &|_, _| {},
-    )?;
-    drop(weights);
+    let mut sources: Vec<(Gguf, String)> = Vec::new();
+    for p in &args.model {
+        let name = p
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        sources.push((crate::engine::open_model(p)?, name));
+    }
+    for spec in &args.synthetic {
+        let (shape, ty) = parse_synthetic(spec)?;
+        // The output projection gets the type llama.cpp's quantizer would give it,
+        // so the bytes read per token match a real file of this quantization.
+        // Only shapes and types: the weights are generated on the GPU at load.
+        let out_ty = llama_cpp_output_type(ty, shape.n_embd);
+        let bytes = synthetic_header(&shape, ty, out_ty)
+            .map_err(|e| anyhow::anyhow!("--synthetic {spec}: {e}"))?;
+        sources.push((
+            Gguf::header_only(bytes)?,
+            format!("{} {} (synthetic)", shape.name, ty.name().to_lowercase()),
+        ));
+    }
+    if sources.is_empty() {
+        bail!("give a model with -m FILE or --synthetic SHAPE:TYPE");
+    }
+    let mut models = Vec::new();
+    for (g, name) in sources {
+        eprintln!(
+            "loading {name} onto {} ({:?})...",
+            gpu.info.name, gpu.info.backend
+        );
+        models.push(Bench::load(&gpu, &g, name, n_ctx, args.batch_size)?);
+    }
 
     let mut tests: Vec<(String, usize, usize)> = Vec::new();
     tests.extend(
@@ -235,81 +230,136 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     );
     let mut rows = Vec::new();
     for (test, pp, tg) in tests {
-        let mut samples = Vec::new();
-        // One warm-up run (pipeline compilation, caches), then the measured ones.
+        let mut samples = vec![Vec::new(); models.len()];
+        // One warm-up run (pipeline compilation, caches), then the measured
+        // ones, each repetition going through every model in turn.
         for rep in 0..=args.repetitions {
-            model.reset();
-            let tokens: Vec<u32> = (0..pp.max(tg))
-                .map(|i| (i as u32 * 7919 + 1) % cfg.n_vocab as u32)
-                .collect();
-            let t = Instant::now();
-            if pp > 0 {
-                model.prefill_greedy(&tokens[..pp])?;
-            } else {
-                // Decode from an empty context, as llama-bench's tg: each step feeds back the GPU's own choice.
-                model.forward_greedy(Some(tokens[0]))?;
-                for _ in 1..tg {
-                    model.forward_greedy(None)?;
+            for (b, samples) in models.iter_mut().zip(&mut samples) {
+                let s = b.run(pp, tg)?;
+                if rep > 0 {
+                    samples.push(pp.max(tg) as f64 / s);
                 }
-            }
-            let s = t.elapsed().as_secs_f64();
-            if rep > 0 {
-                samples.push(pp.max(tg) as f64 / s);
             }
             eprint!("\r{test}: run {rep}/{}", args.repetitions);
         }
         eprintln!();
-        let (mean, std) = mean_std(&samples);
-        let positions = pp.max(tg);
-        let bytes = (0..positions)
-            .map(|p| bytes_per_token(&cfg, &model, p))
-            .sum::<u64>()
-            / positions as u64;
-        let gbps = bytes as f64 * mean / 1e9;
-        rows.push(BenchRow {
-            model: name.clone(),
-            size_bytes: g.tensor_bytes_total(),
-            params,
-            types: types.join(","),
-            backend: format!("{:?}", gpu.info.backend).to_lowercase(),
-            adapter: gpu.info.name.clone(),
-            driver: format!("{} {}", gpu.info.driver, gpu.info.driver_info)
-                .trim()
-                .to_string(),
-            test,
-            n_prompt: pp,
-            n_gen: tg,
-            repetitions: args.repetitions,
-            tokens_per_second: mean,
-            tokens_per_second_stddev: std,
-            samples_tokens_per_second: samples,
-            bytes_per_token: bytes,
-            effective_gbps: gbps,
-            peak_gbps: peak,
-            percent_of_peak: peak.map(|p| 100.0 * gbps / p),
-            profile_ms_per_token: None,
-            profile_method: None,
-        });
+        for (b, samples) in models.iter().zip(samples) {
+            let (mean, std) = mean_std(&samples);
+            let positions = pp.max(tg);
+            let bytes = (0..positions)
+                .map(|p| bytes_per_token(&b.model.cfg, &b.model, p))
+                .sum::<u64>()
+                / positions as u64;
+            let gbps = bytes as f64 * mean / 1e9;
+            rows.push(BenchRow {
+                model: b.name.clone(),
+                size_bytes: b.size_bytes,
+                params: b.params,
+                types: b.types.clone(),
+                backend: format!("{:?}", gpu.info.backend).to_lowercase(),
+                adapter: gpu.info.name.clone(),
+                driver: format!("{} {}", gpu.info.driver, gpu.info.driver_info)
+                    .trim()
+                    .to_string(),
+                test: test.clone(),
+                n_prompt: pp,
+                n_gen: tg,
+                repetitions: args.repetitions,
+                tokens_per_second: mean,
+                tokens_per_second_stddev: std,
+                samples_tokens_per_second: samples,
+                bytes_per_token: bytes,
+                effective_gbps: gbps,
+                peak_gbps: peak,
+                percent_of_peak: peak.map(|p| 100.0 * gbps / p),
+                profile_ms_per_token: None,
+                profile_method: None,
+            });
+        }
     }
+    // Rows grouped by model, tests in the order given.
+    rows.sort_by_key(|r| models.iter().position(|b| b.name == r.model));
     if args.profile {
         // Decode steps from an empty context, as tg; averaged per token.
         let steps = args.n_gen.iter().copied().max().unwrap_or(0).clamp(1, 16);
-        model.reset();
-        let mut total = std::collections::BTreeMap::new();
-        let mut method = "";
-        for i in 0..steps {
-            let (fams, m) = model.profile_step((i == 0).then_some(1))?;
-            method = m;
-            for (f, ms) in fams {
-                *total.entry(f).or_insert(0.0) += ms / steps as f64;
+        for b in &mut models {
+            b.model.reset();
+            let mut total = std::collections::BTreeMap::new();
+            let mut method = "";
+            for i in 0..steps {
+                let (fams, m) = b.model.profile_step((i == 0).then_some(1))?;
+                method = m;
+                for (f, ms) in fams {
+                    *total.entry(f).or_insert(0.0) += ms / steps as f64;
+                }
             }
-        }
-        for r in &mut rows {
-            r.profile_ms_per_token = Some(total.clone());
-            r.profile_method = Some(method.to_string());
+            for r in rows.iter_mut().filter(|r| r.model == b.name) {
+                r.profile_ms_per_token = Some(total.clone());
+                r.profile_method = Some(method.to_string());
+            }
         }
     }
     print_rows(&rows, &args.output)
+}
+
+/// One model loaded for benchmarking, with what its rows report.
+struct Bench {
+    name: String,
+    size_bytes: u64,
+    params: u64,
+    types: String,
+    model: GpuModel,
+}
+
+impl Bench {
+    fn load(
+        gpu: &std::sync::Arc<Gpu>,
+        g: &Gguf,
+        name: String,
+        n_ctx: usize,
+        n_batch: usize,
+    ) -> Result<Bench> {
+        let cfg = LlamaConfig::from_gguf(g)?;
+        let weights = ModelWeights::resolve(g, &cfg)?;
+        let mut types: Vec<String> = weights
+            .layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
+            .chain([&weights.token_embd, &weights.output])
+            .map(|w| w.ty.name().to_string())
+            .collect();
+        types.sort();
+        types.dedup();
+        let model = GpuModel::load(gpu.clone(), g, &LoadOptions { n_ctx, n_batch }, &|_, _| {})?;
+        Ok(Bench {
+            name,
+            size_bytes: g.tensor_bytes_total(),
+            params: g.tensors.iter().map(|t| t.n_elements()).sum(),
+            types: types.join(","),
+            model,
+        })
+    }
+
+    /// Seconds for one pp (prefill of `pp` tokens) or tg (`tg` greedy
+    /// decode steps from an empty context, as llama-bench's tg: each step
+    /// feeds back the GPU's own choice) run.
+    fn run(&mut self, pp: usize, tg: usize) -> Result<f64> {
+        let vocab = self.model.cfg.n_vocab as u32;
+        let tokens: Vec<u32> = (0..pp.max(tg))
+            .map(|i| (i as u32 * 7919 + 1) % vocab)
+            .collect();
+        self.model.reset();
+        let t = Instant::now();
+        if pp > 0 {
+            self.model.prefill_greedy(&tokens[..pp])?;
+        } else {
+            self.model.forward_greedy(Some(tokens[0]))?;
+            for _ in 1..tg {
+                self.model.forward_greedy(None)?;
+            }
+        }
+        Ok(t.elapsed().as_secs_f64())
+    }
 }
 
 fn print_rows(rows: &[BenchRow], format: &str) -> Result<()> {
@@ -369,10 +419,15 @@ fn print_rows(rows: &[BenchRow], format: &str) -> Result<()> {
                     r.percent_of_peak.map(|p| format!("{p:.1}")).unwrap_or_else(|| "-".into())
                 )?;
             }
-            if let Some(r) = rows.first() {
+            let mut profiled: Vec<&str> = Vec::new();
+            for r in rows {
+                if profiled.contains(&r.model.as_str()) {
+                    continue;
+                }
+                profiled.push(&r.model);
                 if let (Some(p), Some(m)) = (&r.profile_ms_per_token, &r.profile_method) {
                     let sum: f64 = p.values().sum();
-                    writeln!(out, "\nprofile per generated token ({m}):\n")?;
+                    writeln!(out, "\nprofile of {} per generated token ({m}):\n", r.model)?;
                     writeln!(out, "| kernel | ms/token | share |")?;
                     writeln!(out, "| --- | ---: | ---: |")?;
                     let mut fams: Vec<_> = p.iter().collect();

@@ -325,10 +325,13 @@ fn fill(
     let d = gpu.dispatch(
         Kernel::Fill,
         &[buffer.as_entire_binding(), params.as_entire_binding()],
-        grid((words as u32).div_ceil(WG)),
+        grid((words as u32).div_ceil(WG * FILL_PER_INVOCATION)),
     );
     gpu.run(&[&d]);
 }
+
+/// Words each fill invocation writes (`PER_INV` in `shaders/fill.wgsl`).
+const FILL_PER_INVOCATION: u32 = 256;
 
 /// A norm weight vector of `n` random values in [0.8, 1.2], written on the GPU.
 pub fn random_norm(gpu: &Gpu, name: &str, n: usize, seed: u32) -> wgpu::Buffer {
@@ -346,7 +349,7 @@ pub fn random_norm(gpu: &Gpu, name: &str, n: usize, seed: u32) -> wgpu::Buffer {
     let d = gpu.dispatch(
         Kernel::Fill,
         &[buffer.as_entire_binding(), params.as_entire_binding()],
-        grid((n as u32).div_ceil(WG)),
+        grid((n as u32).div_ceil(WG * FILL_PER_INVOCATION)),
     );
     gpu.run(&[&d]);
     buffer
