@@ -63,6 +63,13 @@ pub struct GpuModel {
     pub n_ctx: usize,
     /// Prompt tokens per batched step.
     pub n_batch: usize,
+    /// Batches shorter than this run as decode steps. 2 on GPUs (a batch
+    /// reads the weights once, however short); 16 on CPU drivers such as
+    /// lavapipe, where a matmul tile costs the same for 5 tokens as for 64
+    /// and SmolLM2's pp5 measured 3x slower per token than decode (pp16 is
+    /// on par: see docs/benchmarks.md). Tests lower it to exercise the
+    /// batched kernels on short batches.
+    pub min_batch: usize,
     n_past: usize,
     /// Bytes of weights on the GPU.
     pub weight_bytes: u64,
@@ -526,6 +533,11 @@ impl GpuModel {
             cfg: cfg.clone(),
             n_ctx,
             n_batch,
+            min_batch: if gpu.info.device_type == wgpu::DeviceType::Cpu {
+                16
+            } else {
+                2
+            },
             n_past: 0,
             weight_bytes,
             kv_bytes,
@@ -895,15 +907,18 @@ impl GpuModel {
         for (ci, chunk) in chunks.iter().enumerate() {
             let last = ci + 1 == chunks.len();
             let t = chunk.len();
-            if t == 1 {
-                // A single token is a decode step.
-                if all_logits {
-                    all.extend(self.forward(chunk[0])?);
-                } else if let (true, Some(head)) = (last, head) {
-                    let enc = self.record(Some(chunk[0]), true, head == Head::Greedy)?;
-                    return self.finish_head(enc, head);
-                } else {
-                    self.feed(chunk[0])?;
+            if t < self.min_batch {
+                // Too few tokens for the batched kernels to pay off on this
+                // device (and a single token is a decode step anyway).
+                for (i, &tok) in chunk.iter().enumerate() {
+                    if all_logits {
+                        all.extend(self.forward(tok)?);
+                    } else if let (true, Some(head)) = (last && i + 1 == t, head) {
+                        let enc = self.record(Some(tok), true, head == Head::Greedy)?;
+                        return self.finish_head(enc, head);
+                    } else {
+                        self.feed(tok)?;
+                    }
                 }
                 continue;
             }
