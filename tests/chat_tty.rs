@@ -21,8 +21,12 @@ fn interactive_chat_stops_a_reply_on_ctrl_c_and_keeps_going() {
     p.send(&format!("{ask}\r")).unwrap();
     p.flush().unwrap();
     p.exp_string(ask).unwrap();
-    // Streaming: three letters of the reply (escape sequences have at most one).
+    // Streaming: three letters of the reply (escape sequences have at most
+    // one). A line editor may redraw the line on Enter, so the letters could
+    // also be the redraw; a short pause makes sure the editor has handed the
+    // terminal back (Ctrl-C is a signal again) while the 300-token reply runs.
     p.exp_regex("[A-Za-z]{3}").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
     p.send_control('c').unwrap();
     p.exp_string("(reply stopped)").unwrap();
     p.exp_string("> ").unwrap();

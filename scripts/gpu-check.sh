@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# One short check on a real GPU (see scripts/gpu-bundle.sh): the adapter, the
+# kernel and model correctness tests (random and synthetic data; SmolLM2 is
+# not carried), prefill vs decode side by side, and the Llama 2 7B shape.
+# Results go to $OUT (the device tool's folder) or ./gpu-check-results.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-gpu-check-results}"
+mkdir -p "$out"
+b=gpu-bundle
+run() { # name, command...
+    local name=$1; shift
+    echo "== $name: $*" | tee -a "$out/summary.txt"
+    local t0=$SECONDS
+    timeout 240 "$@" >"$out/$name.txt" 2>&1
+    echo "exit $? after $((SECONDS - t0)) s" | tee -a "$out/summary.txt"
+}
+run devices "$b/llama-wgpu" devices
+run gpu_kernels "$b/gpu_kernels" --test-threads 1
+run gpu_model "$b/gpu_model" --test-threads 1 --skip smollm2
+run bench_smollm2_shape "$b/llama-wgpu" bench --synthetic smollm2-135m:q4_1 -p 512 -n 128 -r 3
+run bench_7b "$b/llama-wgpu" bench --synthetic llama2-7b:q4_0,llama2-7b:q4_k -p 512 -n 128 -r 3
+run profile_7b "$b/llama-wgpu" bench --synthetic llama2-7b:q4_0 -p 0 -n 16 -r 1 --profile
+tail -n 4 "$out"/bench_*.txt >>"$out/summary.txt"
+cat "$out/summary.txt"
