@@ -133,12 +133,6 @@ fn missing_model_is_a_one_line_error() {
         .arg(fixture())
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.starts_with("error: ") && stderr.contains("does not exist"),
-        "{stderr}"
-    );
+    let stderr = common::one_line_error(&out);
+    assert!(stderr.contains("does not exist"), "{stderr}");
 }

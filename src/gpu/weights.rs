@@ -76,36 +76,10 @@ impl GpuMatrix {
         cols: usize,
         data: &[u8],
     ) -> Result<GpuMatrix> {
-        let layout = GpuLayout::of(ty);
-        let row_bytes = (layout.row_words(cols) * 4) as u64;
-        let max_rows = (gpu.max_binding / row_bytes) as usize;
-        if max_rows == 0 {
-            bail!(
-                "tensor '{name}': one row takes {row_bytes} bytes, more than the adapter's largest storage binding ({} bytes)",
-                gpu.max_binding
-            );
-        }
         let src_row = ty.row_bytes(cols).expect("row length checked at load");
-        let mut chunks = Vec::new();
-        let mut first = 0;
-        while first < rows {
-            let n = max_rows.min(rows - first);
+        GpuMatrix::chunked(gpu, name, ty, rows, cols, |first, n| {
             let words = repack(ty, &data[first * src_row..(first + n) * src_row], n, cols);
-            let buffer = gpu.storage_init(name, bytemuck::cast_slice(&words));
-            chunks.push(Chunk {
-                buffer,
-                first_row: first,
-                rows: n,
-            });
-            first += n;
-        }
-        Ok(GpuMatrix {
-            name: name.to_string(),
-            ty,
-            rows,
-            cols,
-            layout,
-            chunks,
+            gpu.storage_init(name, bytemuck::cast_slice(&words))
         })
     }
 
@@ -122,11 +96,49 @@ impl GpuMatrix {
     ) -> Result<GpuMatrix> {
         let layout = GpuLayout::of(ty);
         let row_words = layout.row_words(cols);
-        let max_rows = (gpu.max_binding / (row_words * 4) as u64) as usize;
+        let (scale_word, scale_halves) = scale_field(ty).unwrap_or((0, 0));
+        let mode = match ty {
+            TensorType::F32 => 1,
+            TensorType::F16 => 2,
+            TensorType::BF16 => 3,
+            _ => 0,
+        };
+        GpuMatrix::chunked(gpu, name, ty, rows, cols, |first, n| {
+            let buffer = gpu.storage(name, (n * row_words * 4) as u64);
+            fill(
+                gpu,
+                &buffer,
+                &FillParams {
+                    words: (n * row_words) as u32,
+                    block_words: layout.block_words as u32,
+                    scale_word: scale_word as u32,
+                    scale_halves,
+                    mode,
+                    seed: seed ^ first as u32,
+                    row_words: row_words as u32,
+                    cols: cols as u32,
+                },
+            );
+            buffer
+        })
+    }
+
+    /// Splits the rows into chunks that fit the adapter's largest storage
+    /// binding; `make(first_row, rows)` creates each chunk's buffer.
+    fn chunked(
+        gpu: &Gpu,
+        name: &str,
+        ty: TensorType,
+        rows: usize,
+        cols: usize,
+        mut make: impl FnMut(usize, usize) -> wgpu::Buffer,
+    ) -> Result<GpuMatrix> {
+        let layout = GpuLayout::of(ty);
+        let row_bytes = (layout.row_words(cols) * 4) as u64;
+        let max_rows = (gpu.max_binding / row_bytes) as usize;
         if max_rows == 0 {
             bail!(
-                "tensor '{name}': one row takes {} bytes, more than the adapter's largest storage binding ({} bytes)",
-                row_words * 4,
+                "tensor '{name}': one row takes {row_bytes} bytes, more than the adapter's largest storage binding ({} bytes)",
                 gpu.max_binding
             );
         }
@@ -134,18 +146,8 @@ impl GpuMatrix {
         let mut first = 0;
         while first < rows {
             let n = max_rows.min(rows - first);
-            let buffer = gpu.storage(name, (n * row_words * 4) as u64);
-            fill(
-                gpu,
-                &buffer,
-                ty,
-                n * row_words,
-                row_words,
-                cols,
-                seed ^ first as u32,
-            );
             chunks.push(Chunk {
-                buffer,
+                buffer: make(first, n),
                 first_row: first,
                 rows: n,
             });
@@ -295,37 +297,13 @@ impl GpuMatrix {
     }
 }
 
-/// Runs the fill kernel over `words` words of `buffer` (see `shaders/fill.wgsl`).
-fn fill(
-    gpu: &Gpu,
-    buffer: &wgpu::Buffer,
-    ty: TensorType,
-    words: usize,
-    row_words: usize,
-    cols: usize,
-    seed: u32,
-) {
-    let (scale_word, scale_halves) = scale_field(ty).unwrap_or((0, 0));
-    let mode = match ty {
-        TensorType::F32 => 1,
-        TensorType::F16 => 2,
-        TensorType::BF16 => 3,
-        _ => 0,
-    };
-    let params = gpu.uniform(&FillParams {
-        words: words as u32,
-        block_words: GpuLayout::of(ty).block_words as u32,
-        scale_word: scale_word as u32,
-        scale_halves,
-        mode,
-        seed,
-        row_words: row_words as u32,
-        cols: cols as u32,
-    });
+/// Runs the fill kernel (`shaders/fill.wgsl`) over `params.words` words of `buffer`.
+fn fill(gpu: &Gpu, buffer: &wgpu::Buffer, params: &FillParams) {
+    let uniform = gpu.uniform(params);
     let d = gpu.dispatch(
         Kernel::Fill,
-        &[buffer.as_entire_binding(), params.as_entire_binding()],
-        grid((words as u32).div_ceil(WG * FILL_PER_INVOCATION)),
+        &[buffer.as_entire_binding(), uniform.as_entire_binding()],
+        grid(params.words.div_ceil(WG * FILL_PER_INVOCATION)),
     );
     gpu.run(&[&d]);
 }
@@ -336,21 +314,19 @@ const FILL_PER_INVOCATION: u32 = 256;
 /// A norm weight vector of `n` random values in [0.8, 1.2], written on the GPU.
 pub fn random_norm(gpu: &Gpu, name: &str, n: usize, seed: u32) -> wgpu::Buffer {
     let buffer = gpu.storage(name, (n * 4) as u64);
-    let params = gpu.uniform(&FillParams {
-        words: n as u32,
-        block_words: 1,
-        scale_word: 0,
-        scale_halves: 0,
-        mode: 4,
-        seed,
-        row_words: n as u32,
-        cols: n as u32,
-    });
-    let d = gpu.dispatch(
-        Kernel::Fill,
-        &[buffer.as_entire_binding(), params.as_entire_binding()],
-        grid((n as u32).div_ceil(WG * FILL_PER_INVOCATION)),
+    fill(
+        gpu,
+        &buffer,
+        &FillParams {
+            words: n as u32,
+            block_words: 1,
+            scale_word: 0,
+            scale_halves: 0,
+            mode: 4,
+            seed,
+            row_words: n as u32,
+            cols: n as u32,
+        },
     );
-    gpu.run(&[&d]);
     buffer
 }
