@@ -20,6 +20,10 @@ run gpu_kernels "$b/gpu_kernels" --test-threads 1
 run gpu_model "$b/gpu_model" --test-threads 1 --skip smollm2
 run bench_smollm2_shape "$b/llama-wgpu" bench --synthetic smollm2-135m:q4_1 -p 512 -n 128 -r 3
 run bench_7b "$b/llama-wgpu" bench --synthetic llama2-7b:q4_0,llama2-7b:q4_k -p 512 -n 128 -r 3
-run profile_7b "$b/llama-wgpu" bench --synthetic llama2-7b:q4_0 -p 0 -n 16 -r 1 --profile
+run profile_7b "$b/llama-wgpu" bench --synthetic llama2-7b:q4_0 -p 512 -n 16 -r 1 --profile
+# Decode tuning (GPUs default to 1 row per invocation group): is 2 or 4 better here?
+for rows in 2 4; do
+    run "bench_7b_matvec_rows_$rows" "$b/llama-wgpu" bench --synthetic llama2-7b:q4_0 -p 0 -n 128 -r 3 --matvec-rows "$rows"
+done
 tail -n 4 "$out"/bench_*.txt >>"$out/summary.txt"
 cat "$out/summary.txt"

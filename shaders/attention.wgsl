@@ -4,9 +4,10 @@
 // `combine` merges the chunks of each head. Long contexts thus give
 // n_head x n_chunks workgroups instead of n_head.
 // Grouped-query attention: query head h reads KV head h / (n_head / n_head_kv).
-// Batched (prefill, causal): grid z (partial) or y (combine) is the token at
-// position pos + z, which attends to positions 0..=pos + z; chunks past its
-// last position return at once. No n x n score matrix is ever stored.
+// Grid z (partial) or y (combine) is the token at position pos + z, which
+// attends to positions 0..=pos + z (chunks past its last position return at
+// once). The engine runs one token at a time here: batches (prefill) go to
+// attention_tile.wgsl, which reuses each K/V tile across 16 queries.
 // Assembled with a header (WG, GROUP = WG, CHUNK), common.wgsl and a reduction.
 
 struct Params {

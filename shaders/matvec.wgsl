@@ -1,12 +1,16 @@
 // y = W x for a quantized (or float) matrix W: the one matrix-vector skeleton.
 //
-// Assembled at pipeline creation from: a header (WG, GROUP), common.wgsl, a
-// reduction (reduce_subgroup.wgsl or reduce_shared.wgsl), one dequant/<type>.wgsl
-// (BLOCK_WORDS, ITEMS_PER_BLOCK, dequant_item) and this file.
+// Assembled at pipeline creation from: a header (WG, GROUP, ROWS), common.wgsl,
+// a reduction (reduce_subgroup.wgsl or reduce_shared.wgsl), one
+// dequant/<type>.wgsl (BLOCK_WORDS, ITEMS_PER_BLOCK, dequant_item) and this file.
 //
-// Each workgroup computes WG / GROUP rows; the GROUP invocations of a row stride
-// over its 32-element items, so neighbouring invocations read neighbouring
-// blocks (coalesced), accumulate in f32, and reduce at the end.
+// GROUP invocations share ROWS (1..4) consecutive rows: they stride over the
+// rows' 32-element items, so neighbouring invocations read neighbouring blocks
+// (coalesced). Each item of x is loaded once and used for all ROWS rows, the
+// partial sums of the rows travel as one vec4 through a single reduction, and a
+// workgroup covers WG / GROUP * ROWS rows: fewer, fuller workgroups where
+// per-workgroup cost dominates (CPU adapters), more where a GPU needs them to
+// fill its cores (ROWS = 1).
 
 struct Params {
     rows: u32,        // rows in this chunk of W
@@ -24,7 +28,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> Y: array<f32>;
 @group(0) @binding(3) var<uniform> P: Params;
 
-const ROWS_PER_WG: u32 = WG / GROUP;
+const GROUPS_PER_WG: u32 = WG / GROUP;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32,
@@ -32,25 +36,39 @@ fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(num_workgroups) nwg: vec3<u32>) {
     let lane = lid % GROUP;
     // Large matrices are dispatched as a 2D grid (at most 65535 per dimension).
-    let row = (wg.y * nwg.x + wg.x) * ROWS_PER_WG + lid / GROUP;
-    var acc = 0.0;
-    if (row < P.rows) {
-        let base = row * P.row_words;
+    let first = ((wg.y * nwg.x + wg.x) * GROUPS_PER_WG + lid / GROUP) * ROWS;
+    // Rows past the end are clamped onto the last row: their sums are computed
+    // and never written, which keeps every invocation in the same control flow.
+    var acc = vec4<f32>(0.0);
+    if (first < P.rows) {
         for (var it = lane; it < P.items; it = it + GROUP) {
-            let w = dequant_item(base + (it / ITEMS_PER_BLOCK) * BLOCK_WORDS, it % ITEMS_PER_BLOCK);
             let xo = P.x_offset + it * 8u;
+            var x: array<vec4<f32>, 8>;
             for (var i = 0u; i < 8u; i = i + 1u) {
-                acc = acc + dot(w[i], X[xo + i]);
+                x[i] = X[xo + i];
+            }
+            let block = (it / ITEMS_PER_BLOCK) * BLOCK_WORDS;
+            let item = it % ITEMS_PER_BLOCK;
+            for (var r = 0u; r < ROWS; r = r + 1u) {
+                let w = dequant_item(min(first + r, P.rows - 1u) * P.row_words + block, item);
+                for (var i = 0u; i < 8u; i = i + 1u) {
+                    acc[r] = acc[r] + dot(w[i], x[i]);
+                }
             }
         }
     }
-    let total = group_sum(acc, lid);
-    if (lane == 0u && row < P.rows) {
-        let y = P.y_offset + row;
-        if (P.accumulate != 0u) {
-            Y[y] = Y[y] + total;
-        } else {
-            Y[y] = total;
+    let total = group_sum4(acc, lid);
+    if (lane == 0u) {
+        for (var r = 0u; r < ROWS; r = r + 1u) {
+            let row = first + r;
+            if (row < P.rows) {
+                let y = P.y_offset + row;
+                if (P.accumulate != 0u) {
+                    Y[y] = Y[y] + total[r];
+                } else {
+                    Y[y] = total[r];
+                }
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 // every invocation gets its group's result.
 
 var<workgroup> red: array<f32, WG>;
+var<workgroup> red4: array<vec4<f32>, WG>;
 
 fn group_sum(v: f32, lid: u32) -> f32 {
     workgroupBarrier();
@@ -31,4 +32,19 @@ fn group_max(v: f32, lid: u32) -> f32 {
     }
     workgroupBarrier();
     return red[lid - lane];
+}
+
+// Four independent sums at once (the matvec's rows): one set of barriers.
+fn group_sum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
+    workgroupBarrier();
+    red4[lid] = v;
+    let lane = lid % GROUP;
+    for (var s = GROUP / 2u; s > 0u; s = s / 2u) {
+        workgroupBarrier();
+        if (lane < s) {
+            red4[lid] = red4[lid] + red4[lid + s];
+        }
+    }
+    workgroupBarrier();
+    return red4[lid - lane];
 }

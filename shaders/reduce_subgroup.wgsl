@@ -8,6 +8,7 @@
 // every invocation gets its group's result.
 
 var<workgroup> red: array<f32, WG>;
+var<workgroup> red4: array<vec4<f32>, WG>;
 
 fn group_sum(v: f32, lid: u32) -> f32 {
     let sg = subgroupAdd(1u);
@@ -43,6 +44,26 @@ fn group_max(v: f32, lid: u32) -> f32 {
     var t = NEG_BIG;
     for (var i = 0u; i < GROUP; i = i + width) {
         t = max(t, red[first + i]);
+    }
+    return t;
+}
+
+// Four independent sums at once (the matvec's rows): one set of shuffles and barriers.
+fn group_sum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
+    let sg = subgroupAdd(1u);
+    var s = v;
+    for (var off = GROUP / 2u; off > 0u; off = off / 2u) {
+        let o = subgroupShuffleXor(s, off & (sg - 1u));
+        s = s + select(vec4<f32>(0.0), o, off < sg);
+    }
+    let width = min(GROUP, sg);
+    workgroupBarrier();
+    red4[lid] = s;
+    workgroupBarrier();
+    let first = lid - lid % GROUP;
+    var t = vec4<f32>(0.0);
+    for (var i = 0u; i < GROUP; i = i + width) {
+        t = t + red4[first + i];
     }
     return t;
 }

@@ -120,7 +120,9 @@ fn profile_reports_every_kernel_family_with_its_method() {
         "--synthetic",
         "tiny:q5_k",
         "-p",
-        "0",
+        "40",
+        "-b",
+        "32",
         "-n",
         "2",
         "-r",
@@ -131,7 +133,16 @@ fn profile_reports_every_kernel_family_with_its_method() {
     ])
     .success();
     let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    let row = &v[0];
+    // pp40 with -b 32: one batch of 32 (the matmul) and 8 tokens that are
+    // decode steps on CPU adapters (`GpuModel::min_batch`) or a second
+    // batch on GPUs; the decode head (output projection) runs once.
+    let pp = v[0]["profile_ms_per_token"].as_object().unwrap();
+    assert_eq!(v[0]["test"], "pp40");
+    for family in ["matmul_q5_k", "matvec_q6_k", "attention", "rmsnorm"] {
+        assert!(pp[family].as_f64().unwrap() > 0.0, "{family}: {pp:?}");
+    }
+    let row = &v[1];
+    assert_eq!(row["test"], "tg2");
     assert!(
         row["profile_method"]
             .as_str()
@@ -156,6 +167,7 @@ fn profile_reports_every_kernel_family_with_its_method() {
     }
     // The output projection of a tiny Q5_K model is Q6_K (llama.cpp's rule).
     assert!(p.contains_key("matvec_q6_k"), "{p:?}");
+    assert!(!p.contains_key("matmul_q5_k"), "{p:?}");
 }
 
 /// A file and its synthetic twin, side by side in one run: one row each per

@@ -6,7 +6,7 @@ mod common;
 use llama_wgpu::gpu::kernels::Kernel;
 use llama_wgpu::gpu::params::{AttnParams, CountParams, NormParams, RopeParams, Step, TopKParams};
 use llama_wgpu::gpu::weights::GpuMatrix;
-use llama_wgpu::gpu::Gpu;
+use llama_wgpu::gpu::{Gpu, GpuOptions};
 use llama_wgpu::model::cpu;
 use llama_wgpu::quant::{dequantize_to_vec, random_tensor, TensorType};
 use rand::{Rng, SeedableRng};
@@ -32,16 +32,28 @@ fn x_buffer(gpu: &Gpu, x: &[f32]) -> wgpu::Buffer {
     gpu.storage_init("x", bytemuck::cast_slice(&padded))
 }
 
-/// Runs y (+)= W x on the GPU and returns y.
+/// Runs y (+)= W x on the GPU and returns y. y has spare entries past the
+/// matrix's rows, which must come back untouched (row groups that overhang the
+/// matrix compute but must not write).
 fn gpu_matvec(gpu: &Gpu, m: &GpuMatrix, x: &[f32], y0: Option<&[f32]>) -> Vec<f32> {
+    const SPARE: usize = 8;
+    const SENTINEL: f32 = -12345.0;
     let xb = x_buffer(gpu, x);
-    let yb = match y0 {
-        Some(y0) => gpu.storage_init("y", bytemuck::cast_slice(y0)),
-        None => gpu.storage("y", (m.rows * 4) as u64),
-    };
+    let mut y = y0.map_or(vec![0.0; m.rows], |y0| y0.to_vec());
+    y.resize(m.rows + SPARE, SENTINEL);
+    let yb = gpu.storage_init("y", bytemuck::cast_slice(&y));
     let d = m.matvec(gpu, &xb, &yb, 0, y0.is_some());
     gpu.run(&d.iter().collect::<Vec<_>>());
-    gpu.read_f32(&yb, m.rows).unwrap()
+    let mut got = gpu.read_f32(&yb, m.rows + SPARE).unwrap();
+    assert!(
+        got[m.rows..].iter().all(|&v| v == SENTINEL),
+        "{} {}x{}: matvec wrote past its rows",
+        m.ty,
+        m.rows,
+        m.cols
+    );
+    got.truncate(m.rows);
+    got
 }
 
 /// f32 accumulation in a different order than the CPU: each output may differ
@@ -71,20 +83,35 @@ fn check_matvec(
     }
 }
 
+/// Every type and shape under every matvec tuning (rows per group 1, 2, 4;
+/// narrow and wide groups): 37 rows leave a partial row group for each.
 fn matvec_all_types(portable: bool) {
-    let gpu = common::gpu(portable);
+    for (rows_per_group, max_group) in [(1, 64), (2, 64), (4, 8), (4, 64), (1, 8)] {
+        let gpu = common::gpu_with(GpuOptions {
+            no_f16: portable,
+            no_subgroups: portable,
+            no_timestamps: portable,
+            matvec_rows: Some(rows_per_group),
+            matvec_group: Some(max_group),
+            ..Default::default()
+        });
+        matvec_all_types_on(&gpu);
+    }
+}
+
+fn matvec_all_types_on(gpu: &Gpu) {
     let mut r = rng(1);
     for ty in TensorType::ALL {
         for (rows, cols) in shapes(ty) {
             let data = random_tensor(ty, rows * cols, &mut r, 1.0);
             let w = dequantize_to_vec(ty, &data, rows * cols).unwrap();
             let x: Vec<f32> = (0..cols).map(|_| r.random_range(-1.0f32..1.0)).collect();
-            let m = GpuMatrix::upload(&gpu, "w", ty, rows, cols, &data).unwrap();
-            let got = gpu_matvec(&gpu, &m, &x, None);
+            let m = GpuMatrix::upload(gpu, "w", ty, rows, cols, &data).unwrap();
+            let got = gpu_matvec(gpu, &m, &x, None);
             check_matvec(ty, &w, rows, cols, &x, &got, None);
             // The fused residual form: y += W x.
             let y0: Vec<f32> = (0..rows).map(|_| r.random_range(-4.0f32..4.0)).collect();
-            let got = gpu_matvec(&gpu, &m, &x, Some(&y0));
+            let got = gpu_matvec(gpu, &m, &x, Some(&y0));
             check_matvec(ty, &w, rows, cols, &x, &got, Some(&y0));
         }
     }
@@ -606,6 +633,112 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
         }
         eprintln!(
             "attention (portable {portable}): max abs error {worst:.2e} over {n_ctx} positions"
+        );
+    }
+}
+
+/// Batched causal attention (prefill's tiled kernel) against a plain softmax
+/// over the same f16 cache: grouped-query heads, head sizes 64, 80 and 128,
+/// batches that start at position 0 or deep in the context, partial query
+/// tiles and KV tiles. Rows past the batch in the output stay untouched.
+#[test]
+fn tiled_batch_attention_matches_cpu() {
+    use llama_wgpu::gpu::kernels::ATTN_TILE_Q;
+    let gpu = common::gpu(false);
+    let mut r = rng(17);
+    let f16 = |x: f32| half::f16::from_f32(x);
+    const SENTINEL: f32 = -777.0;
+    for (hd, n_head, n_head_kv, pos, t) in [
+        (64, 6, 2, 0, 37),
+        (80, 4, 4, 300, 20),
+        (128, 8, 2, 33, 1),
+        (64, 9, 3, 70, 64),
+    ] {
+        let (kv_dim, q_dim) = (n_head_kv * hd, n_head * hd);
+        let n_pos = pos + t;
+        // Spread 3: scores of several units, a peaked softmax.
+        let kc: Vec<half::f16> = (0..n_pos * kv_dim)
+            .map(|_| f16(r.random_range(-3.0f32..3.0)))
+            .collect();
+        let vc: Vec<half::f16> = (0..n_pos * kv_dim)
+            .map(|_| f16(r.random_range(-1.0f32..1.0)))
+            .collect();
+        let q: Vec<f32> = (0..t * q_dim)
+            .map(|_| r.random_range(-3.0f32..3.0))
+            .collect();
+        let qb = gpu.storage_init("q", bytemuck::cast_slice(&q));
+        let kb = gpu.storage_init("kc", bytemuck::cast_slice(&kc));
+        let vb = gpu.storage_init("vc", bytemuck::cast_slice(&vc));
+        let spare = vec![SENTINEL; (t + 3) * q_dim];
+        let ob = gpu.storage_init("o", bytemuck::cast_slice(&spare));
+        let ap = gpu.uniform(&AttnParams {
+            n_head: n_head as u32,
+            n_head_kv: n_head_kv as u32,
+            head_dim: hd as u32,
+            max_chunks: 1,
+            scale: 1.0 / (hd as f32).sqrt(),
+            q_stride: q_dim as u32,
+            _pad: [0; 2],
+        });
+        let step = gpu.uniform(&Step {
+            pos: pos as u32,
+            n_pos: n_pos as u32,
+            n_chunks: 0,
+            _pad: 0,
+        });
+        let d = gpu.dispatch(
+            Kernel::AttnTile {
+                head_dim: hd as u32,
+            },
+            &[
+                qb.as_entire_binding(),
+                kb.as_entire_binding(),
+                vb.as_entire_binding(),
+                ob.as_entire_binding(),
+                ap.as_entire_binding(),
+                step.as_entire_binding(),
+            ],
+            [(t as u32).div_ceil(ATTN_TILE_Q), n_head as u32, 1],
+        );
+        gpu.run(&[&d]);
+        let got = gpu.read_f32(&ob, (t + 3) * q_dim).unwrap();
+        assert!(
+            got[t * q_dim..].iter().all(|&v| v == SENTINEL),
+            "head_dim {hd}: wrote past the batch"
+        );
+        let mut worst = 0.0f32;
+        for i in 0..t {
+            for h in 0..n_head {
+                let g = h / (n_head / n_head_kv);
+                let qh = &q[i * q_dim + h * hd..][..hd];
+                let mut s: Vec<f32> = (0..=pos + i)
+                    .map(|p| {
+                        let k: Vec<f32> = kc[p * kv_dim + g * hd..][..hd]
+                            .iter()
+                            .map(|x| x.to_f32())
+                            .collect();
+                        cpu::dot(qh, &k) / (hd as f32).sqrt()
+                    })
+                    .collect();
+                cpu::softmax(&mut s);
+                for dim in 0..hd {
+                    let want: f32 = (0..=pos + i)
+                        .map(|p| s[p] * vc[p * kv_dim + g * hd + dim].to_f32())
+                        .sum();
+                    let err = (got[i * q_dim + h * hd + dim] - want).abs();
+                    worst = worst.max(err);
+                    // As the decode attention test: weighted means of values
+                    // in [-1, 1], sums in another order, exp() within ulps.
+                    assert!(
+                        err <= 2e-5,
+                        "head_dim {hd} pos {pos} token {i} head {h} dim {dim}: gpu {} cpu {want}",
+                        got[i * q_dim + h * hd + dim]
+                    );
+                }
+            }
+        }
+        eprintln!(
+            "tiled attention head_dim {hd}, pos {pos}, {t} tokens: max abs error {worst:.2e}"
         );
     }
 }

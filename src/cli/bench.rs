@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::common::GpuArgs;
 use crate::gguf::Gguf;
-use crate::gpu::{Gpu, GpuModel, LoadOptions};
+use crate::gpu::{Gpu, GpuModel, LoadOptions, Profile};
 use crate::model::synthetic::{llama_cpp_output_type, synthetic_header, LlamaShape};
 use crate::model::{LlamaConfig, ModelWeights};
 use crate::quant::TensorType;
@@ -84,7 +84,8 @@ pub struct BenchRow {
     pub effective_gbps: f64,
     pub peak_gbps: Option<f64>,
     pub percent_of_peak: Option<f64>,
-    /// Milliseconds per generated token by kernel family (`--profile`).
+    /// Milliseconds per token of this test (prompt token for pp, generated
+    /// token for tg) by kernel family (`--profile`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile_ms_per_token: Option<std::collections::BTreeMap<String, f64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -280,23 +281,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     // Rows grouped by model, tests in the order given.
     rows.sort_by_key(|r| models.iter().position(|b| b.name == r.model));
     if args.profile {
-        // Decode steps from an empty context, as tg; averaged per token.
-        let steps = args.n_gen.iter().copied().max().unwrap_or(0).clamp(1, 16);
-        for b in &mut models {
-            b.model.reset();
-            let mut total = std::collections::BTreeMap::new();
-            let mut method = "";
-            for i in 0..steps {
-                let (fams, m) = b.model.profile_step((i == 0).then_some(1))?;
-                method = m;
-                for (f, ms) in fams {
-                    *total.entry(f).or_insert(0.0) += ms / steps as f64;
-                }
-            }
-            for r in rows.iter_mut().filter(|r| r.model == b.name) {
-                r.profile_ms_per_token = Some(total.clone());
-                r.profile_method = Some(method.to_string());
-            }
+        for r in rows.iter_mut() {
+            let b = models
+                .iter_mut()
+                .find(|b| b.name == r.model)
+                .expect("every row has its model");
+            let p = b.profile(r.n_prompt, r.n_gen)?;
+            let per = r.n_prompt.max(r.n_gen.min(PROFILE_MAX_STEPS)) as f64;
+            r.profile_ms_per_token = Some(p.ms.into_iter().map(|(f, ms)| (f, ms / per)).collect());
+            r.profile_method = Some(p.method.to_string());
         }
     }
     print_rows(&rows, &args.output)
@@ -340,14 +333,32 @@ impl Bench {
         })
     }
 
+    /// A pp run (the whole prompt, chunked as prefill does) or the first
+    /// `PROFILE_MAX_STEPS` steps of a tg run, with every dispatch timed.
+    fn profile(&mut self, pp: usize, tg: usize) -> Result<Profile> {
+        let tokens = self.tokens(pp);
+        self.model.reset();
+        if pp > 0 {
+            return self.model.profile_prefill(&tokens);
+        }
+        let mut total = self.model.profile_decode(Some(self.tokens(1)[0]))?;
+        for _ in 1..tg.min(PROFILE_MAX_STEPS) {
+            total.add(self.model.profile_decode(None)?);
+        }
+        Ok(total)
+    }
+
+    /// The benchmark's input: fixed, spread over the vocabulary.
+    fn tokens(&self, n: usize) -> Vec<u32> {
+        let vocab = self.model.cfg.n_vocab as u32;
+        (0..n as u32).map(|i| (i * 7919 + 1) % vocab).collect()
+    }
+
     /// Seconds for one pp (prefill of `pp` tokens) or tg (`tg` greedy
     /// decode steps from an empty context, as llama-bench's tg: each step
     /// feeds back the GPU's own choice) run.
     fn run(&mut self, pp: usize, tg: usize) -> Result<f64> {
-        let vocab = self.model.cfg.n_vocab as u32;
-        let tokens: Vec<u32> = (0..pp.max(tg))
-            .map(|i| (i as u32 * 7919 + 1) % vocab)
-            .collect();
+        let tokens = self.tokens(pp.max(tg));
         self.model.reset();
         let t = Instant::now();
         if pp > 0 {
@@ -419,26 +430,81 @@ fn print_rows(rows: &[BenchRow], format: &str) -> Result<()> {
                     r.percent_of_peak.map(|p| format!("{p:.1}")).unwrap_or_else(|| "-".into())
                 )?;
             }
-            let mut profiled: Vec<&str> = Vec::new();
-            for r in rows {
-                if profiled.contains(&r.model.as_str()) {
-                    continue;
-                }
-                profiled.push(&r.model);
-                if let (Some(p), Some(m)) = (&r.profile_ms_per_token, &r.profile_method) {
-                    let sum: f64 = p.values().sum();
-                    writeln!(out, "\nprofile of {} per generated token ({m}):\n", r.model)?;
-                    writeln!(out, "| kernel | ms/token | share |")?;
-                    writeln!(out, "| --- | ---: | ---: |")?;
-                    let mut fams: Vec<_> = p.iter().collect();
-                    fams.sort_by(|a, b| b.1.total_cmp(a.1));
-                    for (f, ms) in fams {
-                        writeln!(out, "| {f} | {ms:.3} | {:.1}% |", 100.0 * ms / sum)?;
-                    }
-                    writeln!(out, "| total | {sum:.3} | |")?;
+            print_profiles(&mut out, rows)?;
+        }
+    }
+    Ok(())
+}
+
+/// Decode steps a tg profile times (from an empty context, as tg runs).
+const PROFILE_MAX_STEPS: usize = 16;
+
+/// One table per model: milliseconds per token of each test by kernel
+/// family, heaviest first (by the model's first test).
+fn print_profiles(out: &mut impl Write, rows: &[BenchRow]) -> Result<()> {
+    let mut models: Vec<&str> = Vec::new();
+    for r in rows {
+        if !models.contains(&r.model.as_str()) {
+            models.push(&r.model);
+        }
+    }
+    for model in models {
+        let tests: Vec<&BenchRow> = rows
+            .iter()
+            .filter(|r| r.model == model && r.profile_ms_per_token.is_some())
+            .collect();
+        let Some(first) = tests.first() else {
+            continue;
+        };
+        let method = first.profile_method.as_deref().unwrap_or("");
+        writeln!(
+            out,
+            "\nprofile of {model}, ms per token of each test ({method}; tg: first {PROFILE_MAX_STEPS} steps at most):\n"
+        )?;
+        let mut families: Vec<&String> = Vec::new();
+        for r in &tests {
+            for f in r
+                .profile_ms_per_token
+                .as_ref()
+                .into_iter()
+                .flat_map(|p| p.keys())
+            {
+                if !families.contains(&f) {
+                    families.push(f);
                 }
             }
         }
+        let ms = |r: &BenchRow, f: &str| {
+            r.profile_ms_per_token
+                .as_ref()
+                .and_then(|p| p.get(f).copied())
+                .unwrap_or(0.0)
+        };
+        families.sort_by(|a, b| ms(first, b).total_cmp(&ms(first, a)));
+        let header: String = tests
+            .iter()
+            .map(|r| format!(" {} | share |", r.test))
+            .collect();
+        writeln!(out, "| kernel |{header}")?;
+        writeln!(out, "| --- |{}", " ---: | ---: |".repeat(tests.len()))?;
+        let totals: Vec<f64> = tests
+            .iter()
+            .map(|r| {
+                r.profile_ms_per_token
+                    .as_ref()
+                    .map_or(0.0, |p| p.values().sum())
+            })
+            .collect();
+        for f in families {
+            let cells: String = tests
+                .iter()
+                .zip(&totals)
+                .map(|(r, t)| format!(" {:.3} | {:.1}% |", ms(r, f), 100.0 * ms(r, f) / t))
+                .collect();
+            writeln!(out, "| {f} |{cells}")?;
+        }
+        let cells: String = totals.iter().map(|t| format!(" {t:.3} | |")).collect();
+        writeln!(out, "| total |{cells}")?;
     }
     Ok(())
 }

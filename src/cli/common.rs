@@ -16,6 +16,14 @@ pub struct GpuArgs {
     /// Do not use shader f16 even if the adapter has it.
     #[arg(long)]
     pub no_f16: bool,
+    /// Tuning: matrix rows per matvec invocation group, 1, 2 or 4 (default:
+    /// 4 on CPU adapters, 1 on GPUs). Compare settings with `bench`.
+    #[arg(long)]
+    pub matvec_rows: Option<u32>,
+    /// Tuning: most invocations sharing a matvec row group, 8, 16, 32 or 64
+    /// (default: 8 on CPU adapters, 64 on GPUs).
+    #[arg(long)]
+    pub matvec_group: Option<u32>,
 }
 
 impl GpuArgs {
@@ -25,6 +33,8 @@ impl GpuArgs {
             device: self.device,
             no_f16: self.no_f16,
             no_subgroups: self.no_subgroups,
+            matvec_rows: self.matvec_rows,
+            matvec_group: self.matvec_group,
             ..Default::default()
         }
     }

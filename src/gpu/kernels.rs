@@ -16,8 +16,10 @@ use crate::quant::TensorType;
 /// Invocations per workgroup for every kernel: a multiple of every common
 /// subgroup size (8 to 64) and small enough for all adapters.
 pub const WG: u32 = 64;
-/// KV positions per attention workgroup.
+/// KV positions per attention workgroup (decode).
 pub const ATTN_CHUNK: u32 = 256;
+/// Query tokens per batched-attention workgroup (`shaders/attention_tile.wgsl`).
+pub const ATTN_TILE_Q: u32 = WG / 4; // WG / LANES in the shader
 /// Rows and tokens per matmul workgroup tile (see `shaders/matmul.wgsl`).
 pub const MATMUL_TILE_R: u32 = 64;
 pub const MATMUL_TILE_T: u32 = 64;
@@ -31,6 +33,7 @@ const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
 const RMSNORM: &str = include_str!("../../shaders/rmsnorm.wgsl");
 const ROPE_KV: &str = include_str!("../../shaders/rope_kv.wgsl");
 const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
+const ATTENTION_TILE: &str = include_str!("../../shaders/attention_tile.wgsl");
 const SWIGLU: &str = include_str!("../../shaders/swiglu.wgsl");
 const ARGMAX: &str = include_str!("../../shaders/argmax.wgsl");
 const TOPK: &str = include_str!("../../shaders/topk.wgsl");
@@ -68,10 +71,12 @@ fn dequant_file(ty: TensorType) -> &'static str {
 /// Every kernel variant the engine can build; the key of the pipeline cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// Matrix-vector product; `group` invocations per row (8..=64, a power of two).
+    /// Matrix-vector product; `group` invocations (8..=64, a power of two)
+    /// share `rows` (1, 2 or 4) rows.
     Matvec {
         ty: TensorType,
         group: u32,
+        rows: u32,
     },
     /// Matrix-matrix product for a batch of tokens (prefill).
     Matmul {
@@ -82,8 +87,14 @@ pub enum Kernel {
     },
     RmsNorm,
     RopeKv,
+    /// Decode attention (one token), split over the context: partial
+    /// results per 256 positions, then their combination.
     AttnPartial,
     AttnCombine,
+    /// Causal attention for a batch of tokens (prefill), for one head size.
+    AttnTile {
+        head_dim: u32,
+    },
     Swiglu,
     Argmax,
     /// The k largest logits with their ids (sampling without a full readback).
@@ -112,7 +123,9 @@ impl Kernel {
             Kernel::Embedding { .. } => "embedding".into(),
             Kernel::RmsNorm => "rmsnorm".into(),
             Kernel::RopeKv => "rope_kv".into(),
-            Kernel::AttnPartial | Kernel::AttnCombine => "attention".into(),
+            Kernel::AttnPartial | Kernel::AttnCombine | Kernel::AttnTile { .. } => {
+                "attention".into()
+            }
             Kernel::Swiglu => "swiglu".into(),
             Kernel::Argmax => "argmax".into(),
             Kernel::TopK => "topk".into(),
@@ -139,6 +152,7 @@ impl Kernel {
             Kernel::AttnPartial | Kernel::AttnCombine => &[
                 Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform, Uniform,
             ],
+            Kernel::AttnTile { .. } => &[Read, Read, Read, ReadWrite, Uniform, Uniform],
             Kernel::Swiglu => &[ReadWrite, Read, Uniform],
             Kernel::Argmax | Kernel::TopK => &[Read, ReadWrite, Uniform],
             Kernel::Fill => &[ReadWrite, Uniform],
@@ -155,13 +169,18 @@ impl Kernel {
 
     /// The complete WGSL source of this kernel, with or without subgroup operations.
     pub fn source(&self, subgroups: bool) -> String {
-        let group = match self {
-            Kernel::Matvec { group, .. } => *group,
-            _ => WG,
+        let (group, rows) = match self {
+            Kernel::Matvec { group, rows, .. } => (*group, *rows),
+            _ => (WG, 1),
+        };
+        let head_dim = match self {
+            Kernel::AttnTile { head_dim } => *head_dim,
+            _ => 0,
         };
         let mut s = format!(
             "// Generated header: {self:?}, subgroups: {subgroups}\n\
-             const WG: u32 = {WG}u;\nconst GROUP: u32 = {group}u;\nconst CHUNK: u32 = {ATTN_CHUNK}u;\n\n"
+             const WG: u32 = {WG}u;\nconst GROUP: u32 = {group}u;\nconst ROWS: u32 = {rows}u;\n\
+             const CHUNK: u32 = {ATTN_CHUNK}u;\nconst HEAD_DIM: u32 = {head_dim}u;\n\n"
         );
         s.push_str(COMMON);
         if self.reduces() {
@@ -187,6 +206,7 @@ impl Kernel {
             Kernel::RmsNorm => s.push_str(RMSNORM),
             Kernel::RopeKv => s.push_str(ROPE_KV),
             Kernel::AttnPartial | Kernel::AttnCombine => s.push_str(ATTENTION),
+            Kernel::AttnTile { .. } => s.push_str(ATTENTION_TILE),
             Kernel::Swiglu => s.push_str(SWIGLU),
             Kernel::Argmax => s.push_str(ARGMAX),
             Kernel::TopK => s.push_str(TOPK),
@@ -201,7 +221,9 @@ impl Kernel {
         let mut out = Vec::new();
         for ty in TensorType::ALL {
             for group in [8, 16, 32, 64] {
-                out.push(Kernel::Matvec { ty, group });
+                for rows in [1, 2, 4] {
+                    out.push(Kernel::Matvec { ty, group, rows });
+                }
             }
             out.push(Kernel::Embedding { ty });
             out.push(Kernel::Matmul { ty });
@@ -211,6 +233,11 @@ impl Kernel {
             Kernel::RopeKv,
             Kernel::AttnPartial,
             Kernel::AttnCombine,
+            Kernel::AttnTile { head_dim: 32 },
+            Kernel::AttnTile { head_dim: 64 },
+            Kernel::AttnTile { head_dim: 80 },
+            Kernel::AttnTile { head_dim: 128 },
+            Kernel::AttnTile { head_dim: 256 },
             Kernel::Swiglu,
             Kernel::Argmax,
             Kernel::TopK,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 
-use super::kernels::{Dispatch, Kernel, ATTN_CHUNK, MATMUL_TILE_T, WG};
+use super::kernels::{Dispatch, Kernel, ATTN_CHUNK, ATTN_TILE_Q, MATMUL_TILE_T, WG};
 use super::params::{AttnParams, CountParams, NormParams, RopeParams, Step, TopKParams};
 use super::weights::{random_norm, GpuMatrix};
 use super::Gpu;
@@ -23,8 +23,8 @@ struct LayerOps {
     attn_norm: Dispatch,
     qkv: Vec<Dispatch>,
     rope_kv: Dispatch,
-    attn_partial: Dispatch,
-    attn_combine: Dispatch,
+    /// Decode: partial + combine; batch: one tiled causal kernel.
+    attention: Vec<Dispatch>,
     wo: Vec<Dispatch>,
     ffn_norm: Dispatch,
     gate_up: Vec<Dispatch>,
@@ -64,11 +64,11 @@ pub struct GpuModel {
     /// Prompt tokens per batched step.
     pub n_batch: usize,
     /// Batches shorter than this run as decode steps. 2 on GPUs (a batch
-    /// reads the weights once, however short); 16 on CPU drivers such as
-    /// lavapipe, where a matmul tile costs the same for 5 tokens as for 64
-    /// and SmolLM2's pp5 measured 3x slower per token than decode (pp16 is
-    /// on par: see docs/benchmarks.md). Tests lower it to exercise the
-    /// batched kernels on short batches.
+    /// reads the weights once, however short); 28 on CPU drivers such as
+    /// lavapipe, where a matmul tile costs the same for 5 tokens as for 64:
+    /// SmolLM2 there measured pp24 2.25 t/s and pp32 3.03 through the
+    /// matmul against 2.62 t/s decode (docs/benchmarks.md). Tests lower it
+    /// to exercise the batched kernels on short batches.
     pub min_batch: usize,
     n_past: usize,
     /// Bytes of weights on the GPU.
@@ -165,14 +165,14 @@ pub fn estimate_bytes(
     let kv = 2 * (cfg.n_layer * n_ctx * cfg.kv_dim() * 2) as u64;
     let max_chunks = n_ctx.div_ceil(ATTN_CHUNK as usize);
     // Activations for one token and for a prefill batch, logits (one token,
-    // a batch, and the readback copy), attention partials per batch token.
+    // a batch, and the readback copy), decode attention partials.
     let acts = padded(cfg.n_embd) * 2
         + padded(cfg.n_head * cfg.head_dim) * 2
         + padded(cfg.kv_dim()) * 2
         + padded(cfg.n_ff) * 2;
     let scratch = acts * (1 + n_batch as u64)
         + (cfg.n_vocab * 4 * (1 + 2 * n_batch)) as u64
-        + (n_batch * cfg.n_head * max_chunks * (cfg.head_dim + 2) * 4) as u64
+        + (cfg.n_head * max_chunks * (cfg.head_dim + 2) * 4) as u64
         + (n_ctx * cfg.rope_dim * 4) as u64;
     (weights, kv, scratch)
 }
@@ -190,15 +190,23 @@ impl GpuModel {
         if n_ctx == 0 {
             bail!("context size must be at least 1");
         }
-        if cfg.head_dim > 256 {
+        if cfg.head_dim > 256 || cfg.head_dim % 8 != 0 {
             bail!(
-                "head dimension {} is larger than the attention kernel supports (256)",
+                "head dimension {}: the attention kernels support multiples of 8 up to 256",
                 cfg.head_dim
             );
         }
-        // The batch's attention scratch must fit one binding.
-        let per_token =
+        let per_token_partials =
             (cfg.n_head * n_ctx.div_ceil(ATTN_CHUNK as usize) * cfg.head_dim * 4) as u64;
+        if per_token_partials > gpu.max_binding {
+            bail!(
+                "a context of {n_ctx} needs {per_token_partials} bytes of attention scratch, more than the adapter's largest storage binding ({} bytes): use a smaller --ctx-size",
+                gpu.max_binding
+            );
+        }
+        // Every batch buffer (the widest: logits or the feed-forward
+        // activations) must fit one binding.
+        let per_token = (cfg.n_vocab.max(pad(cfg.n_ff)) * 4) as u64;
         let n_batch = opts
             .n_batch
             .clamp(1, ((gpu.max_binding / per_token.max(1)) as usize).max(1));
@@ -308,15 +316,9 @@ impl GpuModel {
         });
         let max_chunks = n_ctx.div_ceil(ATTN_CHUNK as usize);
         let hd = cfg.head_dim;
-        // Shared by decode (token slot 0) and prefill (slots 0..n_batch).
-        let att_partial = gpu.storage(
-            "attn partial",
-            (n_batch * cfg.n_head * max_chunks * hd * 4) as u64,
-        );
-        let att_ml = gpu.storage(
-            "attn max/sum",
-            (n_batch * cfg.n_head * max_chunks * 8) as u64,
-        );
+        // Decode attention's per-chunk results (prefill needs none).
+        let att_partial = gpu.storage("attn partial", (cfg.n_head * max_chunks * hd * 4) as u64);
+        let att_ml = gpu.storage("attn max/sum", (cfg.n_head * max_chunks * 8) as u64);
         let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: (n_batch * cfg.n_vocab * 4).max(MAX_TOP_K * 8) as u64,
@@ -453,8 +455,27 @@ impl GpuModel {
                     attn_norm: norm(&a.x, &attn_norm_w, &a.xb),
                     qkv,
                     rope_kv,
-                    attn_partial: gpu.dispatch(Kernel::AttnPartial, &attn_bindings, [1, 1, 1]),
-                    attn_combine: gpu.dispatch(Kernel::AttnCombine, &attn_bindings, [1, 1, 1]),
+                    attention: if a.n == 1 {
+                        vec![
+                            gpu.dispatch(Kernel::AttnPartial, &attn_bindings, [1, 1, 1]),
+                            gpu.dispatch(Kernel::AttnCombine, &attn_bindings, [1, 1, 1]),
+                        ]
+                    } else {
+                        vec![gpu.dispatch(
+                            Kernel::AttnTile {
+                                head_dim: hd as u32,
+                            },
+                            &[
+                                a.q.as_entire_binding(),
+                                kc.as_entire_binding(),
+                                vc.as_entire_binding(),
+                                a.att.as_entire_binding(),
+                                attn_params.as_entire_binding(),
+                                step.as_entire_binding(),
+                            ],
+                            [1, 1, 1],
+                        )]
+                    },
                     wo: project(&wo, a, &a.att, q_pad, &a.x, e_pad, true),
                     ffn_norm: norm(&a.x, &ffn_norm_w, &a.xb),
                     gate_up,
@@ -534,7 +555,7 @@ impl GpuModel {
             n_ctx,
             n_batch,
             min_batch: if gpu.info.device_type == wgpu::DeviceType::Cpu {
-                16
+                28
             } else {
                 2
             },
@@ -643,6 +664,7 @@ impl GpuModel {
             // Attention grows with the context: one workgroup per 256 positions, head and token.
             Kernel::AttnPartial => [n_chunks, heads, t],
             Kernel::AttnCombine => [heads, t, 1],
+            Kernel::AttnTile { .. } => [t.div_ceil(ATTN_TILE_Q), heads, 1],
             Kernel::Swiglu => [(t * pad(self.cfg.n_ff) as u32).div_ceil(WG), 1, 1],
             Kernel::Matvec { .. } | Kernel::Argmax | Kernel::TopK | Kernel::Fill => d.groups,
         }
@@ -668,7 +690,8 @@ impl GpuModel {
         for l in layers {
             v.push(&l.attn_norm);
             v.extend(&l.qkv);
-            v.extend([&l.rope_kv, &l.attn_partial, &l.attn_combine]);
+            v.push(&l.rope_kv);
+            v.extend(&l.attention);
             v.extend(&l.wo);
             v.push(&l.ffn_norm);
             v.extend(&l.gate_up);
@@ -711,29 +734,92 @@ impl GpuModel {
         Ok(enc)
     }
 
-    /// Runs one greedy step with every dispatch timed, and returns the GPU
-    /// milliseconds per kernel family, plus a description of the method.
-    /// With timestamp queries, each dispatch gets its own compute pass with
-    /// begin/end timestamps (so passes, not the normal single pass, are
-    /// timed: a small per-pass overhead is included). Without them, each
-    /// dispatch is submitted alone and timed on the CPU up to completion,
-    /// which includes submission latency and is only a rough guide.
-    pub fn profile_step(
-        &mut self,
-        token: Option<u32>,
-    ) -> Result<(Vec<(String, f64)>, &'static str)> {
+    /// Runs one greedy decode step with every dispatch timed (see
+    /// [`Profile`]). `token`: the input id, or `None` for the previous step's
+    /// argmax.
+    pub fn profile_decode(&mut self, token: Option<u32>) -> Result<Profile> {
         let n_chunks = self.prepare(token)?;
-        let list = self.dispatches(1, n_chunks, true, true);
-        let mut per_family: Vec<(String, f64)> = Vec::new();
-        let mut add =
-            |family: String, ms: f64| match per_family.iter_mut().find(|(f, _)| *f == family) {
-                Some(e) => e.1 += ms,
-                None => per_family.push((family, ms)),
-            };
-        let method;
+        let ops: Vec<Op> = self
+            .dispatches(1, n_chunks, true, true)
+            .into_iter()
+            .map(|(d, g)| Op::Run(d, g))
+            .collect();
+        let p = self.time_ops(&ops);
+        drop(ops);
+        self.n_past += 1;
+        p
+    }
+
+    /// Processes a prompt exactly as [`Self::prefill`] with a greedy head
+    /// does (same chunks, same decode steps for short ones), with every
+    /// dispatch timed; returns the sum over the prompt.
+    pub fn profile_prefill(&mut self, tokens: &[u32]) -> Result<Profile> {
+        if tokens.is_empty() {
+            bail!("nothing to process");
+        }
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.cfg.n_vocab) {
+            bail!(
+                "token id {t} is outside the vocabulary (size {})",
+                self.cfg.n_vocab
+            );
+        }
+        let mut total = Profile::default();
+        let chunks: Vec<&[u32]> = tokens.chunks(self.n_batch).collect();
+        for (ci, chunk) in chunks.iter().enumerate() {
+            let last = ci + 1 == chunks.len();
+            let t = chunk.len();
+            if t < self.min_batch {
+                for &tok in chunk.iter() {
+                    total.add(self.profile_decode(Some(tok))?);
+                }
+                continue;
+            }
+            self.gpu
+                .queue
+                .write_buffer(&self.batch.tokens, 0, bytemuck::cast_slice(chunk));
+            let n_chunks = self.prepare_n(None, t)?;
+            let mut ops: Vec<Op> = self
+                .dispatches(t, n_chunks, false, false)
+                .into_iter()
+                .map(|(d, g)| Op::Run(d, g))
+                .collect();
+            if last {
+                ops.push(Op::LastRowToDecode(t));
+                ops.extend(
+                    [&self.output_norm]
+                        .into_iter()
+                        .chain(&self.output)
+                        .chain([&self.argmax])
+                        .map(|d| Op::Run(d, d.groups)),
+                );
+            }
+            let p = self.time_ops(&ops)?;
+            drop(ops);
+            total.add(p);
+            self.n_past += t;
+        }
+        Ok(total)
+    }
+
+    /// Copies the hidden state of the last of `t` batch positions to the
+    /// decode head's input (only the last position's logits are computed).
+    fn copy_last_row(&self, enc: &mut wgpu::CommandEncoder, t: usize) {
+        let e_row = (pad(self.cfg.n_embd) * 4) as u64;
+        enc.copy_buffer_to_buffer(&self.batch.x, (t as u64 - 1) * e_row, &self.one.x, 0, e_row);
+    }
+
+    /// Runs `ops` with each dispatch timed. With timestamp queries, each
+    /// dispatch gets its own compute pass with begin/end timestamps (so
+    /// passes, not the normal single pass, are timed: a small per-pass
+    /// overhead is included). Without them, each dispatch is submitted alone
+    /// and timed on the CPU up to completion, which includes submission
+    /// latency and is only a rough guide.
+    fn time_ops(&self, ops: &[Op]) -> Result<Profile> {
+        let mut p = Profile::default();
+        let runs = ops.iter().filter(|o| matches!(o, Op::Run(..))).count();
         if self.gpu.features.timestamps {
-            method = "GPU timestamp queries, one compute pass per dispatch";
-            let n = (list.len() * 2) as u32;
+            p.method = "GPU timestamp queries, one compute pass per dispatch";
+            let n = (runs * 2) as u32;
             let qs = self.gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("profile"),
                 ty: wgpu::QueryType::Timestamp,
@@ -746,44 +832,58 @@ impl GpuModel {
                 mapped_at_creation: false,
             });
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-            for (i, (d, groups)) in list.iter().enumerate() {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: None,
-                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                        query_set: &qs,
-                        beginning_of_pass_write_index: Some(2 * i as u32),
-                        end_of_pass_write_index: Some(2 * i as u32 + 1),
-                    }),
-                });
-                d.encode_with(&mut pass, *groups);
+            let mut timed = Vec::new();
+            for op in ops {
+                match *op {
+                    Op::Run(d, groups) => {
+                        let i = timed.len() as u32;
+                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: None,
+                            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                                query_set: &qs,
+                                beginning_of_pass_write_index: Some(2 * i),
+                                end_of_pass_write_index: Some(2 * i + 1),
+                            }),
+                        });
+                        d.encode_with(&mut pass, groups);
+                        timed.push(d.kernel.family());
+                    }
+                    Op::LastRowToDecode(t) => self.copy_last_row(&mut enc, t),
+                }
             }
             enc.resolve_query_set(&qs, 0..n, &resolve, 0);
             self.gpu.queue.submit([enc.finish()]);
             let bytes = self.gpu.read_bytes(&resolve, n as u64 * 8)?;
             let ticks: &[u64] = bytemuck::cast_slice(&bytes);
             let period_ns = self.gpu.queue.get_timestamp_period() as f64;
-            for (i, (d, _)) in list.iter().enumerate() {
+            for (i, family) in timed.into_iter().enumerate() {
                 let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period_ns / 1e6;
-                add(d.kernel.family(), dt);
+                p.add_ms(family, dt);
             }
         } else {
-            method =
+            p.method =
                 "CPU wall time per dispatch submitted alone (no timestamp queries on this adapter)";
-            for (d, groups) in &list {
+            for op in ops {
                 let t = std::time::Instant::now();
                 let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-                {
-                    let mut pass = enc.begin_compute_pass(&Default::default());
-                    d.encode_with(&mut pass, *groups);
+                match *op {
+                    Op::Run(d, groups) => {
+                        {
+                            let mut pass = enc.begin_compute_pass(&Default::default());
+                            d.encode_with(&mut pass, groups);
+                        }
+                        self.gpu.queue.submit([enc.finish()]);
+                        self.gpu.wait()?;
+                        p.add_ms(d.kernel.family(), t.elapsed().as_secs_f64() * 1e3);
+                    }
+                    Op::LastRowToDecode(t) => {
+                        self.copy_last_row(&mut enc, t);
+                        self.gpu.queue.submit([enc.finish()]);
+                    }
                 }
-                self.gpu.queue.submit([enc.finish()]);
-                self.gpu.wait()?;
-                add(d.kernel.family(), t.elapsed().as_secs_f64() * 1e3);
             }
         }
-        drop(list);
-        self.n_past += 1;
-        Ok((per_family, method))
+        Ok(p)
     }
 
     /// Runs one token and returns the logits (reads back the vocabulary's worth of floats).
@@ -936,14 +1036,7 @@ impl GpuModel {
             self.n_past += t;
             if let (true, Some(head)) = (last, head) {
                 // Only the last position's logits: its hidden state goes through the decode head.
-                let e_row = (pad(self.cfg.n_embd) * 4) as u64;
-                enc.copy_buffer_to_buffer(
-                    &self.batch.x,
-                    (t as u64 - 1) * e_row,
-                    &self.one.x,
-                    0,
-                    e_row,
-                );
+                self.copy_last_row(&mut enc, t);
                 {
                     let mut pass = enc.begin_compute_pass(&Default::default());
                     for d in std::iter::once(&self.output_norm)
@@ -975,6 +1068,38 @@ impl GpuModel {
     /// Processes a prompt and returns the greedy next token (4-byte readback).
     pub fn prefill_greedy(&mut self, tokens: &[u32]) -> Result<u32> {
         self.prefill(tokens, BatchOutput::Greedy)?.token()
+    }
+}
+
+/// One step of a profiled run.
+enum Op<'a> {
+    Run(&'a Dispatch, [u32; 3]),
+    /// See [`GpuModel::copy_last_row`] (untimed).
+    LastRowToDecode(usize),
+}
+
+/// GPU milliseconds by kernel family, in order of first use, and how they
+/// were measured.
+#[derive(Clone, Debug, Default)]
+pub struct Profile {
+    pub ms: Vec<(String, f64)>,
+    pub method: &'static str,
+}
+
+impl Profile {
+    fn add_ms(&mut self, family: String, ms: f64) {
+        match self.ms.iter_mut().find(|(f, _)| *f == family) {
+            Some(e) => e.1 += ms,
+            None => self.ms.push((family, ms)),
+        }
+    }
+
+    /// Adds another run's times (keeps the method of the last).
+    pub fn add(&mut self, other: Profile) {
+        for (f, ms) in other.ms {
+            self.add_ms(f, ms);
+        }
+        self.method = other.method;
     }
 }
 

@@ -163,11 +163,12 @@ impl GpuMatrix {
         })
     }
 
-    /// Invocations per row: enough to cover the row's items, at most a workgroup.
-    fn group(&self) -> u32 {
+    /// Invocations per row group: enough to give each at least two items,
+    /// at most `max_group`.
+    fn group(&self, max_group: u32) -> u32 {
         let items = self.layout.items_per_row(self.cols) as u32;
         let mut g = 8;
-        while g < WG && g * 2 <= items {
+        while g < max_group.min(WG) && g * 2 <= items {
             g *= 2;
         }
         g
@@ -183,8 +184,13 @@ impl GpuMatrix {
         y_offset: usize,
         accumulate: bool,
     ) -> Vec<Dispatch> {
-        let group = self.group();
-        let kernel = Kernel::Matvec { ty: self.ty, group };
+        let group = self.group(gpu.matvec.max_group);
+        let rows = gpu.matvec.rows;
+        let kernel = Kernel::Matvec {
+            ty: self.ty,
+            group,
+            rows,
+        };
         self.chunks
             .iter()
             .map(|c| {
@@ -197,7 +203,7 @@ impl GpuMatrix {
                     x_offset: 0,
                     _pad: [0; 2],
                 });
-                let rows_per_wg = WG / group;
+                let rows_per_wg = WG / group * rows;
                 gpu.dispatch(
                     kernel,
                     &[

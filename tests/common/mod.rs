@@ -39,12 +39,16 @@ use llama_wgpu::gpu::{Gpu, GpuOptions};
 /// The test GPU: with every optional feature the adapter has, or with none
 /// (the portable paths). Both run on lavapipe in CI.
 pub fn gpu(portable: bool) -> Arc<Gpu> {
-    let opts = GpuOptions {
+    gpu_with(GpuOptions {
         no_f16: portable,
         no_subgroups: portable,
         no_timestamps: portable,
         ..Default::default()
-    };
+    })
+}
+
+/// The test GPU with these options; wgpu errors panic.
+pub fn gpu_with(opts: GpuOptions) -> Arc<Gpu> {
     let gpu = Gpu::new(&opts).expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
     // A validation error must fail the test, never be a silently skipped dispatch.
     gpu.device
