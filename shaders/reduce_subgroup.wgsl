@@ -10,23 +10,9 @@
 var<workgroup> red: array<f32, WG>;
 var<workgroup> red4: array<vec4<f32>, WG>;
 
+// The scalar sum is the first lane of the four-lane one: one code path.
 fn group_sum(v: f32, lid: u32) -> f32 {
-    let sg = subgroupAdd(1u);
-    var s = v;
-    for (var off = GROUP / 2u; off > 0u; off = off / 2u) {
-        let o = subgroupShuffleXor(s, off & (sg - 1u));
-        s = s + select(0.0, o, off < sg);
-    }
-    let width = min(GROUP, sg);
-    workgroupBarrier();
-    red[lid] = s;
-    workgroupBarrier();
-    let first = lid - lid % GROUP;
-    var t = 0.0;
-    for (var i = 0u; i < GROUP; i = i + width) {
-        t = t + red[first + i];
-    }
-    return t;
+    return group_sum4(vec4<f32>(v, 0.0, 0.0, 0.0), lid).x;
 }
 
 fn group_max(v: f32, lid: u32) -> f32 {

@@ -754,15 +754,7 @@ impl GpuModel {
     /// does (same chunks, same decode steps for short ones), with every
     /// dispatch timed; returns the sum over the prompt.
     pub fn profile_prefill(&mut self, tokens: &[u32]) -> Result<Profile> {
-        if tokens.is_empty() {
-            bail!("nothing to process");
-        }
-        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.cfg.n_vocab) {
-            bail!(
-                "token id {t} is outside the vocabulary (size {})",
-                self.cfg.n_vocab
-            );
-        }
+        self.check_prompt(tokens)?;
         let mut total = Profile::default();
         let chunks: Vec<&[u32]> = tokens.chunks(self.n_batch).collect();
         for (ci, chunk) in chunks.iter().enumerate() {
@@ -972,12 +964,8 @@ impl GpuModel {
         }
     }
 
-    /// Processes prompt tokens in batches of `n_batch` (weights read once per
-    /// batch, causal attention within it). `out` says what to return: nothing,
-    /// the logits of the last position or of every position
-    /// (`tokens.len() x n_vocab`, perplexity), or, for the last position, the
-    /// greedy token or the top k chosen on the GPU.
-    pub fn prefill(&mut self, tokens: &[u32], out: BatchOutput) -> Result<Output> {
+    /// A prompt must be non-empty, in the vocabulary, and fit the context.
+    fn check_prompt(&self, tokens: &[u32]) -> Result<()> {
         if tokens.is_empty() {
             bail!("nothing to process");
         }
@@ -995,6 +983,16 @@ impl GpuModel {
                 self.n_past
             );
         }
+        Ok(())
+    }
+
+    /// Processes prompt tokens in batches of `n_batch` (weights read once per
+    /// batch, causal attention within it). `out` says what to return: nothing,
+    /// the logits of the last position or of every position
+    /// (`tokens.len() x n_vocab`, perplexity), or, for the last position, the
+    /// greedy token or the top k chosen on the GPU.
+    pub fn prefill(&mut self, tokens: &[u32], out: BatchOutput) -> Result<Output> {
+        self.check_prompt(tokens)?;
         let all_logits = out == BatchOutput::AllLogits;
         let head = match out {
             BatchOutput::None | BatchOutput::AllLogits => None,
