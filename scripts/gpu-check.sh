@@ -25,5 +25,7 @@ run profile_7b "$b/llama-wgpu" bench --synthetic llama2-7b:q4_0 -p 512 -n 16 -r 
 for rows in 2 4; do
     run "bench_7b_matvec_rows_$rows" "$b/llama-wgpu" bench --synthetic llama2-7b:q4_0 -p 0 -n 128 -r 3 --matvec-rows "$rows"
 done
+# Prefill tuning (GPUs default to an 8 x 8 register tile): does 16 x 16 spill here?
+run bench_7b_matmul_regs_16 "$b/llama-wgpu" bench --synthetic llama2-7b:q4_0 -p 512 -n 0 -r 3 --matmul-regs 16
 tail -n 4 "$out"/bench_*.txt >>"$out/summary.txt"
 cat "$out/summary.txt"

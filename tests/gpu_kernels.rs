@@ -156,9 +156,22 @@ fn gpu_matmul(
 /// tolerance (same f32 accumulation, another order). Token counts cover one
 /// token, a partial tile, a full 64-token tile and a partial second tile; rows
 /// cover partial and several row tiles; Y has spare columns that must stay
-/// untouched (or keep their residual values).
+/// untouched (or keep their residual values). Both register tiles (8 x 8
+/// for GPUs, 16 x 16 for CPU adapters).
 fn matmul_all_types(portable: bool) {
-    let gpu = common::gpu(portable);
+    for regs in [8, 16] {
+        let gpu = common::gpu_with(GpuOptions {
+            no_f16: portable,
+            no_subgroups: portable,
+            no_timestamps: portable,
+            matmul_regs: Some(regs),
+            ..Default::default()
+        });
+        matmul_all_types_on(&gpu);
+    }
+}
+
+fn matmul_all_types_on(gpu: &Gpu) {
     let mut r = rng(11);
     for ty in TensorType::ALL {
         let cols = shapes(ty)[0].1;
@@ -168,13 +181,13 @@ fn matmul_all_types(portable: bool) {
             let x: Vec<f32> = (0..cols * n)
                 .map(|_| r.random_range(-1.0f32..1.0))
                 .collect();
-            let m = GpuMatrix::upload(&gpu, "w", ty, rows, cols, &data).unwrap();
+            let m = GpuMatrix::upload(gpu, "w", ty, rows, cols, &data).unwrap();
             let y_stride = rows + 3;
             let y0: Vec<f32> = (0..y_stride * n)
                 .map(|_| r.random_range(-4.0f32..4.0))
                 .collect();
             for residual in [None, Some(&y0[..])] {
-                let got = gpu_matmul(&gpu, &m, &x, n, y_stride, residual);
+                let got = gpu_matmul(gpu, &m, &x, n, y_stride, residual);
                 for t in 0..n {
                     let yt = &got[t * y_stride..(t + 1) * y_stride];
                     let r0 = residual.map(|y| &y[t * y_stride..t * y_stride + rows]);

@@ -24,6 +24,10 @@ pub struct GpuArgs {
     /// (default: 8 on CPU adapters, 64 on GPUs).
     #[arg(long)]
     pub matvec_group: Option<u32>,
+    /// Tuning: matmul (prompt) register tile per invocation, 8 or 16
+    /// (default: 16 on CPU adapters, 8 on GPUs).
+    #[arg(long)]
+    pub matmul_regs: Option<u32>,
 }
 
 impl GpuArgs {
@@ -35,6 +39,7 @@ impl GpuArgs {
             no_subgroups: self.no_subgroups,
             matvec_rows: self.matvec_rows,
             matvec_group: self.matvec_group,
+            matmul_regs: self.matmul_regs,
             ..Default::default()
         }
     }

@@ -19,39 +19,50 @@ pub struct GpuOptions {
     pub no_timestamps: bool,
     /// Pretend the largest storage binding is this many bytes (tests of tensor splitting).
     pub max_binding_override: Option<u64>,
-    /// Overrides of the adapter's default [`MatvecTuning`].
+    /// Overrides of the adapter's default [`Tuning`].
     pub matvec_rows: Option<u32>,
     pub matvec_group: Option<u32>,
+    pub matmul_regs: Option<u32>,
 }
 
-/// How the matvec kernel spreads a matrix over invocations (see
-/// `shaders/matvec.wgsl`): a group of at most `max_group` invocations (fewer
-/// when a row has few 32-element items) computes `rows` consecutive rows.
+/// How the weight kernels spread work over invocations: the matvec (see
+/// `shaders/matvec.wgsl`), where a group of at most `matvec_max_group`
+/// invocations (fewer when a row has few 32-element items) computes
+/// `matvec_rows` consecutive rows, and the matmul (`shaders/matmul.wgsl`),
+/// where each invocation accumulates a `matmul_regs` x `matmul_regs`
+/// register tile of the workgroup's 64 x 64.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct MatvecTuning {
+pub struct Tuning {
     /// 1, 2 or 4.
-    pub rows: u32,
+    pub matvec_rows: u32,
     /// 8, 16, 32 or 64.
-    pub max_group: u32,
+    pub matvec_max_group: u32,
+    /// 8 (64 invocations per workgroup) or 16 (16 invocations).
+    pub matmul_regs: u32,
 }
 
-impl MatvecTuning {
+impl Tuning {
     /// CPU adapters (lavapipe, SwiftShader) run a subgroup as one SIMD
-    /// instruction stream, so lanes without an item still pay for the loop
-    /// iteration, and every load is a gather: the narrowest group (fullest
-    /// lanes) with four rows sharing each load of x is 2.5x faster on lavapipe
-    /// than one row per group of 16. GPUs keep one row per group and wide
-    /// groups, so that even a 576-row matrix spreads over many cores.
+    /// instruction stream and turn each storage or workgroup-memory load
+    /// into a loop over the lanes, so what counts is loaded values per
+    /// multiply-add: four matvec rows share each load of x in narrow, full
+    /// groups (2.3x faster decode on lavapipe than one row per group of 16),
+    /// and a 16 x 16 matmul register tile halves the loads per multiply-add
+    /// of the 8 x 8 one. GPUs keep one matvec row per group and wide groups,
+    /// so that even a 576-row matrix spreads over many cores, and the 8 x 8
+    /// tile, whose 64 accumulators fit in registers.
     pub fn for_device(t: wgpu::DeviceType) -> Self {
         if t == wgpu::DeviceType::Cpu {
-            MatvecTuning {
-                rows: 4,
-                max_group: 8,
+            Tuning {
+                matvec_rows: 4,
+                matvec_max_group: 8,
+                matmul_regs: 16,
             }
         } else {
-            MatvecTuning {
-                rows: 1,
-                max_group: 64,
+            Tuning {
+                matvec_rows: 1,
+                matvec_max_group: 64,
+                matmul_regs: 8,
             }
         }
     }
@@ -92,7 +103,7 @@ pub struct Gpu {
     pub features: GpuFeatures,
     /// Largest buffer one binding may cover (possibly lowered by options).
     pub max_binding: u64,
-    pub matvec: MatvecTuning,
+    pub tuning: Tuning,
     pub(crate) kernels: super::kernels::KernelCache,
 }
 
@@ -229,15 +240,20 @@ impl Gpu {
         if let Some(m) = opts.max_binding_override {
             max_binding = max_binding.min(m);
         }
-        let mut matvec = MatvecTuning::for_device(info.device_type);
+        let mut tuning = Tuning::for_device(info.device_type);
         match opts.matvec_rows {
-            Some(r @ (1 | 2 | 4)) => matvec.rows = r,
+            Some(r @ (1 | 2 | 4)) => tuning.matvec_rows = r,
             Some(r) => bail!("--matvec-rows must be 1, 2 or 4, got {r}"),
             None => {}
         }
         match opts.matvec_group {
-            Some(g @ (8 | 16 | 32 | 64)) => matvec.max_group = g,
+            Some(g @ (8 | 16 | 32 | 64)) => tuning.matvec_max_group = g,
             Some(g) => bail!("--matvec-group must be 8, 16, 32 or 64, got {g}"),
+            None => {}
+        }
+        match opts.matmul_regs {
+            Some(r @ (8 | 16)) => tuning.matmul_regs = r,
+            Some(r) => bail!("--matmul-regs must be 8 or 16, got {r}"),
             None => {}
         }
         tracing::info!(
@@ -256,7 +272,7 @@ impl Gpu {
             limits,
             features,
             max_binding,
-            matvec,
+            tuning,
             kernels: Default::default(),
         }))
     }

@@ -78,9 +78,11 @@ pub enum Kernel {
         group: u32,
         rows: u32,
     },
-    /// Matrix-matrix product for a batch of tokens (prefill).
+    /// Matrix-matrix product for a batch of tokens (prefill); each
+    /// invocation accumulates a `regs` x `regs` register tile (8 or 16).
     Matmul {
         ty: TensorType,
+        regs: u32,
     },
     Embedding {
         ty: TensorType,
@@ -119,7 +121,7 @@ impl Kernel {
     pub fn family(&self) -> String {
         match self {
             Kernel::Matvec { ty, .. } => format!("matvec_{}", ty.name().to_lowercase()),
-            Kernel::Matmul { ty } => format!("matmul_{}", ty.name().to_lowercase()),
+            Kernel::Matmul { ty, .. } => format!("matmul_{}", ty.name().to_lowercase()),
             Kernel::Embedding { .. } => "embedding".into(),
             Kernel::RmsNorm => "rmsnorm".into(),
             Kernel::RopeKv => "rope_kv".into(),
@@ -177,10 +179,15 @@ impl Kernel {
             Kernel::AttnTile { head_dim } => *head_dim,
             _ => 0,
         };
+        let regs = match self {
+            Kernel::Matmul { regs, .. } => *regs,
+            _ => 8,
+        };
         let mut s = format!(
             "// Generated header: {self:?}, subgroups: {subgroups}\n\
              const WG: u32 = {WG}u;\nconst GROUP: u32 = {group}u;\nconst ROWS: u32 = {rows}u;\n\
-             const CHUNK: u32 = {ATTN_CHUNK}u;\nconst HEAD_DIM: u32 = {head_dim}u;\n\n"
+             const CHUNK: u32 = {ATTN_CHUNK}u;\nconst HEAD_DIM: u32 = {head_dim}u;\n\
+             const REGS: u32 = {regs}u;\n\n"
         );
         s.push_str(COMMON);
         if self.reduces() {
@@ -195,7 +202,7 @@ impl Kernel {
                 s.push_str(&dequant_source(*ty));
                 s.push_str(MATVEC);
             }
-            Kernel::Matmul { ty } => {
+            Kernel::Matmul { ty, .. } => {
                 s.push_str(&dequant_source(*ty));
                 s.push_str(MATMUL);
             }
@@ -226,7 +233,8 @@ impl Kernel {
                 }
             }
             out.push(Kernel::Embedding { ty });
-            out.push(Kernel::Matmul { ty });
+            out.push(Kernel::Matmul { ty, regs: 8 });
+            out.push(Kernel::Matmul { ty, regs: 16 });
         }
         out.extend([
             Kernel::RmsNorm,

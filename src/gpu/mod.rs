@@ -7,7 +7,7 @@ mod model;
 pub mod params;
 pub mod weights;
 
-pub use context::{list_adapters, AdapterSummary, Gpu, GpuFeatures, GpuOptions, MatvecTuning};
+pub use context::{list_adapters, AdapterSummary, Gpu, GpuFeatures, GpuOptions, Tuning};
 pub use model::{
     estimate_bytes, BatchOutput, GpuModel, LoadOptions, Output, Profile, DEFAULT_BATCH, MAX_TOP_K,
 };

@@ -184,8 +184,8 @@ impl GpuMatrix {
         y_offset: usize,
         accumulate: bool,
     ) -> Vec<Dispatch> {
-        let group = self.group(gpu.matvec.max_group);
-        let rows = gpu.matvec.rows;
+        let group = self.group(gpu.tuning.matvec_max_group);
+        let rows = gpu.tuning.matvec_rows;
         let kernel = Kernel::Matvec {
             ty: self.ty,
             group,
@@ -248,7 +248,10 @@ impl GpuMatrix {
                     n_tokens: n_tokens as u32,
                 });
                 gpu.dispatch(
-                    Kernel::Matmul { ty: self.ty },
+                    Kernel::Matmul {
+                        ty: self.ty,
+                        regs: gpu.tuning.matmul_regs,
+                    },
                     &[
                         c.buffer.as_entire_binding(),
                         x.as_entire_binding(),
