@@ -1,6 +1,8 @@
 // Greedy sampling on the GPU: index of the largest logit (the first on ties,
-// as llama.cpp), written where the next token's embedding reads it, so greedy
-// decoding reads back four bytes per token.
+// as llama.cpp), so greedy decoding reads back four bytes per token (and a
+// single sequence's next step can read it without a round trip).
+// Workgroup x handles row x of the logits (n apart): one dispatch for every
+// sequence of a step.
 
 struct Params {
     n: u32,
@@ -17,11 +19,12 @@ var<workgroup> best_v: array<f32, WG>;
 var<workgroup> best_i: array<u32, WG>;
 
 @compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let lb = wg.x * P.n;
     var bv = NEG_BIG;
     var bi = 0xFFFFFFFFu;
     for (var i = lid; i < P.n; i = i + WG) {
-        let v = L[i];
+        let v = L[lb + i];
         if (v > bv) {
             bv = v;
             bi = i;
@@ -41,6 +44,6 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         }
     }
     if (lid == 0u) {
-        T[0] = best_i[0];
+        T[wg.x] = best_i[0];
     }
 }

@@ -4,10 +4,12 @@
 // `combine` merges the chunks of each head. Long contexts thus give
 // n_head x n_chunks workgroups instead of n_head.
 // Grouped-query attention: query head h reads KV head h / (n_head / n_head_kv).
-// Grid z (partial) or y (combine) is the token at position pos + z, which
-// attends to positions 0..=pos + z (chunks past its last position return at
-// once). The engine runs one token at a time here: batches (prefill) go to
-// attention_tile.wgsl, which reuses each K/V tile across 16 queries.
+// Grid z (partial) or y (combine) is the step's decode token S.row0 + z; its
+// row of R gives its slot's first cache row and its position p, and it
+// attends to positions 0..=p of its own slot (chunks past p return at once),
+// so tokens of different sequences at different positions share a dispatch.
+// Prompt chunks go to attention_tile.wgsl, which reuses each K/V tile across
+// 16 queries of one sequence.
 // Assembled with a header (WG, GROUP = WG, CHUNK), common.wgsl and a reduction.
 
 struct Params {
@@ -22,20 +24,21 @@ struct Params {
 }
 
 struct Step {
-    pos: u32,
-    n_pos: u32,     // positions to attend to (pos + 1)
-    n_chunks: u32,
+    n_rows: u32,    // tokens in the step
+    row0: u32,      // first decode token (rows before it are a prompt chunk)
+    n_chunks: u32,  // most chunks of any decode token
     _pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read> Q: array<f32>;
-@group(0) @binding(1) var<storage, read> KC: array<u32>;   // [pos][n_head_kv * head_dim / 2] f16 pairs
+@group(0) @binding(1) var<storage, read> KC: array<u32>;   // [slot][pos][n_head_kv * head_dim / 2] f16 pairs
 @group(0) @binding(2) var<storage, read> VC: array<u32>;
-@group(0) @binding(3) var<storage, read_write> OP: array<f32>;  // [token][head][chunk][head_dim]
-@group(0) @binding(4) var<storage, read_write> ML: array<vec2<f32>>;  // [token][head][chunk] (max, sum)
+@group(0) @binding(3) var<storage, read_write> OP: array<f32>;  // [decode token][head][chunk][head_dim]
+@group(0) @binding(4) var<storage, read_write> ML: array<vec2<f32>>;  // [decode token][head][chunk] (max, sum)
 @group(0) @binding(5) var<storage, read_write> O: array<f32>;   // [token][head][head_dim]
 @group(0) @binding(6) var<uniform> P: Params;
 @group(0) @binding(7) var<uniform> S: Step;
+@group(0) @binding(8) var<storage, read> R: array<vec2<u32>>;   // per token: (slot's first cache row, position)
 
 const MAX_HEAD_DIM: u32 = 256u;
 var<workgroup> q_sh: array<f32, MAX_HEAD_DIM>;
@@ -45,8 +48,9 @@ var<workgroup> p_sh: array<f32, CHUNK>;
 fn partial(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let chunk = wg.x;
     let h = wg.y;
-    let tok = wg.z;
-    let n_pos = S.pos + tok + 1u;
+    let tok = S.row0 + wg.z;
+    let n_pos = R[tok].y + 1u;
+    let base = R[tok].x;
     if (chunk * CHUNK >= n_pos) {
         return; // past this token's causal window (the whole workgroup leaves)
     }
@@ -62,7 +66,7 @@ fn partial(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg:
     let n = min(CHUNK, n_pos - p0);
     var m_local = NEG_BIG;
     for (var i = lid; i < n; i = i + WG) {
-        let k = (p0 + i) * row_words + kv_base;
+        let k = (base + p0 + i) * row_words + kv_base;
         var s = 0.0;
         for (var w = 0u; w < half_dim; w = w + 1u) {
             let kk = unpack2x16float(KC[k + w]);
@@ -81,11 +85,12 @@ fn partial(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg:
     }
     let l = group_sum(l_local, lid); // its barrier also publishes p_sh
 
-    let slot = (tok * P.n_head + h) * P.max_chunks + chunk;
+    // Partial results are indexed by decode token (wg.z), not by step row.
+    let slot = (wg.z * P.n_head + h) * P.max_chunks + chunk;
     for (var w = lid; w < half_dim; w = w + WG) {
         var acc = vec2<f32>(0.0);
         for (var i = 0u; i < n; i = i + 1u) {
-            acc = acc + p_sh[i] * unpack2x16float(VC[(p0 + i) * row_words + kv_base + w]);
+            acc = acc + p_sh[i] * unpack2x16float(VC[(base + p0 + i) * row_words + kv_base + w]);
         }
         OP[slot * P.head_dim + 2u * w] = acc.x;
         OP[slot * P.head_dim + 2u * w + 1u] = acc.y;
@@ -98,9 +103,9 @@ fn partial(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg:
 @compute @workgroup_size(WG)
 fn combine(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let h = wg.x;
-    let tok = wg.y;
-    let n_chunks = (S.pos + tok + 1u + CHUNK - 1u) / CHUNK;
-    let first = (tok * P.n_head + h) * P.max_chunks;
+    let tok = S.row0 + wg.y;
+    let n_chunks = (R[tok].y + 1u + CHUNK - 1u) / CHUNK;
+    let first = (wg.y * P.n_head + h) * P.max_chunks;
     var m = NEG_BIG;
     for (var c = 0u; c < n_chunks; c = c + 1u) {
         m = max(m, ML[first + c].x);

@@ -5,8 +5,10 @@
 // once per query. Online softmax (running max and sum, rescaled per tile):
 // no score matrix beyond one tile's.
 // Grouped-query attention: query head h reads KV head h / (n_head / n_head_kv).
-// Query token i of the batch sits at position pos + i and attends to
-// positions 0..=pos + i (the batch's own K and V are already in the cache).
+// The step's first S.row0 tokens are one sequence's prompt chunk: token i
+// sits at position pos + i of that sequence's slot (row 0 of R gives the
+// slot's first cache row and pos) and attends to positions 0..=pos + i (the
+// chunk's own K and V are already in the cache).
 //
 // LANES invocations share a query: lane l owns head dimensions
 // [2 SLICE l, 2 SLICE (l + 1)) of q and of the output, computes its part of
@@ -26,8 +28,8 @@ struct Params {
 }
 
 struct Step {
-    pos: u32,       // position of the batch's first token
-    n_pos: u32,     // pos + tokens in the batch
+    n_rows: u32,    // tokens in the step
+    row0: u32,      // tokens of the prompt chunk (the rest decode)
     n_chunks: u32,
     _pad: u32,
 }
@@ -38,6 +40,7 @@ struct Step {
 @group(0) @binding(3) var<storage, read_write> O: array<f32>;  // [token][head][HEAD_DIM]
 @group(0) @binding(4) var<uniform> P: Params;
 @group(0) @binding(5) var<uniform> S: Step;
+@group(0) @binding(6) var<storage, read> R: array<vec2<u32>>;   // per token: (slot's first cache row, position)
 
 const LANES: u32 = 4u;
 const QT: u32 = WG / LANES;
@@ -53,11 +56,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
     let h = wg.y;
     let qi = lid / LANES;
     let lane = lid % LANES;
-    let n_tok = S.n_pos - S.pos;
+    let n_tok = S.row0;
+    let pos = R[0].y;
+    let base = R[0].x;
     let first = wg.x * QT;
     let tok = first + qi;
     let live = tok < n_tok;
-    let my_end = S.pos + tok + 1u;  // positions this query attends to
+    let my_end = pos + tok + 1u;  // positions this query attends to
     let row_words = P.n_head_kv * ROW;
     let kv_base = (h / (P.n_head / P.n_head_kv)) * ROW;
 
@@ -72,12 +77,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
     var l = 0.0;
 
     // The tile's last query decides how far the workgroup reads (uniform).
-    let end = S.pos + min(first + QT, n_tok);
+    let end = pos + min(first + QT, n_tok);
     for (var p0 = 0u; p0 < end; p0 = p0 + KT) {
         let n = min(KT, end - p0);
         workgroupBarrier();
         for (var i = lid; i < n * ROW; i = i + WG) {
-            let src = (p0 + i / ROW) * row_words + kv_base + i % ROW;
+            let src = (base + p0 + i / ROW) * row_words + kv_base + i % ROW;
             k_sh[i] = KC[src];
             v_sh[i] = VC[src];
         }

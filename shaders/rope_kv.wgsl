@@ -1,6 +1,7 @@
-// RoPE on the new token's Q and K heads, then K and V stored into the KV cache
-// as packed f16 pairs at position `pos`. Batched (prefill): grid row y is the
-// token at position pos + y, its Q/K/V `q_stride`/`kv_stride` pairs apart.
+// RoPE on the step's Q and K heads, then K and V stored into the KV cache as
+// packed f16 pairs. Grid row y is the step's token y (Q/K/V `q_stride` /
+// `kv_stride` pairs apart); its row of R says where it goes: its slot's first
+// cache row and its position (tokens of several sequences share a step).
 //
 // Pairs are adjacent, (x[2i], x[2i+1]): GGUF llama files have Q and K rows
 // permuted for this ("normal" RoPE mode). cos/sin come from a table built on
@@ -18,21 +19,15 @@ struct Params {
     _pad1: u32,
 }
 
-struct Step {
-    pos: u32,
-    n_pos: u32,
-    n_chunks: u32,
-    _pad: u32,
-}
 
 @group(0) @binding(0) var<storage, read_write> Q: array<vec2<f32>>;
 @group(0) @binding(1) var<storage, read> K: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read> V: array<vec2<f32>>;
 @group(0) @binding(3) var<storage, read> CS: array<vec2<f32>>;   // [pos][rope_pairs] (cos, sin)
-@group(0) @binding(4) var<storage, read_write> KC: array<u32>;   // [pos][n_head_kv * half_dim]
+@group(0) @binding(4) var<storage, read_write> KC: array<u32>;   // [slot][pos][n_head_kv * half_dim]
 @group(0) @binding(5) var<storage, read_write> VC: array<u32>;
 @group(0) @binding(6) var<uniform> P: Params;
-@group(0) @binding(7) var<uniform> S: Step;
+@group(0) @binding(7) var<storage, read> R: array<vec2<u32>>;   // per token: (slot's first cache row, position)
 
 fn rotate(v: vec2<f32>, i: u32, pos: u32) -> vec2<f32> {
     if (i >= P.rope_pairs) {
@@ -45,7 +40,9 @@ fn rotate(v: vec2<f32>, i: u32, pos: u32) -> vec2<f32> {
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = gid.x;
-    let pos = S.pos + gid.y;
+    let row = R[gid.y];
+    let pos = row.y;
+    let at = row.x + pos;
     let qo = gid.y * P.q_stride;
     let ko = gid.y * P.kv_stride;
     let nq = P.n_head * P.half_dim;
@@ -54,7 +51,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         Q[qo + t] = rotate(Q[qo + t], t % P.half_dim, pos);
     } else if (t < nq + nk) {
         let j = t - nq;
-        KC[pos * nk + j] = pack2x16float(rotate(K[ko + j], j % P.half_dim, pos));
-        VC[pos * nk + j] = pack2x16float(V[ko + j]);
+        KC[at * nk + j] = pack2x16float(rotate(K[ko + j], j % P.half_dim, pos));
+        VC[at * nk + j] = pack2x16float(V[ko + j]);
     }
 }

@@ -11,13 +11,15 @@
 // result is deterministic (ties at the boundary keep the lowest ids, as a
 // stable sort would). Output: out[2i] = id, out[2i + 1] = logit bits, in id
 // order within "above T" then "equal to T"; the caller sorts k pairs.
+// Workgroup x handles row x of the logits (n apart) and writes `out_stride`
+// words apart: one dispatch selects for every sequence of a step.
 
 const TK: u32 = 256u; // invocations
 
 struct Params {
     n: u32, // logits
     k: u32, // 1 <= k <= n
-    _pad0: u32,
+    out_stride: u32, // words between rows' results
     _pad1: u32,
 }
 
@@ -57,7 +59,9 @@ fn scan_pair(lid: u32, a: u32, b: u32) -> vec2<u32> {
 }
 
 @compute @workgroup_size(TK)
-fn main(@builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let lb = wg.x * P.n;
+    let ob = wg.x * P.out_stride;
     var prefix = 0u; // the digits of the k-th largest key chosen so far
     var mask = 0u;
     var rem = P.k;   // how many of the keys matching `prefix` are still wanted
@@ -66,7 +70,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         atomicStore(&hist[lid], 0u);
         workgroupBarrier();
         for (var i = lid; i < P.n; i = i + TK) {
-            let kv = key(L[i]);
+            let kv = key(L[lb + i]);
             if ((kv & mask) == prefix) {
                 atomicAdd(&hist[(kv >> shift) & 0xFFu], 1u);
             }
@@ -93,7 +97,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     var n_gt = 0u;
     var n_eq = 0u;
     for (var i = lo; i < hi; i = i + 1u) {
-        let kv = key(L[i]);
+        let kv = key(L[lb + i]);
         n_gt = n_gt + select(0u, 1u, kv > prefix);
         n_eq = n_eq + select(0u, 1u, kv == prefix);
     }
@@ -102,16 +106,16 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     var rank_eq = incl.y - n_eq;
     let eq_base = P.k - rem; // all keys above T come first
     for (var i = lo; i < hi; i = i + 1u) {
-        let v = L[i];
+        let v = L[lb + i];
         let kv = key(v);
         if (kv > prefix) {
-            OUT[2u * slot_gt] = i;
-            OUT[2u * slot_gt + 1u] = bitcast<u32>(v);
+            OUT[ob + 2u * slot_gt] = i;
+            OUT[ob + 2u * slot_gt + 1u] = bitcast<u32>(v);
             slot_gt = slot_gt + 1u;
         } else if (kv == prefix) {
             if (rank_eq < rem) {
-                OUT[2u * (eq_base + rank_eq)] = i;
-                OUT[2u * (eq_base + rank_eq) + 1u] = bitcast<u32>(v);
+                OUT[ob + 2u * (eq_base + rank_eq)] = i;
+                OUT[ob + 2u * (eq_base + rank_eq) + 1u] = bitcast<u32>(v);
             }
             rank_eq = rank_eq + 1u;
         }

@@ -106,6 +106,10 @@ fn bad_arguments_are_one_line_errors() {
         (vec!["--synthetic", "tiny"], "SHAPE:TYPE"),
         (vec!["--synthetic", "tiny:q4_0", "-o", "xml"], "expected md"),
         (vec!["-m", "/nonexistent.gguf"], "does not exist"),
+        (
+            vec!["--synthetic", "tiny:q4_0", "--parallel", "0"],
+            "--parallel",
+        ),
     ] {
         let out = bench(&args).failure();
         let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
@@ -133,12 +137,17 @@ fn profile_reports_every_kernel_family_with_its_method() {
     ])
     .success();
     let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    // pp40 with -b 32: one batch of 32 (the matmul) and 8 tokens that are
-    // decode steps on CPU adapters (`GpuModel::min_batch`) or a second
-    // batch on GPUs; the decode head (output projection) runs once.
+    // pp40 with -b 32: one chunk of 32 (the matmul) and one of 8 (the
+    // few-token matvec); the head (output projection, one row) runs once.
     let pp = v[0]["profile_ms_per_token"].as_object().unwrap();
     assert_eq!(v[0]["test"], "pp40");
-    for family in ["matmul_q5_k", "matvec_q6_k", "attention", "rmsnorm"] {
+    for family in [
+        "matmul_q5_k",
+        "matvec_multi_q5_k",
+        "matvec_q6_k",
+        "attention",
+        "rmsnorm",
+    ] {
         assert!(pp[family].as_f64().unwrap() > 0.0, "{family}: {pp:?}");
     }
     let row = &v[1];
@@ -215,4 +224,47 @@ fn a_file_and_its_synthetic_twin_run_side_by_side() {
             assert_eq!(file[key], synth[key], "{key}");
         }
     }
+}
+
+/// `--parallel 1,3`: one row per (test, N), N in `n_parallel`, with
+/// aggregate throughput over N sequences and the shared weight bytes split
+/// between them.
+#[test]
+fn parallel_rows_per_sequence_count() {
+    let out = bench(&[
+        "--synthetic",
+        "tiny:q8_0",
+        "-p",
+        "5",
+        "-n",
+        "4",
+        "-r",
+        "1",
+        "--parallel",
+        "1,3",
+        "-o",
+        "json",
+    ])
+    .success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    let got: Vec<(String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["test"].as_str().unwrap().to_string(),
+                r["n_parallel"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u64)> = [("pp5", 1), ("pp5", 3), ("tg4", 1), ("tg4", 3)]
+        .iter()
+        .map(|&(t, n)| (t.to_string(), n))
+        .collect();
+    assert_eq!(got, want);
+    for r in rows {
+        assert!(r["tokens_per_second"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    // Three sequences share each step's weight reads.
+    assert!(rows[3]["bytes_per_token"].as_u64() < rows[2]["bytes_per_token"].as_u64());
 }

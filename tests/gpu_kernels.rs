@@ -4,7 +4,9 @@
 mod common;
 
 use llama_wgpu::gpu::kernels::Kernel;
-use llama_wgpu::gpu::params::{AttnParams, CountParams, NormParams, RopeParams, Step, TopKParams};
+use llama_wgpu::gpu::params::{
+    AttnParams, CountParams, NormParams, RopeParams, RowMeta, Step, TopKParams,
+};
 use llama_wgpu::gpu::weights::GpuMatrix;
 use llama_wgpu::gpu::{Gpu, GpuOptions};
 use llama_wgpu::model::cpu;
@@ -398,7 +400,8 @@ fn topk_matches_the_cpu_selection_with_ties() {
         let p = gpu.uniform(&TopKParams {
             n: n as u32,
             k: k as u32,
-            _pad: [0; 2],
+            out_stride: (2 * k) as u32,
+            _pad: 0,
         });
         let d = gpu.dispatch(
             Kernel::TopK,
@@ -516,11 +519,12 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
         let ml = gpu.storage("ml", (c.n_head * max_chunks * 8) as u64);
         let out = gpu.storage("out", (q_dim * 4) as u64);
         let step = gpu.uniform(&Step {
-            pos: 0,
-            n_pos: 1,
+            n_rows: 1,
+            row0: 0,
             n_chunks: 1,
             _pad: 0,
         });
+        let rows = gpu.storage("rows", 8);
         let rp = gpu.uniform(&RopeParams {
             n_head: c.n_head as u32,
             n_head_kv: c.n_head_kv as u32,
@@ -549,7 +553,7 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
                 kc.as_entire_binding(),
                 vc.as_entire_binding(),
                 rp.as_entire_binding(),
-                step.as_entire_binding(),
+                rows.as_entire_binding(),
             ],
             [
                 ((c.n_head + c.n_head_kv) * hd / 2).div_ceil(64) as u32,
@@ -566,6 +570,7 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
             out.as_entire_binding(),
             ap.as_entire_binding(),
             step.as_entire_binding(),
+            rows.as_entire_binding(),
         ];
         let partial = gpu.dispatch(Kernel::AttnPartial, &ab, [1, c.n_head as u32, 1]);
         let combine = gpu.dispatch(Kernel::AttnCombine, &ab, [c.n_head as u32, 1, 1]);
@@ -586,10 +591,18 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
                 &step,
                 0,
                 bytemuck::bytes_of(&Step {
-                    pos: pos as u32,
-                    n_pos: pos as u32 + 1,
+                    n_rows: 1,
+                    row0: 0,
                     n_chunks,
                     _pad: 0,
+                }),
+            );
+            gpu.queue.write_buffer(
+                &rows,
+                0,
+                bytemuck::bytes_of(&RowMeta {
+                    cache_row: 0,
+                    pos: pos as u32,
                 }),
             );
             let mut enc = gpu.device.create_command_encoder(&Default::default());
@@ -669,6 +682,9 @@ fn tiled_batch_attention_matches_cpu() {
     ] {
         let (kv_dim, q_dim) = (n_head_kv * hd, n_head * hd);
         let n_pos = pos + t;
+        // The sequence's slot starts at cache row 11: rows before it belong to
+        // another sequence and must not be read.
+        const FIRST_ROW: usize = 11;
         // Spread 3: scores of several units, a peaked softmax.
         let kc: Vec<half::f16> = (0..n_pos * kv_dim)
             .map(|_| f16(r.random_range(-3.0f32..3.0)))
@@ -676,12 +692,22 @@ fn tiled_batch_attention_matches_cpu() {
         let vc: Vec<half::f16> = (0..n_pos * kv_dim)
             .map(|_| f16(r.random_range(-1.0f32..1.0)))
             .collect();
+        let other = vec![f16(1000.0); FIRST_ROW * kv_dim];
+        let kc_slots: Vec<half::f16> = other.iter().chain(&kc).copied().collect();
+        let vc_slots: Vec<half::f16> = other.iter().chain(&vc).copied().collect();
         let q: Vec<f32> = (0..t * q_dim)
             .map(|_| r.random_range(-3.0f32..3.0))
             .collect();
         let qb = gpu.storage_init("q", bytemuck::cast_slice(&q));
-        let kb = gpu.storage_init("kc", bytemuck::cast_slice(&kc));
-        let vb = gpu.storage_init("vc", bytemuck::cast_slice(&vc));
+        let kb = gpu.storage_init("kc", bytemuck::cast_slice(&kc_slots));
+        let vb = gpu.storage_init("vc", bytemuck::cast_slice(&vc_slots));
+        let meta: Vec<RowMeta> = (0..t)
+            .map(|i| RowMeta {
+                cache_row: FIRST_ROW as u32,
+                pos: (pos + i) as u32,
+            })
+            .collect();
+        let rows = gpu.storage_init("rows", bytemuck::cast_slice(&meta));
         let spare = vec![SENTINEL; (t + 3) * q_dim];
         let ob = gpu.storage_init("o", bytemuck::cast_slice(&spare));
         let ap = gpu.uniform(&AttnParams {
@@ -694,8 +720,8 @@ fn tiled_batch_attention_matches_cpu() {
             _pad: [0; 2],
         });
         let step = gpu.uniform(&Step {
-            pos: pos as u32,
-            n_pos: n_pos as u32,
+            n_rows: t as u32,
+            row0: t as u32,
             n_chunks: 0,
             _pad: 0,
         });
@@ -710,6 +736,7 @@ fn tiled_batch_attention_matches_cpu() {
                 ob.as_entire_binding(),
                 ap.as_entire_binding(),
                 step.as_entire_binding(),
+                rows.as_entire_binding(),
             ],
             [(t as u32).div_ceil(ATTN_TILE_Q), n_head as u32, 1],
         );
@@ -806,5 +833,232 @@ fn random_gpu_weights_are_finite_and_small_for_every_type() {
             "{ty}: only {} distinct values",
             seen.len()
         );
+    }
+}
+
+/// The few-token matvec (several sequences' decode tokens, short prompt
+/// chunks): every type and shape at 1, 2, 3, 8 and 16 tokens, each token
+/// checked with the matvec tolerance against the CPU, with and without the
+/// fused residual, under the GPU (1 row per group of 64, 16 tokens a
+/// dispatch) and CPU-adapter (8 rows per group of 8, 4 tokens a dispatch)
+/// tunings with and without subgroups, and two more with subgroups. A step of t tokens runs the
+/// narrowest variant of width >= t; the rows of Y past the variant's width
+/// must stay untouched.
+fn multi_all_types(portable: bool) {
+    // (rows per group, group, tokens per dispatch): the GPU default, the
+    // CPU-adapter default (16 tokens as four dispatches of four), and others.
+    let tunings: &[(u32, u32, u32)] = if portable {
+        &[(1, 64, 16), (8, 8, 4)]
+    } else {
+        &[(1, 64, 16), (2, 16, 8), (4, 8, 2), (8, 8, 4)]
+    };
+    for &(multi_rows, max_group, multi_tokens) in tunings {
+        let gpu = common::gpu_with(GpuOptions {
+            no_f16: portable,
+            no_subgroups: portable,
+            no_timestamps: portable,
+            matvec_group: Some(max_group),
+            multi_rows: Some(multi_rows),
+            multi_tokens: Some(multi_tokens),
+            ..Default::default()
+        });
+        let mut r = rng(23);
+        const SENTINEL: f32 = -4321.0;
+        for ty in TensorType::ALL {
+            for (rows, cols) in shapes(ty) {
+                let data = random_tensor(ty, rows * cols, &mut r, 1.0);
+                let w = dequantize_to_vec(ty, &data, rows * cols).unwrap();
+                let m = GpuMatrix::upload(&gpu, "w", ty, rows, cols, &data).unwrap();
+                let stride = cols.div_ceil(32) * 32;
+                let y_stride = rows + 2;
+                for t in [1usize, 2, 3, 8, 16] {
+                    let width = t.next_power_of_two() as u32;
+                    let x: Vec<f32> = (0..cols * t)
+                        .map(|_| r.random_range(-1.0f32..1.0))
+                        .collect();
+                    // X holds `width` rows (the spare ones stale, as in a real step).
+                    let mut xp = vec![0.5f32; stride * width as usize];
+                    for j in 0..t {
+                        xp[j * stride..j * stride + cols]
+                            .copy_from_slice(&x[j * cols..(j + 1) * cols]);
+                        xp[j * stride + cols..(j + 1) * stride].fill(0.0);
+                    }
+                    let y0: Vec<f32> = (0..y_stride * width as usize)
+                        .map(|_| r.random_range(-4.0f32..4.0))
+                        .collect();
+                    for residual in [false, true] {
+                        let mut y = if residual {
+                            y0.clone()
+                        } else {
+                            vec![0.0; y0.len()]
+                        };
+                        // Past the variant's width: must stay as they are.
+                        y.extend(std::iter::repeat_n(SENTINEL, y_stride));
+                        let xb = gpu.storage_init("x", bytemuck::cast_slice(&xp));
+                        let yb = gpu.storage_init("y", bytemuck::cast_slice(&y));
+                        let d =
+                            m.matvec_tokens(&gpu, &xb, stride, &yb, y_stride, 0, residual, width);
+                        gpu.run(&d.iter().collect::<Vec<_>>());
+                        let got = gpu.read_f32(&yb, y.len()).unwrap();
+                        for j in 0..t {
+                            let yj = &got[j * y_stride..j * y_stride + rows];
+                            let r0 = residual.then(|| &y0[j * y_stride..j * y_stride + rows]);
+                            check_matvec(ty, &w, rows, cols, &x[j * cols..(j + 1) * cols], yj, r0);
+                            // The two columns of Y between matrices' rows are not written.
+                            assert_eq!(
+                                &got[j * y_stride + rows..(j + 1) * y_stride],
+                                &y[j * y_stride + rows..(j + 1) * y_stride],
+                                "{ty} {rows}x{cols} t={t}: wrote past its rows"
+                            );
+                        }
+                        assert!(
+                            got[width as usize * y_stride..]
+                                .iter()
+                                .all(|&v| v == SENTINEL),
+                            "{ty} {rows}x{cols} t={t}: wrote past its tokens"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn few_token_matvec_matches_cpu_for_every_type_with_optional_features() {
+    multi_all_types(false);
+}
+
+#[test]
+fn few_token_matvec_matches_cpu_for_every_type_portable() {
+    multi_all_types(true);
+}
+
+/// Decode attention for a step whose tokens belong to different sequences:
+/// each reads only its own slot of the cache, up to its own position
+/// (lengths 1 to past one 256-position chunk), with grouped-query heads
+/// (3:1 and 4:1). The step's first rows are a prompt chunk (handled by the
+/// tiled kernel), so the decode tokens start at row 2 and the kernel must
+/// index them from there.
+#[test]
+fn decode_attention_over_sequences_in_different_slots() {
+    use llama_wgpu::gpu::kernels::ATTN_CHUNK;
+    let mut r = rng(29);
+    for portable in [false, true] {
+        let gpu = common::gpu(portable);
+        for (n_head, n_head_kv, hd) in [(9, 3, 64), (8, 2, 32)] {
+            let (kv_dim, q_dim) = (n_head_kv * hd, n_head * hd);
+            let n_ctx = 2 * ATTN_CHUNK as usize + 20;
+            let max_chunks = n_ctx.div_ceil(ATTN_CHUNK as usize);
+            let n_slots = 5;
+            // Decode tokens: (slot, position); slot 2 is unused, slots out of order.
+            let toks = [(3usize, 0usize), (0, 300), (4, 255), (1, 256)];
+            let chunk = 2; // rows of the step before the decode tokens
+            let kc: Vec<half::f16> = (0..n_slots * n_ctx * kv_dim)
+                .map(|_| half::f16::from_f32(r.random_range(-3.0f32..3.0)))
+                .collect();
+            let vc: Vec<half::f16> = (0..n_slots * n_ctx * kv_dim)
+                .map(|_| half::f16::from_f32(r.random_range(-1.0f32..1.0)))
+                .collect();
+            let rows_total = chunk + toks.len();
+            let q: Vec<f32> = (0..rows_total * q_dim)
+                .map(|_| r.random_range(-3.0f32..3.0))
+                .collect();
+            let mut meta = vec![
+                RowMeta {
+                    cache_row: 0,
+                    pos: 0
+                };
+                chunk
+            ];
+            meta.extend(toks.iter().map(|&(slot, pos)| RowMeta {
+                cache_row: (slot * n_ctx) as u32,
+                pos: pos as u32,
+            }));
+            let n_chunks = toks
+                .iter()
+                .map(|&(_, p)| (p as u32 + 1).div_ceil(ATTN_CHUNK))
+                .max()
+                .unwrap();
+            const SENTINEL: f32 = 99.0;
+            let qb = gpu.storage_init("q", bytemuck::cast_slice(&q));
+            let kb = gpu.storage_init("kc", bytemuck::cast_slice(&kc));
+            let vb = gpu.storage_init("vc", bytemuck::cast_slice(&vc));
+            let ob = gpu.storage_init(
+                "o",
+                bytemuck::cast_slice(&vec![SENTINEL; rows_total * q_dim]),
+            );
+            let op = gpu.storage("op", (toks.len() * n_head * max_chunks * hd * 4) as u64);
+            let ml = gpu.storage("ml", (toks.len() * n_head * max_chunks * 8) as u64);
+            let rows = gpu.storage_init("rows", bytemuck::cast_slice(&meta));
+            let step = gpu.uniform(&Step {
+                n_rows: rows_total as u32,
+                row0: chunk as u32,
+                n_chunks,
+                _pad: 0,
+            });
+            let ap = gpu.uniform(&AttnParams {
+                n_head: n_head as u32,
+                n_head_kv: n_head_kv as u32,
+                head_dim: hd as u32,
+                max_chunks: max_chunks as u32,
+                scale: 1.0 / (hd as f32).sqrt(),
+                q_stride: q_dim as u32,
+                _pad: [0; 2],
+            });
+            let ab = [
+                qb.as_entire_binding(),
+                kb.as_entire_binding(),
+                vb.as_entire_binding(),
+                op.as_entire_binding(),
+                ml.as_entire_binding(),
+                ob.as_entire_binding(),
+                ap.as_entire_binding(),
+                step.as_entire_binding(),
+                rows.as_entire_binding(),
+            ];
+            let d = toks.len() as u32;
+            let partial = gpu.dispatch(Kernel::AttnPartial, &ab, [n_chunks, n_head as u32, d]);
+            let combine = gpu.dispatch(Kernel::AttnCombine, &ab, [n_head as u32, d, 1]);
+            gpu.run(&[&partial, &combine]);
+            let got = gpu.read_f32(&ob, rows_total * q_dim).unwrap();
+            assert!(
+                got[..chunk * q_dim].iter().all(|&v| v == SENTINEL),
+                "decode attention wrote into the prompt chunk's rows"
+            );
+            let mut worst = 0.0f32;
+            for (i, &(slot, pos)) in toks.iter().enumerate() {
+                let row = chunk + i;
+                let base = slot * n_ctx;
+                for h in 0..n_head {
+                    let g = h / (n_head / n_head_kv);
+                    let qh = &q[row * q_dim + h * hd..][..hd];
+                    let mut s: Vec<f32> = (0..=pos)
+                        .map(|p| {
+                            let k: Vec<f32> = kc[(base + p) * kv_dim + g * hd..][..hd]
+                                .iter()
+                                .map(|x| x.to_f32())
+                                .collect();
+                            cpu::dot(qh, &k) / (hd as f32).sqrt()
+                        })
+                        .collect();
+                    cpu::softmax(&mut s);
+                    for dim in 0..hd {
+                        let want: f32 = (0..=pos)
+                            .map(|p| s[p] * vc[(base + p) * kv_dim + g * hd + dim].to_f32())
+                            .sum();
+                        let err = (got[row * q_dim + h * hd + dim] - want).abs();
+                        worst = worst.max(err);
+                        // As the single-sequence decode test: weighted means of values in [-1, 1].
+                        assert!(
+                            err <= 2e-5,
+                            "GQA {n_head}:{n_head_kv} slot {slot} pos {pos} head {h}: gpu {} cpu {want}",
+                            got[row * q_dim + h * hd + dim]
+                        );
+                    }
+                }
+            }
+            eprintln!("multi-slot decode attention (portable {portable}, {n_head}:{n_head_kv}): max error {worst:.2e}");
+        }
     }
 }

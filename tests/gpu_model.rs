@@ -173,7 +173,6 @@ fn top_k_and_greedy_heads_agree_with_the_full_logits() {
     let g = Gguf::from_bytes(synthetic_gguf(&LlamaShape::tiny(), TensorType::Q4_0, 9).unwrap())
         .unwrap();
     let mut m = load_gpu(common::gpu(false), &g, 64);
-    m.min_batch = 2; // the 6-token prompt through the batched kernels
     let prompt = [1u32, 17, 42, 5, 99, 3];
     let full = m
         .prefill(&prompt, BatchOutput::LastLogits)

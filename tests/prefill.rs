@@ -65,13 +65,13 @@ fn synthetic_models_of_every_type_prefill_like_decode() {
                 &LoadOptions {
                     n_ctx: 320,
                     n_batch: 64,
+                    n_slots: 1,
                 },
                 &|_, _| {},
             )
             .unwrap();
-            // Every batch of two or more tokens through the batched kernels,
-            // whatever the device (CPU drivers default to decode below 16).
-            m.min_batch = 2;
+            // 7 tokens go through the few-token matvec, 64 and more the matmul
+            // (and a 300-token prompt's last chunk of 44 too).
             // The batch is 64: 300 spans five batches, the last one partial.
             let lens: &[usize] = if portable {
                 &[7, 300]
@@ -125,7 +125,6 @@ fn smollm2_prefill_matches_decode_and_continues_identically() {
     let gpu = common::gpu(false);
     let mut m = GpuModel::load(gpu, &g, &LoadOptions::new(320), &|_, _| {}).unwrap();
     assert_eq!(m.n_batch, 64);
-    m.min_batch = 2;
     let vocab = m.cfg.n_vocab;
     let lengths = [1usize, 7, 64, 70, 300];
     let toks = tokens(300, 20000, 3);

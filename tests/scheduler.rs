@@ -48,7 +48,11 @@ fn request(engine: &Engine, prompt: &str, n: usize) -> Request {
 fn collect(h: &mut llama_wgpu::engine::RequestHandle) -> (Vec<u32>, String, StopReason) {
     let (mut ids, mut text) = (Vec::new(), String::new());
     loop {
-        match h.events.blocking_recv().expect("the request ends with Done") {
+        match h
+            .events
+            .blocking_recv()
+            .expect("the request ends with Done")
+        {
             Event::Token(t) => {
                 ids.push(t.id);
                 text.push_str(&t.text);
@@ -155,12 +159,18 @@ fn refusals_cancellation_and_a_full_queue() {
     ));
     let mut lp = short.clone();
     lp.logprobs = Some(21);
-    assert_eq!(sched.submit(lp).err(), Some(SubmitError::TooManyLogprobs(21)));
+    assert_eq!(
+        sched.submit(lp).err(),
+        Some(SubmitError::TooManyLogprobs(21))
+    );
 
     // One running, one waiting: a third is refused.
     let mut running = sched.submit(long).unwrap();
     let waiting = sched.submit(short.clone()).unwrap();
-    assert_eq!(sched.submit(short.clone()).err(), Some(SubmitError::QueueFull));
+    assert_eq!(
+        sched.submit(short.clone()).err(),
+        Some(SubmitError::QueueFull)
+    );
     // The running request streams; cancelling it frees its slot for the waiting one.
     assert!(matches!(
         running.events.blocking_recv(),

@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use super::common::GpuArgs;
 use crate::gguf::Gguf;
-use crate::gpu::{Gpu, GpuModel, LoadOptions, Profile};
+use crate::gpu::{
+    BatchOutput, DecodeInput, Gpu, GpuModel, LoadOptions, Profile, StepInput, TokenSource,
+};
 use crate::model::synthetic::{llama_cpp_output_type, synthetic_header, LlamaShape};
 use crate::model::{LlamaConfig, ModelWeights};
 use crate::quant::TensorType;
@@ -45,6 +47,11 @@ pub struct BenchArgs {
     /// Prompt tokens per batched step (-b, as llama.cpp).
     #[arg(short = 'b', long, default_value_t = crate::gpu::DEFAULT_BATCH)]
     pub batch_size: usize,
+    /// Sequences processed together (comma-separated, like
+    /// llama-batched-bench): tg N generates for N sequences in the same
+    /// steps, pp N prefills N prompts; rows report aggregate tokens/s.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub parallel: Vec<usize>,
     /// Repetitions of each test.
     #[arg(short = 'r', long, default_value_t = 5)]
     pub repetitions: usize,
@@ -75,6 +82,8 @@ pub struct BenchRow {
     pub test: String,
     pub n_prompt: usize,
     pub n_gen: usize,
+    /// Sequences run together; tokens_per_second is their aggregate.
+    pub n_parallel: usize,
     pub repetitions: usize,
     pub tokens_per_second: f64,
     pub tokens_per_second_stddev: f64,
@@ -156,19 +165,19 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-/// Bytes read per decoded token at `pos`: every weight matrix once (one
-/// embedding row), the norm vectors, and the KV cache up to `pos`.
-fn bytes_per_token(cfg: &LlamaConfig, m: &GpuModel, pos: usize) -> u64 {
+/// Bytes read per decoded token at `pos` when `n` sequences decode
+/// together: every weight matrix once per step (one embedding row per
+/// sequence), shared by the n tokens, plus each sequence's KV cache up to `pos`.
+fn bytes_per_token(cfg: &LlamaConfig, m: &GpuModel, pos: usize, n: usize) -> u64 {
     let embd_row = m.token_embd_row_bytes();
     let kv = 2 * cfg.n_layer as u64 * (pos as u64 + 1) * cfg.kv_dim() as u64 * 2;
     let matrices = m.weight_bytes - m.token_embd_bytes()
-        + embd_row
         + if cfg.tied_embeddings {
             m.token_embd_bytes()
         } else {
             0
         };
-    matrices + kv
+    matrices / n as u64 + embd_row + kv
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -178,6 +187,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.repetitions == 0 {
         bail!("-r must be at least 1");
     }
+    if args.parallel.contains(&0) {
+        bail!("--parallel: every value must be at least 1");
+    }
+    let n_slots = args.parallel.iter().copied().max().unwrap_or(1);
     let gpu = Gpu::new(&args.gpu.options())?;
     let peak = args.peak_gbps.or_else(|| peak_for(&gpu.info.name));
     let max_pp = args.n_prompt.iter().copied().max().unwrap_or(0);
@@ -213,42 +226,53 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "loading {name} onto {} ({:?})...",
             gpu.info.name, gpu.info.backend
         );
-        models.push(Bench::load(&gpu, &g, name, n_ctx, args.batch_size)?);
+        models.push(Bench::load(
+            &gpu,
+            &g,
+            name,
+            n_ctx,
+            args.batch_size,
+            n_slots,
+        )?);
     }
 
-    let mut tests: Vec<(String, usize, usize)> = Vec::new();
-    tests.extend(
-        args.n_prompt
-            .iter()
-            .filter(|&&n| n > 0)
-            .map(|&n| (format!("pp{n}"), n, 0)),
-    );
-    tests.extend(
-        args.n_gen
-            .iter()
-            .filter(|&&n| n > 0)
-            .map(|&n| (format!("tg{n}"), 0, n)),
-    );
+    let mut tests: Vec<(String, usize, usize, usize)> = Vec::new();
+    for &par in &args.parallel {
+        tests.extend(
+            args.n_prompt
+                .iter()
+                .filter(|&&n| n > 0)
+                .map(|&n| (format!("pp{n}"), n, 0, par)),
+        );
+    }
+    for &par in &args.parallel {
+        tests.extend(
+            args.n_gen
+                .iter()
+                .filter(|&&n| n > 0)
+                .map(|&n| (format!("tg{n}"), 0, n, par)),
+        );
+    }
     let mut rows = Vec::new();
-    for (test, pp, tg) in tests {
+    for (test, pp, tg, par) in tests {
         let mut samples = vec![Vec::new(); models.len()];
         // One warm-up run (pipeline compilation, caches), then the measured
         // ones, each repetition going through every model in turn.
         for rep in 0..=args.repetitions {
             for (b, samples) in models.iter_mut().zip(&mut samples) {
-                let s = b.run(pp, tg)?;
+                let s = b.run(pp, tg, par)?;
                 if rep > 0 {
-                    samples.push(pp.max(tg) as f64 / s);
+                    samples.push((pp.max(tg) * par) as f64 / s);
                 }
             }
-            eprint!("\r{test}: run {rep}/{}", args.repetitions);
+            eprint!("\r{test} x{par}: run {rep}/{}", args.repetitions);
         }
         eprintln!();
         for (b, samples) in models.iter().zip(samples) {
             let (mean, std) = mean_std(&samples);
             let positions = pp.max(tg);
             let bytes = (0..positions)
-                .map(|p| bytes_per_token(&b.model.cfg, &b.model, p))
+                .map(|p| bytes_per_token(&b.model.cfg, &b.model, p, par))
                 .sum::<u64>()
                 / positions as u64;
             let gbps = bytes as f64 * mean / 1e9;
@@ -265,6 +289,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 test: test.clone(),
                 n_prompt: pp,
                 n_gen: tg,
+                n_parallel: par,
                 repetitions: args.repetitions,
                 tokens_per_second: mean,
                 tokens_per_second_stddev: std,
@@ -286,8 +311,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 .iter_mut()
                 .find(|b| b.name == r.model)
                 .expect("every row has its model");
-            let p = b.profile(r.n_prompt, r.n_gen)?;
-            let per = r.n_prompt.max(r.n_gen.min(PROFILE_MAX_STEPS)) as f64;
+            let p = b.profile(r.n_prompt, r.n_gen, r.n_parallel)?;
+            let per = (r.n_prompt.max(r.n_gen.min(PROFILE_MAX_STEPS)) * r.n_parallel) as f64;
             r.profile_ms_per_token = Some(p.ms.into_iter().map(|(f, ms)| (f, ms / per)).collect());
             r.profile_method = Some(p.method.to_string());
         }
@@ -311,6 +336,7 @@ impl Bench {
         name: String,
         n_ctx: usize,
         n_batch: usize,
+        n_slots: usize,
     ) -> Result<Bench> {
         let cfg = LlamaConfig::from_gguf(g)?;
         let weights = ModelWeights::resolve(g, &cfg)?;
@@ -323,7 +349,16 @@ impl Bench {
             .collect();
         types.sort();
         types.dedup();
-        let model = GpuModel::load(gpu.clone(), g, &LoadOptions { n_ctx, n_batch }, &|_, _| {})?;
+        let model = GpuModel::load(
+            gpu.clone(),
+            g,
+            &LoadOptions {
+                n_ctx,
+                n_batch,
+                n_slots,
+            },
+            &|_, _| {},
+        )?;
         Ok(Bench {
             name,
             size_bytes: g.tensor_bytes_total(),
@@ -333,17 +368,21 @@ impl Bench {
         })
     }
 
-    /// A pp run (the whole prompt, chunked as prefill does) or the first
+    /// A pp run (every prompt, chunked as prefill does) or the first
     /// `PROFILE_MAX_STEPS` steps of a tg run, with every dispatch timed.
-    fn profile(&mut self, pp: usize, tg: usize) -> Result<Profile> {
-        let tokens = self.tokens(pp);
+    fn profile(&mut self, pp: usize, tg: usize, n: usize) -> Result<Profile> {
+        let mut total = Profile::default();
         self.model.reset();
         if pp > 0 {
-            return self.model.profile_prefill(&tokens);
+            let tokens = self.tokens(pp);
+            for slot in 0..n {
+                self.model
+                    .prefill_at(slot, 0, &tokens, BatchOutput::Greedy, Some(&mut total))?;
+            }
+            return Ok(total);
         }
-        let mut total = self.model.profile_decode(Some(self.tokens(1)[0]))?;
-        for _ in 1..tg.min(PROFILE_MAX_STEPS) {
-            total.add(self.model.profile_decode(None)?);
+        for step in 0..tg.min(PROFILE_MAX_STEPS) {
+            self.decode_step(step, n, Some(&mut total))?;
         }
         Ok(total)
     }
@@ -354,22 +393,65 @@ impl Bench {
         (0..n as u32).map(|i| (i * 7919 + 1) % vocab).collect()
     }
 
-    /// Seconds for one pp (prefill of `pp` tokens) or tg (`tg` greedy
-    /// decode steps from an empty context, as llama-bench's tg: each step
-    /// feeds back the GPU's own choice) run.
-    fn run(&mut self, pp: usize, tg: usize) -> Result<f64> {
-        let tokens = self.tokens(pp.max(tg));
+    /// One greedy decode step of `n` sequences at position `pos`, each
+    /// feeding back the GPU's own choice (no token leaves the GPU before
+    /// the readback of the step's ids).
+    fn decode_step(&mut self, pos: usize, n: usize, profile: Option<&mut Profile>) -> Result<()> {
+        let first = self.tokens(n);
+        let rows: Vec<DecodeInput> = (0..n)
+            .map(|s| DecodeInput {
+                slot: s,
+                pos,
+                token: if pos == 0 {
+                    TokenSource::Id(first[s])
+                } else {
+                    TokenSource::PreviousArgmax(s)
+                },
+                out: BatchOutput::Greedy,
+            })
+            .collect();
+        let input = StepInput {
+            chunk: None,
+            decode: &rows,
+        };
+        match profile {
+            Some(p) => p.add(self.model.profile_step(&input)?),
+            None => {
+                self.model.step(&input)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Seconds for one pp (prefill of `pp` tokens in each of `n` slots) or
+    /// tg (`tg` greedy decode steps of `n` sequences from an empty context,
+    /// as llama-bench's tg) run.
+    fn run(&mut self, pp: usize, tg: usize, n: usize) -> Result<f64> {
+        let tokens = self.tokens(pp);
         self.model.reset();
         let t = Instant::now();
         if pp > 0 {
-            self.model.prefill_greedy(&tokens[..pp])?;
+            for slot in 0..n {
+                self.model
+                    .prefill_at(slot, 0, &tokens, BatchOutput::Greedy, None)?;
+            }
         } else {
-            self.model.forward_greedy(Some(tokens[0]))?;
-            for _ in 1..tg {
-                self.model.forward_greedy(None)?;
+            for pos in 0..tg {
+                self.decode_step(pos, n, None)?;
             }
         }
         Ok(t.elapsed().as_secs_f64())
+    }
+}
+
+impl BenchRow {
+    /// The test as the tables show it: `tg32`, or `tg32 x4` for 4 sequences.
+    fn label(&self) -> String {
+        if self.n_parallel == 1 {
+            self.test.clone()
+        } else {
+            format!("{} x{}", self.test, self.n_parallel)
+        }
     }
 }
 
@@ -383,11 +465,11 @@ fn print_rows(rows: &[BenchRow], format: &str) -> Result<()> {
             }
         }
         "csv" => {
-            writeln!(out, "model,size_bytes,params,types,backend,adapter,driver,test,tokens_per_second,stddev,bytes_per_token,effective_gbps,percent_of_peak")?;
+            writeln!(out, "model,size_bytes,params,types,backend,adapter,driver,test,n_parallel,tokens_per_second,stddev,bytes_per_token,effective_gbps,percent_of_peak")?;
             for r in rows {
                 writeln!(
                     out,
-                    "\"{}\",{},{},\"{}\",{},\"{}\",\"{}\",{},{:.3},{:.3},{},{:.3},{}",
+                    "\"{}\",{},{},\"{}\",{},\"{}\",\"{}\",{},{},{:.3},{:.3},{},{:.3},{}",
                     r.model,
                     r.size_bytes,
                     r.params,
@@ -396,6 +478,7 @@ fn print_rows(rows: &[BenchRow], format: &str) -> Result<()> {
                     r.adapter,
                     r.driver,
                     r.test,
+                    r.n_parallel,
                     r.tokens_per_second,
                     r.tokens_per_second_stddev,
                     r.bytes_per_token,
@@ -422,7 +505,7 @@ fn print_rows(rows: &[BenchRow], format: &str) -> Result<()> {
                     r.types,
                     r.backend,
                     r.adapter,
-                    r.test,
+                    r.label(),
                     r.tokens_per_second,
                     r.tokens_per_second_stddev,
                     r.bytes_per_token as f64 / 1e9,
@@ -483,7 +566,7 @@ fn print_profiles(out: &mut impl Write, rows: &[BenchRow]) -> Result<()> {
         families.sort_by(|a, b| ms(first, b).total_cmp(&ms(first, a)));
         let header: String = tests
             .iter()
-            .map(|r| format!(" {} | share |", r.test))
+            .map(|r| format!(" {} | share |", r.label()))
             .collect();
         writeln!(out, "| kernel |{header}")?;
         writeln!(out, "| --- |{}", " ---: | ---: |".repeat(tests.len()))?;

@@ -28,6 +28,15 @@ pub struct GpuArgs {
     /// (default: 16 on CPU adapters, 8 on GPUs).
     #[arg(long)]
     pub matmul_regs: Option<u32>,
+    /// Tuning: matrix rows per invocation group for steps of 2 to 16 tokens
+    /// (several sequences, short prompts), 1, 2, 4 or 8 (default: 8 on CPU
+    /// adapters, 1 on GPUs).
+    #[arg(long)]
+    pub multi_rows: Option<u32>,
+    /// Tuning: most tokens per few-token dispatch, 2, 4, 8 or 16 (default:
+    /// 4 on CPU adapters, 16 on GPUs).
+    #[arg(long)]
+    pub multi_tokens: Option<u32>,
 }
 
 impl GpuArgs {
@@ -40,6 +49,8 @@ impl GpuArgs {
             matvec_rows: self.matvec_rows,
             matvec_group: self.matvec_group,
             matmul_regs: self.matmul_regs,
+            multi_rows: self.multi_rows,
+            multi_tokens: self.multi_tokens,
             ..Default::default()
         }
     }

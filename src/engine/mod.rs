@@ -198,6 +198,7 @@ impl Engine {
             gpu,
             &gguf,
             &LoadOptions {
+                n_slots: opts.n_parallel.max(1),
                 n_ctx,
                 n_batch: opts.n_batch.unwrap_or(crate::gpu::DEFAULT_BATCH),
             },
@@ -213,7 +214,7 @@ impl Engine {
             gguf,
             path: path.to_path_buf(),
             load_seconds: start.elapsed().as_secs_f64(),
-            slot_used: vec![false; 1],
+            slot_used: vec![false; opts.n_parallel.max(1)],
         })
     }
 

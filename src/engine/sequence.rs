@@ -79,9 +79,17 @@ impl<'t> Sequence<'t> {
         self.job.req.prompt.len()
     }
 
+    /// Past its prompt: the next step feeds its last chosen token.
+    pub fn in_decode(&self) -> bool {
+        self.prompt_done == self.prompt_len()
+    }
+
     /// Positions this sequence has in its slot.
     pub fn n_past(&self) -> usize {
-        self.prompt_done + self.generated.saturating_sub(usize::from(self.pending.is_some()))
+        self.prompt_done
+            + self
+                .generated
+                .saturating_sub(usize::from(self.pending.is_some()))
     }
 
     /// The next step's input: at most `budget` prompt tokens, or one decode token.
@@ -98,7 +106,9 @@ impl<'t> Sequence<'t> {
             }
         } else {
             SeqInput::Decode {
-                token: self.pending.expect("a running sequence past its prompt has a token"),
+                token: self
+                    .pending
+                    .expect("a running sequence past its prompt has a token"),
                 pos: self.n_past(),
             }
         }
@@ -189,7 +199,13 @@ impl<'t> Sequence<'t> {
         if length || full {
             let tail = self.stream.finish();
             let (more, hit) = self.stop.push(&tail);
-            let text = text + &more + &if hit { String::new() } else { self.stop.finish() };
+            let text = text
+                + &more
+                + &if hit {
+                    String::new()
+                } else {
+                    self.stop.finish()
+                };
             self.send_token(next, text, logprob);
             let reason = if hit {
                 StopReason::StopString

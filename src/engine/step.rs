@@ -1,11 +1,14 @@
-//! One engine step over the running sequences: what each feeds in, what it
-//! gets back.
+//! One engine step over the running sequences: every sequence past its
+//! prompt contributes its next decode token, and the first one still in its
+//! prompt contributes a chunk of it within the step's token budget
+//! (`--batch-size`), so a long prompt delays the others by one chunk per
+//! step at most. The whole step is one GPU submission.
 
 use anyhow::Result;
 
 use super::sequence::{SeqInput, SeqOutput, Sequence};
 use super::Engine;
-use crate::gpu::{BatchOutput, Output};
+use crate::gpu::{BatchOutput, ChunkInput, DecodeInput, Output, StepInput, TokenSource};
 
 impl Engine {
     /// Sequence slots in the KV cache.
@@ -13,11 +16,10 @@ impl Engine {
         self.slot_used.len()
     }
 
-    /// Claims a free KV-cache slot (emptied), if there is one.
+    /// Claims a free KV-cache slot, if there is one.
     pub fn alloc_slot(&mut self) -> Option<usize> {
         let s = self.slot_used.iter().position(|u| !u)?;
         self.slot_used[s] = true;
-        self.model.reset();
         Some(s)
     }
 
@@ -31,45 +33,86 @@ impl Engine {
         self.slot_used.iter_mut().for_each(|u| *u = false);
     }
 
-    /// Runs one step for every running sequence: cancelled ones end, the
-    /// others take their next prompt chunk or decode token.
+    /// Runs one step for the running sequences: cancelled ones end at once,
+    /// the others advance (see the module comment).
     pub(crate) fn step_sequences(&mut self, seqs: &mut [Sequence]) -> Result<Vec<SeqOutput>> {
         let n_ctx = self.model.n_ctx;
-        let n_batch = self.model.n_batch;
         let mut outs = Vec::with_capacity(seqs.len());
-        for s in seqs.iter_mut() {
-            if s.is_done() {
-                continue;
+        for s in seqs.iter_mut().filter(|s| !s.is_done() && s.cancelled()) {
+            outs.push(s.cancel());
+        }
+        let live: Vec<usize> = (0..seqs.len()).filter(|&i| !seqs[i].is_done()).collect();
+        let decoding: Vec<usize> = live
+            .iter()
+            .copied()
+            .filter(|&i| seqs[i].in_decode())
+            .collect();
+        let prompting = live.iter().copied().find(|&i| !seqs[i].in_decode());
+        if decoding.is_empty() && prompting.is_none() {
+            return Ok(outs);
+        }
+        let budget = self.model.n_batch.saturating_sub(decoding.len()).max(1);
+        let mut decode = Vec::with_capacity(decoding.len());
+        for &i in &decoding {
+            let out = seqs[i].head();
+            let slot = seqs[i].slot;
+            if let SeqInput::Decode { token, pos } = seqs[i].input(1) {
+                decode.push(DecodeInput {
+                    slot,
+                    pos,
+                    token: TokenSource::Id(token),
+                    out,
+                });
             }
-            if s.cancelled() {
-                outs.push(s.cancel());
-                continue;
-            }
-            let head = s.head();
-            let out = match s.input(n_batch) {
-                SeqInput::Prompt { tokens, last, .. } => {
-                    let n = tokens.len();
-                    let out = self
-                        .model
-                        .prefill(tokens, if last { head } else { BatchOutput::None })?;
-                    s.advance_prompt(n);
-                    if !last {
-                        outs.push(SeqOutput::Running);
-                        continue;
+        }
+        let mut chunk_len = 0;
+        let mut chunk_last = false;
+        let result = {
+            let chunk = match prompting {
+                Some(i) => {
+                    let out = seqs[i].head();
+                    let slot = seqs[i].slot;
+                    match seqs[i].input(budget) {
+                        SeqInput::Prompt { tokens, pos, last } => {
+                            chunk_len = tokens.len();
+                            chunk_last = last;
+                            Some((
+                                slot,
+                                pos,
+                                tokens.to_vec(),
+                                if last { out } else { BatchOutput::None },
+                            ))
+                        }
+                        SeqInput::Decode { .. } => None,
                     }
-                    out
                 }
-                SeqInput::Decode { token, .. } => {
-                    let out = match head {
-                        BatchOutput::Greedy => Output::Token(self.model.forward_greedy(Some(token))?),
-                        BatchOutput::TopK(k) => Output::TopK(self.model.forward_top_k(token, k)?),
-                        _ => Output::Logits(self.model.forward(token)?),
-                    };
-                    s.advance_decode();
-                    out
-                }
+                None => None,
             };
-            outs.push(s.accept(out, n_ctx)?);
+            self.model.step(&StepInput {
+                chunk: chunk.as_ref().map(|(slot, pos, tokens, out)| ChunkInput {
+                    slot: *slot,
+                    pos: *pos,
+                    tokens,
+                    out: *out,
+                }),
+                decode: &decode,
+            })?
+        };
+        if let Some(i) = prompting {
+            seqs[i].advance_prompt(chunk_len);
+            if chunk_last {
+                outs.push(seqs[i].accept(result.chunk, n_ctx)?);
+            } else {
+                outs.push(SeqOutput::Running);
+            }
+        }
+        for (&i, out) in decoding.iter().zip(result.decode) {
+            seqs[i].advance_decode();
+            outs.push(if matches!(out, Output::Nothing) {
+                SeqOutput::Running
+            } else {
+                seqs[i].accept(out, n_ctx)?
+            });
         }
         Ok(outs)
     }

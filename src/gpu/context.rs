@@ -23,6 +23,8 @@ pub struct GpuOptions {
     pub matvec_rows: Option<u32>,
     pub matvec_group: Option<u32>,
     pub matmul_regs: Option<u32>,
+    pub multi_rows: Option<u32>,
+    pub multi_tokens: Option<u32>,
 }
 
 /// How the weight kernels spread work over invocations: the matvec (see
@@ -39,6 +41,12 @@ pub struct Tuning {
     pub matvec_max_group: u32,
     /// 8 (64 invocations per workgroup) or 16 (16 invocations).
     pub matmul_regs: u32,
+    /// Rows per invocation group of the few-token matvec (steps of 2..=16
+    /// tokens): 1, 2, 4 or 8.
+    pub multi_rows: u32,
+    /// Most tokens one few-token dispatch takes (2, 4, 8 or 16); wider
+    /// steps run several dispatches over groups of tokens.
+    pub multi_tokens: u32,
 }
 
 impl Tuning {
@@ -57,12 +65,16 @@ impl Tuning {
                 matvec_rows: 4,
                 matvec_max_group: 8,
                 matmul_regs: 16,
+                multi_rows: 8,
+                multi_tokens: 4,
             }
         } else {
             Tuning {
                 matvec_rows: 1,
                 matvec_max_group: 64,
                 matmul_regs: 8,
+                multi_rows: 1,
+                multi_tokens: 16,
             }
         }
     }
@@ -254,6 +266,16 @@ impl Gpu {
         match opts.matmul_regs {
             Some(r @ (8 | 16)) => tuning.matmul_regs = r,
             Some(r) => bail!("--matmul-regs must be 8 or 16, got {r}"),
+            None => {}
+        }
+        match opts.multi_rows {
+            Some(r @ (1 | 2 | 4 | 8)) => tuning.multi_rows = r,
+            Some(r) => bail!("--multi-rows must be 1, 2, 4 or 8, got {r}"),
+            None => {}
+        }
+        match opts.multi_tokens {
+            Some(t @ (2 | 4 | 8 | 16)) => tuning.multi_tokens = t,
+            Some(t) => bail!("--multi-tokens must be 2, 4, 8 or 16, got {t}"),
             None => {}
         }
         tracing::info!(

@@ -71,12 +71,14 @@ fn dequant_file(ty: TensorType) -> &'static str {
 /// Every kernel variant the engine can build; the key of the pipeline cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// Matrix-vector product; `group` invocations (8..=64, a power of two)
-    /// share `rows` (1, 2 or 4) rows.
+    /// Matrix-vector product for `tokens` (1, 2, 4, 8 or 16) tokens;
+    /// `group` invocations (8..=64, a power of two) share `rows` (1, 2 or 4
+    /// for one token; 1, 2, 4 or 8 for several) rows.
     Matvec {
         ty: TensorType,
         group: u32,
         rows: u32,
+        tokens: u32,
     },
     /// Matrix-matrix product for a batch of tokens (prefill); each
     /// invocation accumulates a `regs` x `regs` register tile (8 or 16).
@@ -120,7 +122,10 @@ impl Kernel {
     /// Short family name for profiles and labels.
     pub fn family(&self) -> String {
         match self {
-            Kernel::Matvec { ty, .. } => format!("matvec_{}", ty.name().to_lowercase()),
+            Kernel::Matvec { ty, tokens: 1, .. } => {
+                format!("matvec_{}", ty.name().to_lowercase())
+            }
+            Kernel::Matvec { ty, .. } => format!("matvec_multi_{}", ty.name().to_lowercase()),
             Kernel::Matmul { ty, .. } => format!("matmul_{}", ty.name().to_lowercase()),
             Kernel::Embedding { .. } => "embedding".into(),
             Kernel::RmsNorm => "rmsnorm".into(),
@@ -149,12 +154,12 @@ impl Kernel {
             Kernel::Embedding { .. } => &[Read, Read, ReadWrite, Uniform],
             Kernel::RmsNorm => &[Read, Read, ReadWrite, Uniform],
             Kernel::RopeKv => &[
-                ReadWrite, Read, Read, Read, ReadWrite, ReadWrite, Uniform, Uniform,
+                ReadWrite, Read, Read, Read, ReadWrite, ReadWrite, Uniform, Read,
             ],
             Kernel::AttnPartial | Kernel::AttnCombine => &[
-                Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform, Uniform,
+                Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform, Uniform, Read,
             ],
-            Kernel::AttnTile { .. } => &[Read, Read, Read, ReadWrite, Uniform, Uniform],
+            Kernel::AttnTile { .. } => &[Read, Read, Read, ReadWrite, Uniform, Uniform, Read],
             Kernel::Swiglu => &[ReadWrite, Read, Uniform],
             Kernel::Argmax | Kernel::TopK => &[Read, ReadWrite, Uniform],
             Kernel::Fill => &[ReadWrite, Uniform],
@@ -171,9 +176,14 @@ impl Kernel {
 
     /// The complete WGSL source of this kernel, with or without subgroup operations.
     pub fn source(&self, subgroups: bool) -> String {
-        let (group, rows) = match self {
-            Kernel::Matvec { group, rows, .. } => (*group, *rows),
-            _ => (WG, 1),
+        let (group, rows, tokens) = match self {
+            Kernel::Matvec {
+                group,
+                rows,
+                tokens,
+                ..
+            } => (*group, *rows, *tokens),
+            _ => (WG, 1, 1),
         };
         let head_dim = match self {
             Kernel::AttnTile { head_dim } => *head_dim,
@@ -185,7 +195,7 @@ impl Kernel {
         };
         let mut s = format!(
             "// Generated header: {self:?}, subgroups: {subgroups}\n\
-             const WG: u32 = {WG}u;\nconst GROUP: u32 = {group}u;\nconst ROWS: u32 = {rows}u;\n\
+             const WG: u32 = {WG}u;\nconst GROUP: u32 = {group}u;\nconst ROWS: u32 = {rows}u;\nconst TOKENS: u32 = {tokens}u;\n\
              const CHUNK: u32 = {ATTN_CHUNK}u;\nconst HEAD_DIM: u32 = {head_dim}u;\n\
              const REGS: u32 = {regs}u;\n\n"
         );
@@ -229,8 +239,21 @@ impl Kernel {
         for ty in TensorType::ALL {
             for group in [8, 16, 32, 64] {
                 for rows in [1, 2, 4] {
-                    out.push(Kernel::Matvec { ty, group, rows });
+                    out.push(Kernel::Matvec {
+                        ty,
+                        group,
+                        rows,
+                        tokens: 1,
+                    });
                 }
+            }
+            for (rows, tokens) in [(1, 2), (1, 16), (2, 4), (4, 8), (8, 4)] {
+                out.push(Kernel::Matvec {
+                    ty,
+                    group: 8,
+                    rows,
+                    tokens,
+                });
             }
             out.push(Kernel::Embedding { ty });
             out.push(Kernel::Matmul { ty, regs: 8 });

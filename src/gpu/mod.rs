@@ -9,5 +9,6 @@ pub mod weights;
 
 pub use context::{list_adapters, AdapterSummary, Gpu, GpuFeatures, GpuOptions, Tuning};
 pub use model::{
-    estimate_bytes, BatchOutput, GpuModel, LoadOptions, Output, Profile, DEFAULT_BATCH, MAX_TOP_K,
+    estimate_bytes, BatchOutput, ChunkInput, DecodeInput, GpuModel, LoadOptions, Output, Profile,
+    StepInput, StepOutput, TokenSource, DEFAULT_BATCH, MAX_TOP_K,
 };

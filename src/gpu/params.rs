@@ -34,14 +34,27 @@ pub struct AttnParams {
     pub _pad: [u32; 2],
 }
 
-/// Per-token values, written once before each submission.
+/// Per-step values, written once before each submission: the step has
+/// `n_rows` tokens; the first `row0` are one sequence's prompt chunk (tiled
+/// attention), the rest decode tokens (split attention, at most `n_chunks`
+/// chunks each). Where each token goes is in the per-row buffer of
+/// [`RowMeta`].
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Step {
-    pub pos: u32,
-    pub n_pos: u32,
+    pub n_rows: u32,
+    pub row0: u32,
     pub n_chunks: u32,
     pub _pad: u32,
+}
+
+/// One token of a step: its slot's first row in the KV cache, and its
+/// position in that slot (`vec2<u32>` in WGSL).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RowMeta {
+    pub cache_row: u32,
+    pub pos: u32,
 }
 
 #[repr(C)]
@@ -57,7 +70,9 @@ pub struct CountParams {
 pub struct TopKParams {
     pub n: u32,
     pub k: u32,
-    pub _pad: [u32; 2],
+    /// Words between rows' results (workgroup x selects for row x).
+    pub out_stride: u32,
+    pub _pad: u32,
 }
 
 /// `shaders/fill.wgsl`: random weights for synthetic models.

@@ -33,7 +33,8 @@ struct MatvecParams {
     accumulate: u32,
     y_offset: u32,
     x_offset: u32,
-    _pad: [u32; 2],
+    x_stride: u32,
+    y_stride: u32,
 }
 
 #[repr(C)]
@@ -184,27 +185,55 @@ impl GpuMatrix {
         y_offset: usize,
         accumulate: bool,
     ) -> Vec<Dispatch> {
+        self.matvec_tokens(gpu, x, 0, y, 0, y_offset, accumulate, 1)
+    }
+
+    /// Dispatches computing `Y[t][y_offset..] (+)= W X[t]` for `tokens` (1,
+    /// 2, 4, 8 or 16) tokens, rows of X `x_stride` floats apart, of Y
+    /// `y_stride`: each weight block is read once per dispatch for all the
+    /// tokens it takes. A dispatch takes at most the adapter's
+    /// `multi_tokens`: where loads cost more than bandwidth (CPU adapters),
+    /// smaller register tiles over several dispatches beat one wide one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matvec_tokens(
+        &self,
+        gpu: &Gpu,
+        x: &wgpu::Buffer,
+        x_stride: usize,
+        y: &wgpu::Buffer,
+        y_stride: usize,
+        y_offset: usize,
+        accumulate: bool,
+        tokens: u32,
+    ) -> Vec<Dispatch> {
+        assert_eq!(x_stride % 4, 0, "matvec input rows must be whole vec4s");
         let group = self.group(gpu.tuning.matvec_max_group);
-        let rows = gpu.tuning.matvec_rows;
+        let (rows, per) = if tokens == 1 {
+            (gpu.tuning.matvec_rows, 1)
+        } else {
+            (gpu.tuning.multi_rows, tokens.min(gpu.tuning.multi_tokens))
+        };
         let kernel = Kernel::Matvec {
             ty: self.ty,
             group,
             rows,
+            tokens: per,
         };
-        self.chunks
-            .iter()
-            .map(|c| {
+        let rows_per_wg = WG / group * rows;
+        let mut out = Vec::new();
+        for first_token in (0..tokens).step_by(per as usize) {
+            for c in &self.chunks {
                 let params = gpu.uniform(&MatvecParams {
                     rows: c.rows as u32,
                     row_words: self.layout.row_words(self.cols) as u32,
                     items: self.layout.items_per_row(self.cols) as u32,
                     accumulate: accumulate as u32,
-                    y_offset: (y_offset + c.first_row) as u32,
-                    x_offset: 0,
-                    _pad: [0; 2],
+                    y_offset: (first_token as usize * y_stride + y_offset + c.first_row) as u32,
+                    x_offset: (first_token as usize * x_stride / 4) as u32,
+                    x_stride: (x_stride / 4) as u32,
+                    y_stride: y_stride as u32,
                 });
-                let rows_per_wg = WG / group * rows;
-                gpu.dispatch(
+                out.push(gpu.dispatch(
                     kernel,
                     &[
                         c.buffer.as_entire_binding(),
@@ -213,9 +242,10 @@ impl GpuMatrix {
                         params.as_entire_binding(),
                     ],
                     grid((c.rows as u32).div_ceil(rows_per_wg)),
-                )
-            })
-            .collect()
+                ));
+            }
+        }
+        out
     }
 
     /// Dispatches computing `Y[t] (+)= W X[t]` for `n_tokens` tokens (rows of
