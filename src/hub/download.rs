@@ -112,7 +112,7 @@ fn download_blob(
             }
             Err(Receive::Network(e, n)) if attempt < ATTEMPTS => {
                 received += n;
-                tracing::warn!("{file}: {e:#}; resuming from byte {have}");
+                tracing::info!("{file}: {e:#}; resuming from byte {have}");
             }
             Err(Receive::Network(e, n)) => {
                 received += n;

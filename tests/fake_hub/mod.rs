@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use sha2::Digest as _;
 
+pub mod models;
+
 #[derive(Clone)]
 pub struct FakeFile {
     pub name: String,
@@ -85,6 +87,9 @@ pub enum Fault {
     Cut { after: usize, times: usize },
     /// Bodies have one byte changed (same length, same headers).
     Corrupt,
+    /// Bodies are sent 16 KiB at a time with this many milliseconds between
+    /// chunks, so that two clients overlap.
+    Slow { ms: u64 },
 }
 
 #[derive(Clone, Debug)]
@@ -225,7 +230,23 @@ fn serve(conn: TcpStream, state: &Mutex<State>) {
         }
         s.body_bytes += limit as u64;
     }
-    let _ = conn.write_all(&body[..limit]);
+    let slow = match state.lock().unwrap().fault {
+        Fault::Slow { ms } if resp.is_file => Some(ms),
+        _ => None,
+    };
+    match slow {
+        Some(ms) => {
+            for chunk in body[..limit].chunks(16 << 10) {
+                if conn.write_all(chunk).is_err() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+        }
+        None => {
+            let _ = conn.write_all(&body[..limit]);
+        }
+    }
     let _ = conn.flush();
     let _ = conn.shutdown(Shutdown::Both);
 }
@@ -385,4 +406,46 @@ fn percent_decode(s: &str) -> String {
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh folder under the system temp dir, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "llama-wgpu-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Every regular file or link under `dir`, relative, sorted.
+pub fn files_under(dir: &std::path::Path) -> Vec<String> {
+    fn walk(d: &std::path::Path, base: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                walk(&p, base, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
 }
