@@ -10,52 +10,20 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use assert_cmd::Command;
-use fake_hub::models::{split, tiny_model};
-use fake_hub::{files_under, Fault, FakeFile, FakeHub, FakeRepo, TempDir};
-use llama_wgpu::quant::TensorType;
+use fake_hub::models::{TinyRepos, SPLIT, TINY};
+use fake_hub::{files_under, FakeFile, FakeHub, FakeRepo, Fault, TempDir};
 
-const TINY: &str = "test/tiny-GGUF";
-const SPLIT: &str = "test/tiny-split-GGUF";
-
-struct Models {
-    q4k: Vec<u8>,
-    q8: Vec<u8>,
-    q8_parts: Vec<Vec<u8>>,
-}
-
-fn models() -> &'static Models {
-    static M: OnceLock<Models> = OnceLock::new();
-    M.get_or_init(|| {
-        let q8 = tiny_model(TensorType::Q8_0, 2);
-        Models {
-            q4k: tiny_model(TensorType::Q4_K, 1),
-            q8_parts: split(&q8, 3),
-            q8,
-        }
-    })
+fn models() -> &'static TinyRepos {
+    static M: OnceLock<TinyRepos> = OnceLock::new();
+    M.get_or_init(TinyRepos::new)
 }
 
 fn tiny_repo() -> FakeRepo {
-    let m = models();
-    FakeRepo::new(
-        TINY,
-        vec![
-            FakeFile::git(".gitattributes", b"*.gguf filter=lfs diff=lfs merge=lfs -text\n"),
-            FakeFile::git("README.md", b"# tiny\n"),
-            FakeFile::lfs("tiny.Q4_K_M.gguf", m.q4k.clone()),
-            FakeFile::lfs("tiny.Q8_0.gguf", m.q8.clone()),
-        ],
-    )
+    models().tiny()
 }
 
 fn split_repo() -> FakeRepo {
-    let files = models()
-        .q8_parts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| FakeFile::lfs(&format!("Q8_0/tiny-Q8_0-{:05}-of-00003.gguf", i + 1), p.clone()))
-        .collect();
-    FakeRepo::new(SPLIT, files)
+    models().split()
 }
 
 /// The hub with the standard repositories, and an empty cache and HF_HOME.
@@ -108,7 +76,11 @@ impl Setup {
 
     fn pull_json(&self, name: &str) -> serde_json::Value {
         let out = self.bin().args(["pull", name, "--json"]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("one JSON object")
     }
 
@@ -118,7 +90,8 @@ impl Setup {
     }
 
     fn repo_dir(&self, repo: &str) -> PathBuf {
-        self.cache().join(format!("models--{}", repo.replace('/', "--")))
+        self.cache()
+            .join(format!("models--{}", repo.replace('/', "--")))
     }
 }
 
@@ -130,7 +103,12 @@ fn sha256(b: &[u8]) -> String {
 fn gets(log: &[fake_hub::Request]) -> Vec<(String, Option<String>)> {
     log.iter()
         .filter(|r| r.method == "GET" && r.path.contains("/resolve/"))
-        .map(|r| (r.path.rsplit('/').next().unwrap().to_string(), r.range.clone()))
+        .map(|r| {
+            (
+                r.path.rsplit('/').next().unwrap().to_string(),
+                r.range.clone(),
+            )
+        })
         .collect()
 }
 
@@ -139,15 +117,31 @@ fn pull_picks_the_tagged_file_into_the_standard_cache_and_a_second_pull_transfer
     let s = Setup::new(vec![]);
     let repo = tiny_repo();
     let q8 = &models().q8;
-    let out = s.bin().args(["pull", "test/tiny-GGUF:q8_0"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = s
+        .bin()
+        .args(["pull", "test/tiny-GGUF:q8_0"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // stdout: the path; stderr: one summary line, no progress bar off a terminal.
     let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(!stderr.contains('\r') && !stderr.contains("ETA"), "{stderr}");
+    assert!(
+        !stderr.contains('\r') && !stderr.contains("ETA"),
+        "{stderr}"
+    );
     let dir = s.repo_dir(TINY);
-    assert_eq!(path, dir.join("snapshots").join(&repo.commit).join("tiny.Q8_0.gguf"));
+    assert_eq!(
+        path,
+        dir.join("snapshots")
+            .join(&repo.commit)
+            .join("tiny.Q8_0.gguf")
+    );
     assert_eq!(std::fs::read(&path).unwrap(), *q8);
     // huggingface_hub's layout: a relative link to blobs/SHA256, refs/main.
     let etag = sha256(q8);
@@ -155,7 +149,10 @@ fn pull_picks_the_tagged_file_into_the_standard_cache_and_a_second_pull_transfer
         std::fs::read_link(&path).unwrap(),
         Path::new("../../blobs").join(&etag)
     );
-    assert_eq!(std::fs::read_to_string(dir.join("refs/main")).unwrap(), repo.commit);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("refs/main")).unwrap(),
+        repo.commit
+    );
     assert_eq!(
         files_under(&dir),
         [
@@ -202,9 +199,22 @@ fn pull_picks_the_tagged_file_into_the_standard_cache_and_a_second_pull_transfer
         .split_whitespace()
         .collect();
     let p = path.display().to_string();
-    assert_eq!(row, ["test/tiny-GGUF:Q8_0", "tiny.Q8_0.gguf", "Q8_0", "1.74", "MiB", &p]);
+    assert_eq!(
+        row,
+        [
+            "test/tiny-GGUF:Q8_0",
+            "tiny.Q8_0.gguf",
+            "Q8_0",
+            "1.74",
+            "MiB",
+            &p
+        ]
+    );
 
-    s.bin().args(["rm", "test/tiny-GGUF:Q8_0"]).assert().success();
+    s.bin()
+        .args(["rm", "test/tiny-GGUF:Q8_0"])
+        .assert()
+        .success();
     assert!(!path.exists() && !dir.join("blobs").join(&etag).exists());
     assert!(dir.join("blobs").join(sha256(&models().q4k)).exists());
     s.bin().args(["rm", TINY]).assert().success();
@@ -245,10 +255,17 @@ fn split_gguf_pulls_every_part_and_any_part_names_the_model() {
         .env("HF_HUB_OFFLINE", "1")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let whole = llama_wgpu::gguf::Gguf::from_bytes(models().q8.clone()).unwrap();
-    assert_eq!(info["tensors"].as_array().unwrap().len(), whole.tensors.len());
+    assert_eq!(
+        info["tensors"].as_array().unwrap().len(),
+        whole.tensors.len()
+    );
 }
 
 #[test]
@@ -283,7 +300,10 @@ fn an_interrupted_download_resumes_where_it_stopped() {
         times: 100,
     });
     let err = s.fails(&["pull", TINY]);
-    assert!(err.contains("interrupted at") && err.contains("run the command again to resume"), "{err}");
+    assert!(
+        err.contains("interrupted at") && err.contains("run the command again to resume"),
+        "{err}"
+    );
     let dir = s.repo_dir(TINY);
     let partial = dir.join("blobs").join(format!("{}.incomplete", sha256(q4)));
     let have = std::fs::metadata(&partial).unwrap().len() as usize;
@@ -333,7 +353,10 @@ fn gated_repositories_need_a_token_and_unknown_names_say_so() {
         FakeRepo::new("test/no-gguf", vec![FakeFile::git("README.md", b"hi")]),
     ]);
     let err = s.fails(&["pull", "test/gated-GGUF"]);
-    assert!(err.contains("gated or private") && err.contains("set HF_TOKEN") && err.contains("401"), "{err}");
+    assert!(
+        err.contains("gated or private") && err.contains("set HF_TOKEN") && err.contains("401"),
+        "{err}"
+    );
     let out = s
         .bin()
         .args(["pull", "test/gated-GGUF"])
@@ -341,7 +364,10 @@ fn gated_repositories_need_a_token_and_unknown_names_say_so() {
         .output()
         .unwrap();
     let err = common::one_line_error(&out);
-    assert!(err.contains("your token has no access") && err.contains("403"), "{err}");
+    assert!(
+        err.contains("your token has no access") && err.contains("403"),
+        "{err}"
+    );
     // The token file, as `huggingface-cli login` writes it.
     std::fs::create_dir_all(s.home()).unwrap();
     std::fs::write(s.home().join("token"), "hf_right\n").unwrap();
@@ -372,9 +398,17 @@ fn gated_repositories_need_a_token_and_unknown_names_say_so() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let out = s.bin().args(["pull", TINY]).env("HF_ENDPOINT", &url).output().unwrap();
+    let out = s
+        .bin()
+        .args(["pull", TINY])
+        .env("HF_ENDPOINT", &url)
+        .output()
+        .unwrap();
     let err = common::one_line_error(&out);
-    assert!(err.contains("cannot reach the Hugging Face hub") && err.contains("HF_HUB_OFFLINE"), "{err}");
+    assert!(
+        err.contains("cannot reach the Hugging Face hub") && err.contains("HF_HUB_OFFLINE"),
+        "{err}"
+    );
     // `-m` with a name that is neither a file nor on the hub says both.
     let err = s.fails(&["info", "-m", "nobody/nothing:Q4_0"]);
     assert!(err.contains("nobody/nothing:Q4_0 is not a file, and as a Hugging Face model: no model nobody/nothing"), "{err}");
@@ -402,7 +436,11 @@ fn two_pulls_at_once_download_the_file_once() {
     assert_eq!(std::fs::read(ja["path"].as_str().unwrap()).unwrap(), *q8);
     assert_eq!(ja["path"], jb["path"]);
     let (_, bytes) = s.hub.take_log();
-    assert_eq!(bytes, q8.len() as u64, "the second pull waited for the first");
+    assert_eq!(
+        bytes,
+        q8.len() as u64,
+        "the second pull waited for the first"
+    );
     let total = ja["downloaded_bytes"].as_u64().unwrap() + jb["downloaded_bytes"].as_u64().unwrap();
     assert_eq!(total, q8.len() as u64);
 }
@@ -422,16 +460,26 @@ fn a_pulled_model_runs_by_name_offline() {
             .args(["-p", "a b", "-n", "4", "--temp", "0", "--json"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     };
     let by_m = generate(&["-m", "test/tiny-GGUF:Q8_0"]);
-    assert!(by_m["model"].as_str().unwrap().ends_with("/tiny.Q8_0.gguf"), "{by_m}");
+    assert!(
+        by_m["model"].as_str().unwrap().ends_with("/tiny.Q8_0.gguf"),
+        "{by_m}"
+    );
     assert_eq!(by_m["generated_ids"].as_array().unwrap().len(), 4);
     // The same weights in three parts give the same tokens.
     let by_hf = generate(&["-hf", "test/tiny-split-GGUF:Q8_0"]);
     assert!(
-        by_hf["model"].as_str().unwrap().ends_with("/tiny-Q8_0-00001-of-00003.gguf"),
+        by_hf["model"]
+            .as_str()
+            .unwrap()
+            .ends_with("/tiny-Q8_0-00001-of-00003.gguf"),
         "{by_hf}"
     );
     assert_eq!(by_hf["generated_ids"], by_m["generated_ids"]);
@@ -444,7 +492,11 @@ fn a_pulled_model_runs_by_name_offline() {
         .output()
         .unwrap();
     let err = common::one_line_error(&out);
-    assert!(err.contains("HF_HUB_OFFLINE is set") && err.contains("llama-wgpu pull test/tiny-GGUF:Q4_K_M"), "{err}");
+    assert!(
+        err.contains("HF_HUB_OFFLINE is set")
+            && err.contains("llama-wgpu pull test/tiny-GGUF:Q4_K_M"),
+        "{err}"
+    );
     let (log, _) = s.hub.take_log();
     assert!(log.is_empty(), "offline runs made requests: {log:?}");
 }

@@ -38,7 +38,10 @@ impl Setup {
             FakeFile::lfs("tiny.Q8_0.gguf", q8.clone()),
         ];
         for (i, p) in split(&q8, 2).into_iter().enumerate() {
-            files.push(FakeFile::lfs(&format!("big/tiny-F16-{:05}-of-00002.gguf", i + 1), p));
+            files.push(FakeFile::lfs(
+                &format!("big/tiny-F16-{:05}-of-00002.gguf", i + 1),
+                p,
+            ));
         }
         Setup {
             hub: FakeHub::start(vec![FakeRepo::new("test/tiny-GGUF", files)]),
@@ -49,7 +52,10 @@ impl Setup {
     }
 
     fn env(&self, c: &mut std::process::Command) {
-        for k in PROXIES.iter().chain(&["HF_TOKEN", "HF_HUB_OFFLINE", "HUGGINGFACE_HUB_CACHE"]) {
+        for k in PROXIES
+            .iter()
+            .chain(&["HF_TOKEN", "HF_HUB_OFFLINE", "HUGGINGFACE_HUB_CACHE"])
+        {
             c.env_remove(k);
         }
         c.env("HF_ENDPOINT", &self.hub.url)
@@ -64,7 +70,11 @@ impl Setup {
         let mut c = Process::new(assert_cmd::cargo::cargo_bin("llama-wgpu"));
         self.env(&mut c);
         let out = c.args(args).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("one JSON object")
     }
 
@@ -91,7 +101,11 @@ fn a_cache_written_by_huggingface_hub_is_used_without_a_new_download() {
          print(hf_hub_download('test/tiny-GGUF', 'tiny.Q8_0.gguf'))",
     );
     let (log, bytes) = s.hub.take_log();
-    assert_eq!(bytes, s.q8.len() as u64, "python downloaded the file: {log:?}");
+    assert_eq!(
+        bytes,
+        s.q8.len() as u64,
+        "python downloaded the file: {log:?}"
+    );
     assert_eq!(std::fs::read(&py_path).unwrap(), s.q8);
 
     // A name finds Python's file in the cache without asking the hub anything.
@@ -121,8 +135,8 @@ fn the_cache_this_engine_writes_is_read_by_huggingface_hub() {
     );
     let lines: Vec<&str> = found.lines().collect();
     assert_eq!(lines[0], q4_path);
-    let part2 = Path::new(split["path"].as_str().unwrap())
-        .with_file_name("tiny-F16-00002-of-00002.gguf");
+    let part2 =
+        Path::new(split["path"].as_str().unwrap()).with_file_name("tiny-F16-00002-of-00002.gguf");
     assert_eq!(lines[1], part2.display().to_string());
     // Python's own download finds our blob by its ETag: nothing transferred.
     let again = s.python(
@@ -140,7 +154,10 @@ fn the_cache_this_engine_writes_is_read_by_huggingface_hub() {
          r = next(iter(info.repos))\n\
          print(r.repo_id, r.nb_files, r.size_on_disk)",
     );
-    let total = s.q4k.len() + std::fs::metadata(split["path"].as_str().unwrap()).unwrap().len() as usize
+    let total = s.q4k.len()
+        + std::fs::metadata(split["path"].as_str().unwrap())
+            .unwrap()
+            .len() as usize
         + std::fs::metadata(&part2).unwrap().len() as usize;
     assert_eq!(scan, format!("0\ntest/tiny-GGUF 3 {total}"));
     assert_ne!(s.q8.len(), 0);

@@ -52,10 +52,20 @@ impl GpuArgs {
 pub struct ModelArgs {
     /// Model: a GGUF file, or ORG/NAME[:QUANT|:FILE] on the Hugging Face Hub
     /// (from the cache, downloaded first if missing).
-    #[arg(short, long, value_name = "PATH|ORG/NAME[:QUANT]", required_unless_present = "hf_repo")]
+    #[arg(
+        short,
+        long,
+        value_name = "PATH|ORG/NAME[:QUANT]",
+        required_unless_present = "hf_repo"
+    )]
     pub model: Option<String>,
     /// A Hugging Face repository, ORG/NAME[:QUANT] (as llama.cpp's -hf; default quantization Q4_K_M).
-    #[arg(long = "hf-repo", alias = "hf", value_name = "ORG/NAME[:QUANT]", conflicts_with = "model")]
+    #[arg(
+        long = "hf-repo",
+        alias = "hf",
+        value_name = "ORG/NAME[:QUANT]",
+        conflicts_with = "model"
+    )]
     pub hf_repo: Option<String>,
 }
 
@@ -78,10 +88,20 @@ pub struct ModelListArgs {
     /// repeated). Several models (and synthetic ones) are measured side by
     /// side: each repetition runs every model in turn, so drift in machine
     /// speed affects them alike.
-    #[arg(short, long, value_delimiter = ',', value_name = "PATH|ORG/NAME[:QUANT]")]
+    #[arg(
+        short,
+        long,
+        value_delimiter = ',',
+        value_name = "PATH|ORG/NAME[:QUANT]"
+    )]
     pub model: Vec<String>,
     /// Hugging Face repositories, ORG/NAME[:QUANT] (comma-separated or repeated).
-    #[arg(long = "hf-repo", alias = "hf", value_delimiter = ',', value_name = "ORG/NAME[:QUANT]")]
+    #[arg(
+        long = "hf-repo",
+        alias = "hf",
+        value_delimiter = ',',
+        value_name = "ORG/NAME[:QUANT]"
+    )]
     pub hf_repo: Vec<String>,
 }
 
@@ -92,15 +112,23 @@ impl ModelListArgs {
 
     /// Local paths, `-m` models first, in the order given.
     pub fn resolve(&self, quiet: bool) -> anyhow::Result<Vec<std::path::PathBuf>> {
-        let m = self.model.iter().map(|m| crate::hub::resolve_model(m, quiet));
-        let hf = self.hf_repo.iter().map(|r| crate::hub::resolve_repo(r, quiet));
+        let m = self
+            .model
+            .iter()
+            .map(|m| crate::hub::resolve_model(m, quiet));
+        let hf = self
+            .hf_repo
+            .iter()
+            .map(|r| crate::hub::resolve_repo(r, quiet));
         m.chain(hf).collect()
     }
 }
 
 /// llama.cpp spells the repository option `-hf`, which clap would read as
 /// `-h -f`: rewrite it to `--hf` before parsing.
-pub fn rewrite_llama_cpp_flags(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+pub fn rewrite_llama_cpp_flags(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
     args.into_iter()
         .map(|a| if a == "-hf" { "--hf".into() } else { a })
         .collect()

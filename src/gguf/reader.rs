@@ -64,7 +64,10 @@ impl Gguf {
     pub fn open(path: impl AsRef<Path>) -> Result<Gguf, GgufError> {
         let path = path.as_ref();
         let mut g = Gguf::open_one(path)?;
-        let count = g.opt_u64("split.count").map_err(|e| e.in_file(path))?.unwrap_or(1);
+        let count = g
+            .opt_u64("split.count")
+            .map_err(|e| e.in_file(path))?
+            .unwrap_or(1);
         if count > 1 {
             g.open_parts(path, count)?;
         }
@@ -72,7 +75,10 @@ impl Gguf {
     }
 
     fn open_parts(&mut self, path: &Path, count: u64) -> Result<(), GgufError> {
-        let no = self.opt_u64("split.no").map_err(|e| e.in_file(path))?.unwrap_or(0);
+        let no = self
+            .opt_u64("split.no")
+            .map_err(|e| e.in_file(path))?
+            .unwrap_or(0);
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         let part = super::split::split_part(&name);
         if no != 0 {
@@ -115,7 +121,10 @@ impl Gguf {
             }
             self.parts.push(g);
         }
-        if let Some(n) = self.opt_u64("split.tensors.count").map_err(|e| e.in_file(path))? {
+        if let Some(n) = self
+            .opt_u64("split.tensors.count")
+            .map_err(|e| e.in_file(path))?
+        {
             if n != self.tensors.len() as u64 {
                 return Err(GgufError::new(format!(
                     "split.tensors.count is {n} but the {count} parts hold {} tensors",

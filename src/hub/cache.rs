@@ -59,7 +59,7 @@ impl Cache {
                 out.push((repo.clone(), self.repo(&repo)));
             }
         }
-        out.sort_by(|a, b| a.0.to_lowercase().cmp(&b.0.to_lowercase()));
+        out.sort_by_key(|a| a.0.to_lowercase());
         Ok(out)
     }
 }
@@ -126,7 +126,7 @@ impl RepoCache {
                     (e.file_name().to_string_lossy().into_owned(), e.path(), t)
                 })
                 .collect();
-        all.sort_by(|a, b| b.2.cmp(&a.2));
+        all.sort_by_key(|s| std::cmp::Reverse(s.2));
         if let Some(main) = self.read_ref("main") {
             if let Some(i) = all.iter().position(|s| s.0 == main) {
                 let m = all.remove(i);
@@ -215,12 +215,18 @@ mod tests {
     fn layout_matches_huggingface_hub() {
         let c = Cache::new("/c");
         let r = c.repo("org/name");
-        assert_eq!(r.blob("abc"), PathBuf::from("/c/models--org--name/blobs/abc"));
+        assert_eq!(
+            r.blob("abc"),
+            PathBuf::from("/c/models--org--name/blobs/abc")
+        );
         assert_eq!(
             r.incomplete("abc"),
             PathBuf::from("/c/models--org--name/blobs/abc.incomplete")
         );
-        assert_eq!(r.lock("abc"), PathBuf::from("/c/.locks/models--org--name/abc.lock"));
+        assert_eq!(
+            r.lock("abc"),
+            PathBuf::from("/c/.locks/models--org--name/abc.lock")
+        );
         assert_eq!(
             r.pointer("c0", "sub/f.gguf"),
             PathBuf::from("/c/models--org--name/snapshots/c0/sub/f.gguf")

@@ -139,7 +139,9 @@ impl Client {
                 .or_else(|| header("ETag"))
                 .map(|e| normalize_etag(&e))
                 .filter(|e| !e.is_empty() && !e.contains(['/', '\\']))
-                .ok_or_else(|| anyhow!("{} sent no usable ETag for {repo}/{file}", self.endpoint))?;
+                .ok_or_else(|| {
+                    anyhow!("{} sent no usable ETag for {repo}/{file}", self.endpoint)
+                })?;
             let size = header("X-Linked-Size")
                 .or_else(|| header("Content-Length"))
                 .and_then(|s| s.trim().parse().ok())
@@ -156,7 +158,13 @@ impl Client {
     }
 
     /// GETs `meta.location` from byte `start` on.
-    pub fn download(&self, repo: &str, file: &str, meta: &FileMeta, start: u64) -> Result<Download> {
+    pub fn download(
+        &self,
+        repo: &str,
+        file: &str,
+        meta: &FileMeta,
+        start: u64,
+    ) -> Result<Download> {
         let mut req = self
             .with_auth(self.agent.get(&meta.location))
             .header("Accept-Encoding", "identity");
@@ -249,7 +257,11 @@ fn check_status(
     if matches!(code, "RepoNotFound" | "RepositoryNotFound") || (status == 404 && file.is_none()) {
         bail!(
             "no model {repo} on the hub{}",
-            if has_token { "" } else { " (if it is private, set HF_TOKEN)" }
+            if has_token {
+                ""
+            } else {
+                " (if it is private, set HF_TOKEN)"
+            }
         );
     }
     if code == "GatedRepo" || (matches!(status, 401 | 403) && !has_token) {

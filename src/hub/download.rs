@@ -170,7 +170,8 @@ fn receive(
         .map_err(|e| classify(e, 0))?;
     if dl.start != *have {
         // The server sent the whole file (or another range): write from there.
-        out.set_len(dl.start).map_err(|e| Receive::Fatal(e.into()))?;
+        out.set_len(dl.start)
+            .map_err(|e| Receive::Fatal(e.into()))?;
         out.seek(SeekFrom::Start(dl.start))
             .map_err(|e| Receive::Fatal(e.into()))?;
         *have = dl.start;
@@ -193,7 +194,9 @@ fn receive(
         // More than the file's size: the server is wrong, not the network.
         let n = n.min((dl.total - *have) as usize);
         out.write_all(&buf[..n]).map_err(|e| {
-            Receive::Fatal(anyhow::Error::new(e).context(format!("cannot write {file} to the cache")))
+            Receive::Fatal(
+                anyhow::Error::new(e).context(format!("cannot write {file} to the cache")),
+            )
         })?;
         *have += n as u64;
         received += n as u64;

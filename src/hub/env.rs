@@ -51,10 +51,7 @@ impl HubEnv {
             .filter(|t| !t.is_empty());
         let truthy = |k: &str| {
             var(k).is_some_and(|v| {
-                matches!(
-                    v.to_ascii_uppercase().as_str(),
-                    "1" | "ON" | "YES" | "TRUE"
-                )
+                matches!(v.to_ascii_uppercase().as_str(), "1" | "ON" | "YES" | "TRUE")
             })
         };
         HubEnv {
@@ -119,7 +116,9 @@ mod tests {
         let home = dir.to_str().unwrap();
         assert_eq!(env(&[("HF_HOME", home)]).token.as_deref(), Some("hf_file"));
         assert_eq!(
-            env(&[("HF_HOME", home), ("HF_TOKEN", "hf_env")]).token.as_deref(),
+            env(&[("HF_HOME", home), ("HF_TOKEN", "hf_env")])
+                .token
+                .as_deref(),
             Some("hf_env")
         );
         std::fs::remove_dir_all(&dir).unwrap();

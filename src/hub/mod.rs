@@ -163,8 +163,8 @@ impl Hub {
             // Every file from the commit the listing came from, even if `main` moves meanwhile.
             let meta = client.file_meta(&name.repo, &commit, f)?;
             commit = meta.commit.clone();
-            downloaded += download::fetch_file(&client, &rc, &name.repo, f, &meta, &progress)?
-                .downloaded;
+            downloaded +=
+                download::fetch_file(&client, &rc, &name.repo, f, &meta, &progress)?.downloaded;
         }
         rc.write_ref(REVISION, &commit)?;
         Ok(self.cached(&name.repo, commit, sel, downloaded))
@@ -207,7 +207,11 @@ impl Hub {
     pub fn remove(&self, name: &ModelName) -> Result<(Vec<PathBuf>, u64)> {
         let rc = self.cache.repo(&name.repo);
         if !rc.dir.is_dir() {
-            bail!("{} is not in the cache {}", name.repo, self.cache.root.display());
+            bail!(
+                "{} is not in the cache {}",
+                name.repo,
+                self.cache.root.display()
+            );
         }
         if name.tag.is_none() {
             let freed = dir_size(&rc.dir);
@@ -243,12 +247,17 @@ impl Hub {
             }
         }
         let mut freed = 0;
-        for entry in std::fs::read_dir(rc.dir.join("blobs")).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(rc.dir.join("blobs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let p = entry.path();
             let canon = std::fs::canonicalize(&p).unwrap_or(p.clone());
             if !linked.contains(&canon) {
                 freed += entry.metadata().map(|m| m.len()).unwrap_or(0);
-                std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+                std::fs::remove_file(&p)
+                    .with_context(|| format!("cannot remove {}", p.display()))?;
             }
         }
         Ok((removed, freed))
@@ -263,9 +272,10 @@ fn shards_complete(dir: &Path, files: &[String]) -> bool {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(&index) else {
         return false;
     };
-    v["weight_map"]
-        .as_object()
-        .is_some_and(|m| m.values().all(|s| s.as_str().is_some_and(|s| files.iter().any(|f| f == s))))
+    v["weight_map"].as_object().is_some_and(|m| {
+        m.values()
+            .all(|s| s.as_str().is_some_and(|s| files.iter().any(|f| f == s)))
+    })
 }
 
 fn dir_size(dir: &Path) -> u64 {

@@ -41,7 +41,7 @@ impl ModelName {
         }
         let tag = match tag {
             None => None,
-            Some(t) if t.is_empty() => return None,
+            Some("") => return None,
             Some(t) if t.contains('/') || t.to_ascii_lowercase().ends_with(".gguf") => {
                 Some(Tag::File(t.to_string()))
             }

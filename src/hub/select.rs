@@ -26,7 +26,10 @@ const SAFETENSORS_SIDE_FILES: &[&str] = &[
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selection {
     /// One GGUF model: a single file, or every part of a split file (first part first).
-    Gguf { files: Vec<String>, quant: Option<String> },
+    Gguf {
+        files: Vec<String>,
+        quant: Option<String>,
+    },
     /// A Hugging Face checkpoint: config, tokenizer files and every shard; the
     /// model is the snapshot folder.
     Safetensors { files: Vec<String> },
@@ -70,7 +73,9 @@ pub fn gguf_models(files: &[String]) -> Vec<GgufModel> {
         }
         match split_part(f) {
             Some(p) if p.index == 1 => {
-                let parts = (1..=p.count).map(|i| split_name(&p.stem, i, p.count)).collect();
+                let parts = (1..=p.count)
+                    .map(|i| split_name(&p.stem, i, p.count))
+                    .collect();
                 out.push(GgufModel {
                     files: parts,
                     quant: quant_of(f),
@@ -123,7 +128,11 @@ pub fn select(name: &ModelName, files: &[String]) -> Result<Selection> {
                 bail!(
                     "{} has no file {path}; its GGUF files: {}",
                     name.repo,
-                    if models.is_empty() { "none".into() } else { listing() }
+                    if models.is_empty() {
+                        "none".into()
+                    } else {
+                        listing()
+                    }
                 );
             };
             // Naming any part of a split model means the whole model.
@@ -136,10 +145,11 @@ pub fn select(name: &ModelName, files: &[String]) -> Result<Selection> {
             if models.is_empty() {
                 bail!("{}", no_gguf(name, files));
             }
-            match models
-                .iter()
-                .find(|m| m.quant.as_deref().is_some_and(|mq| mq.eq_ignore_ascii_case(q)))
-            {
+            match models.iter().find(|m| {
+                m.quant
+                    .as_deref()
+                    .is_some_and(|mq| mq.eq_ignore_ascii_case(q))
+            }) {
                 Some(m) => check_parts(m),
                 None => bail!(
                     "{} has no GGUF file with quantization {}; it has: {}",
@@ -167,9 +177,11 @@ pub fn select(name: &ModelName, files: &[String]) -> Result<Selection> {
         }
         None => {
             let by_preference = QUANT_PREFERENCE.iter().find_map(|pref| {
-                models
-                    .iter()
-                    .find(|m| m.quant.as_deref().is_some_and(|q| q.eq_ignore_ascii_case(pref)))
+                models.iter().find(|m| {
+                    m.quant
+                        .as_deref()
+                        .is_some_and(|q| q.eq_ignore_ascii_case(pref))
+                })
             });
             check_parts(by_preference.unwrap_or(&models[0]))
         }
@@ -182,8 +194,16 @@ fn no_gguf(name: &ModelName, files: &[String]) -> String {
     format!(
         "{} has no GGUF file (and no safetensors model with a config.json); it has: {}{}",
         name.repo,
-        if shown.is_empty() { "no files".into() } else { shown.join(", ") },
-        if more > 0 { format!(" and {more} more") } else { String::new() }
+        if shown.is_empty() {
+            "no files".into()
+        } else {
+            shown.join(", ")
+        },
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
     )
 }
 
@@ -218,8 +238,14 @@ mod tests {
 
     #[test]
     fn quant_tags_pick_files_case_insensitively() {
-        assert_eq!(pick("o/m:q8_0", REPO).unwrap(), gguf(&["m.Q8_0.gguf"], "Q8_0"));
-        assert_eq!(pick("o/m", REPO).unwrap(), gguf(&["m.Q4_K_M.gguf"], "Q4_K_M"));
+        assert_eq!(
+            pick("o/m:q8_0", REPO).unwrap(),
+            gguf(&["m.Q8_0.gguf"], "Q8_0")
+        );
+        assert_eq!(
+            pick("o/m", REPO).unwrap(),
+            gguf(&["m.Q4_K_M.gguf"], "Q4_K_M")
+        );
         // Without Q4_K_M, the preference order decides.
         assert_eq!(
             pick("o/m", &["a.Q2_K.gguf", "a.Q8_0.gguf"]).unwrap(),
@@ -238,15 +264,27 @@ mod tests {
     #[test]
     fn split_models_come_whole_from_a_tag_or_any_part() {
         let want = gguf(
-            &["big/m-F16-00001-of-00002.gguf", "big/m-F16-00002-of-00002.gguf"],
+            &[
+                "big/m-F16-00001-of-00002.gguf",
+                "big/m-F16-00002-of-00002.gguf",
+            ],
             "F16",
         );
         assert_eq!(pick("o/m:F16", REPO).unwrap(), want);
-        assert_eq!(pick("o/m:big/m-F16-00002-of-00002.gguf", REPO).unwrap(), want);
-        let err = pick("o/m:F16", &["m-F16-00001-of-00003.gguf", "m-F16-00003-of-00003.gguf"])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("m-F16-00002-of-00003.gguf is missing"), "{err}");
+        assert_eq!(
+            pick("o/m:big/m-F16-00002-of-00002.gguf", REPO).unwrap(),
+            want
+        );
+        let err = pick(
+            "o/m:F16",
+            &["m-F16-00001-of-00003.gguf", "m-F16-00003-of-00003.gguf"],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("m-F16-00002-of-00003.gguf is missing"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -258,8 +296,13 @@ mod tests {
              Q8_0 (m.Q8_0.gguf), Q4_K_M (m.Q4_K_M.gguf), F16 (big/m-F16-00001-of-00002.gguf, 2 parts)"
         );
         let err = pick("o/m:nope.gguf", REPO).unwrap_err().to_string();
-        assert!(err.starts_with("o/m has no file nope.gguf; its GGUF files: Q2_K"), "{err}");
-        let err = pick("o/m", &["README.md", "x.bin"]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("o/m has no file nope.gguf; its GGUF files: Q2_K"),
+            "{err}"
+        );
+        let err = pick("o/m", &["README.md", "x.bin"])
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "o/m has no GGUF file (and no safetensors model with a config.json); it has: README.md, x.bin"

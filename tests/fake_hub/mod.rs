@@ -75,7 +75,10 @@ impl FakeRepo {
     }
 
     pub fn file(&self, name: &str) -> &FakeFile {
-        self.files.iter().find(|f| f.name == name).expect("a file of the repo")
+        self.files
+            .iter()
+            .find(|f| f.name == name)
+            .expect("a file of the repo")
     }
 }
 
@@ -84,12 +87,17 @@ impl FakeRepo {
 pub enum Fault {
     None,
     /// The next `times` GETs send `after` bytes of the body, then close the connection.
-    Cut { after: usize, times: usize },
+    Cut {
+        after: usize,
+        times: usize,
+    },
     /// Bodies have one byte changed (same length, same headers).
     Corrupt,
     /// Bodies are sent 16 KiB at a time with this many milliseconds between
     /// chunks, so that two clients overlap.
-    Slow { ms: u64 },
+    Slow {
+        ms: u64,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -116,7 +124,12 @@ pub struct FakeHub {
 
 impl FakeHub {
     pub fn start(repos: Vec<FakeRepo>) -> FakeHub {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        FakeHub::start_on(0, repos)
+    }
+
+    /// On a given loopback port (0: any free one).
+    pub fn start_on(port: u16, repos: Vec<FakeRepo>) -> FakeHub {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind 127.0.0.1");
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State {
             repos,
@@ -205,7 +218,11 @@ fn serve(conn: TcpStream, state: &Mutex<State>) {
     };
     let resp = route(&req, &repos);
     let mut conn = conn;
-    let mut head = format!("HTTP/1.1 {} {}\r\nConnection: close\r\n", resp.status, reason(resp.status));
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nConnection: close\r\n",
+        resp.status,
+        reason(resp.status)
+    );
     for (k, v) in &resp.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -331,7 +348,10 @@ fn route(req: &Request, repos: &[FakeRepo]) -> Response {
         ("X-Repo-Commit".to_string(), repo.commit.clone()),
         ("ETag".to_string(), format!("\"{etag}\"")),
         ("Accept-Ranges".to_string(), "bytes".to_string()),
-        ("Content-Type".to_string(), "application/octet-stream".to_string()),
+        (
+            "Content-Type".to_string(),
+            "application/octet-stream".to_string(),
+        ),
     ];
     if file.lfs {
         headers.push(("X-Linked-Etag".into(), format!("\"{etag}\"")));

@@ -42,7 +42,12 @@ pub fn tiny_model(ty: TensorType, seed: u64) -> Vec<u8> {
         .kv("tokenizer.ggml.bos_token_id", Value::U32(1))
         .kv("tokenizer.ggml.eos_token_id", Value::U32(2));
     for t in &g.tensors {
-        w.tensor(&t.name, &t.dims, t.tensor_type().unwrap(), g.tensor_data(t).to_vec());
+        w.tensor(
+            &t.name,
+            &t.dims,
+            t.tensor_type().unwrap(),
+            g.tensor_data(t).to_vec(),
+        );
     }
     w.to_bytes()
 }
@@ -64,9 +69,67 @@ pub fn split(model: &[u8], n: usize) -> Vec<Vec<u8>> {
                 .kv("split.count", Value::U16(n as u16))
                 .kv("split.tensors.count", Value::I32(g.tensors.len() as i32));
             for t in g.tensors.iter().skip(i * per).take(per) {
-                w.tensor(&t.name, &t.dims, t.tensor_type().unwrap(), g.tensor_data(t).to_vec());
+                w.tensor(
+                    &t.name,
+                    &t.dims,
+                    t.tensor_type().unwrap(),
+                    g.tensor_data(t).to_vec(),
+                );
             }
             w.to_bytes()
         })
         .collect()
+}
+
+/// The standard fake repositories: `test/tiny-GGUF` (Q4_K_M and Q8_0 files)
+/// and `test/tiny-split-GGUF` (the same Q8_0 model in three parts).
+pub struct TinyRepos {
+    pub q4k: Vec<u8>,
+    pub q8: Vec<u8>,
+    pub q8_parts: Vec<Vec<u8>>,
+}
+
+pub const TINY: &str = "test/tiny-GGUF";
+pub const SPLIT: &str = "test/tiny-split-GGUF";
+
+impl TinyRepos {
+    pub fn new() -> TinyRepos {
+        let q8 = tiny_model(TensorType::Q8_0, 2);
+        TinyRepos {
+            q4k: tiny_model(TensorType::Q4_K, 1),
+            q8_parts: split(&q8, 3),
+            q8,
+        }
+    }
+
+    pub fn tiny(&self) -> super::FakeRepo {
+        use super::FakeFile;
+        super::FakeRepo::new(
+            TINY,
+            vec![
+                FakeFile::git(
+                    ".gitattributes",
+                    b"*.gguf filter=lfs diff=lfs merge=lfs -text\n",
+                ),
+                FakeFile::git("README.md", b"# tiny\n"),
+                FakeFile::lfs("tiny.Q4_K_M.gguf", self.q4k.clone()),
+                FakeFile::lfs("tiny.Q8_0.gguf", self.q8.clone()),
+            ],
+        )
+    }
+
+    pub fn split(&self) -> super::FakeRepo {
+        let files = self
+            .q8_parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                super::FakeFile::lfs(
+                    &format!("Q8_0/tiny-Q8_0-{:05}-of-00003.gguf", i + 1),
+                    p.clone(),
+                )
+            })
+            .collect();
+        super::FakeRepo::new(SPLIT, files)
+    }
 }
