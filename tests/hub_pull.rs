@@ -500,3 +500,97 @@ fn a_pulled_model_runs_by_name_offline() {
     let (log, _) = s.hub.take_log();
     assert!(log.is_empty(), "offline runs made requests: {log:?}");
 }
+
+#[test]
+fn a_safetensors_repository_gives_config_tokenizer_and_every_shard() {
+    let index = br#"{"metadata":{},"weight_map":{"a":"model-00001-of-00002.safetensors","b":"model-00002-of-00002.safetensors"}}"#;
+    let repo = FakeRepo::new(
+        "test/tiny-hf",
+        vec![
+            FakeFile::git("README.md", b"# hf\n"),
+            FakeFile::git("config.json", br#"{"architectures":["LlamaForCausalLM"]}"#),
+            FakeFile::git("tokenizer.json", br#"{"model":{}}"#),
+            FakeFile::git("model.safetensors.index.json", index),
+            FakeFile::lfs("model-00001-of-00002.safetensors", vec![1; 3000]),
+            FakeFile::lfs("model-00002-of-00002.safetensors", vec![2; 2000]),
+            FakeFile::lfs("onnx/model.onnx", vec![3; 100]),
+        ],
+    );
+    let s = Setup::new(vec![repo.clone()]);
+    // A git file (etag: its git blob id) with a wrong byte is refused too.
+    s.hub.set_fault(Fault::Corrupt);
+    let err = s.fails(&["pull", "test/tiny-hf"]);
+    assert!(
+        err.contains("config.json") && err.contains("git blob id"),
+        "{err}"
+    );
+    s.hub.set_fault(Fault::None);
+    let m = s.pull_json("test/tiny-hf");
+    let snap = s
+        .repo_dir("test/tiny-hf")
+        .join("snapshots")
+        .join(&repo.commit);
+    assert_eq!(m["path"], snap.display().to_string());
+    assert_eq!(
+        files_under(&snap),
+        [
+            "config.json",
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+            "model.safetensors.index.json",
+            "tokenizer.json",
+        ]
+    );
+    for f in files_under(&snap) {
+        assert_eq!(
+            std::fs::read(snap.join(&f)).unwrap(),
+            *repo.file(&f).bytes,
+            "{f}"
+        );
+    }
+    // A name resolves to the folder; a missing shard makes it not cached.
+    let out = s.bin().args(["list", "--json"]).output().unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["format"], "safetensors");
+    assert_eq!(list[0]["path"], snap.display().to_string());
+    std::fs::remove_file(snap.join("model-00002-of-00002.safetensors")).unwrap();
+    let out = s.bin().args(["list", "--json"]).output().unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "[]");
+}
+
+#[test]
+fn split_gguf_errors_name_the_part_at_fault() {
+    use llama_wgpu::gguf::Gguf;
+    let dir = TempDir::new("split");
+    let names: Vec<PathBuf> = (1..=3)
+        .map(|i| dir.0.join(format!("m-Q8_0-{i:05}-of-00003.gguf")))
+        .collect();
+    for (p, b) in names.iter().zip(&models().q8_parts) {
+        std::fs::write(p, b).unwrap();
+    }
+    let whole = Gguf::from_bytes(models().q8.clone()).unwrap();
+    let g = Gguf::open(&names[0]).unwrap();
+    assert_eq!(g.tensors.len(), whole.tensors.len());
+    for t in &whole.tensors {
+        let s = g.tensor(&t.name).unwrap();
+        assert_eq!(g.tensor_data(s), whole.tensor_data(t), "{}", t.name);
+    }
+    let err = Gguf::open(&names[1]).err().unwrap().to_string();
+    assert!(
+        err.ends_with("is part 2 of 3 of a split model: open m-Q8_0-00001-of-00003.gguf"),
+        "{err}"
+    );
+    let renamed = dir.0.join("m.gguf");
+    std::fs::copy(&names[0], &renamed).unwrap();
+    let err = Gguf::open(&renamed).err().unwrap().to_string();
+    assert!(
+        err.contains("the file name does not end in -00001-of-00003.gguf"),
+        "{err}"
+    );
+    std::fs::remove_file(&names[2]).unwrap();
+    let err = Gguf::open(&names[0]).err().unwrap().to_string();
+    assert!(
+        err.contains("m-Q8_0-00003-of-00003.gguf: cannot open"),
+        "{err}"
+    );
+}
