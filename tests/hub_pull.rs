@@ -380,6 +380,43 @@ fn gated_repositories_need_a_token_and_unknown_names_say_so() {
         .all(|r| r.auth.as_deref() == Some("Bearer hf_right")));
     std::fs::remove_file(s.home().join("token")).unwrap();
 
+    // Behind a redirect to another host (the hub's CDN), the token is not sent there.
+    let mut cdn = FakeRepo::new(
+        "test/gated-cdn-GGUF",
+        vec![FakeFile::lfs(
+            "c.Q4_0.gguf",
+            b"GGUF not really either".to_vec(),
+        )],
+    );
+    cdn.token = Some("hf_right".into());
+    cdn.cdn = true;
+    s.hub.set_repo(cdn);
+    let m = s
+        .bin()
+        .args(["pull", "test/gated-cdn-GGUF", "--json"])
+        .env("HF_TOKEN", "hf_right")
+        .output()
+        .unwrap();
+    assert!(m.status.success(), "{}", String::from_utf8_lossy(&m.stderr));
+    let (log, bytes) = s.hub.take_log();
+    assert_eq!(bytes, 22);
+    let files: Vec<(&str, &str, Option<&str>)> = log
+        .iter()
+        .filter(|r| !r.path.starts_with("/api/"))
+        .map(|r| (r.method.as_str(), r.path.as_str(), r.auth.as_deref()))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            (
+                "HEAD",
+                "/test/gated-cdn-GGUF/resolve/fa5f105380973e7976821d69c9c5ccf3aee24de6/c.Q4_0.gguf",
+                Some("Bearer hf_right")
+            ),
+            ("GET", "/cdn/test/gated-cdn-GGUF/c.Q4_0.gguf", None),
+        ]
+    );
+
     let err = s.fails(&["pull", "nobody/nothing"]);
     assert_eq!(
         err.trim_end(),

@@ -43,8 +43,11 @@ impl Setup {
                 p,
             ));
         }
+        // LFS files redirect to another host, as the real hub's go to its CDN.
+        let mut repo = FakeRepo::new("test/tiny-GGUF", files);
+        repo.cdn = true;
         Setup {
-            hub: FakeHub::start(vec![FakeRepo::new("test/tiny-GGUF", files)]),
+            hub: FakeHub::start(vec![repo]),
             dir: TempDir::new("hub-python"),
             q4k,
             q8,

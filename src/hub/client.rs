@@ -128,7 +128,10 @@ impl Client {
                     continue;
                 }
             }
-            check_status(&resp, repo, Some(file), self.token.is_some())?;
+            // An absolute redirect (to the hub's storage) carries the metadata itself.
+            if !(300..400).contains(&status) {
+                check_status(&resp, repo, Some(file), self.token.is_some())?;
+            }
             let commit = header("X-Repo-Commit").ok_or_else(|| {
                 anyhow!(
                     "{} did not send X-Repo-Commit for {repo}/{file}: is HF_ENDPOINT a Hugging Face hub?",
@@ -146,7 +149,11 @@ impl Client {
                 .or_else(|| header("Content-Length"))
                 .and_then(|s| s.trim().parse().ok())
                 .ok_or_else(|| anyhow!("{} sent no size for {repo}/{file}", self.endpoint))?;
-            let location = header("Location").unwrap_or_else(|| url.clone());
+            let location = match header("Location") {
+                Some(l) if l.starts_with('/') => format!("{}{l}", origin(&url)),
+                Some(l) => l,
+                None => url.clone(),
+            };
             return Ok(FileMeta {
                 commit,
                 etag,
@@ -166,8 +173,14 @@ impl Client {
         start: u64,
     ) -> Result<Download> {
         let mut req = self
-            .with_auth(self.agent.get(&meta.location))
+            .agent
+            .get(&meta.location)
             .header("Accept-Encoding", "identity");
+        // A redirect to another host is a signed storage URL: the token stays
+        // with the hub (huggingface_hub does the same).
+        if origin(&meta.location) == origin(&self.endpoint) {
+            req = self.with_auth(req);
+        }
         if start > 0 {
             req = req.header("Range", format!("bytes={start}-"));
         }

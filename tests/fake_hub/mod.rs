@@ -60,6 +60,9 @@ pub struct FakeRepo {
     pub files: Vec<FakeFile>,
     /// A gated repository: files only with `Authorization: Bearer TOKEN`.
     pub token: Option<String>,
+    /// LFS files answer `resolve` with a redirect to another host (`localhost`
+    /// instead of `127.0.0.1`), as the real hub redirects to its CDN.
+    pub cdn: bool,
 }
 
 impl FakeRepo {
@@ -71,6 +74,7 @@ impl FakeRepo {
             commit,
             files,
             token: None,
+            cdn: false,
         }
     }
 
@@ -109,6 +113,7 @@ pub struct Request {
 }
 
 struct State {
+    port: u16,
     repos: Vec<FakeRepo>,
     fault: Fault,
     log: Vec<Request>,
@@ -132,6 +137,7 @@ impl FakeHub {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind 127.0.0.1");
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State {
+            port,
             repos,
             fault: Fault::None,
             log: Vec::new(),
@@ -211,12 +217,12 @@ fn serve(conn: TcpStream, state: &Mutex<State>) {
         range: headers.get("range").cloned(),
         auth: headers.get("authorization").cloned(),
     };
-    let repos = {
+    let (repos, port) = {
         let mut s = state.lock().unwrap();
         s.log.push(req.clone());
-        s.repos.clone()
+        (s.repos.clone(), s.port)
     };
-    let resp = route(&req, &repos);
+    let resp = route(&req, &repos, port);
     let mut conn = conn;
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nConnection: close\r\n",
@@ -288,7 +294,7 @@ fn error(status: u16, code: &str, msg: &str) -> Response {
     }
 }
 
-fn route(req: &Request, repos: &[FakeRepo]) -> Response {
+fn route(req: &Request, repos: &[FakeRepo], port: u16) -> Response {
     if let Some(rest) = req.path.strip_prefix("/api/models/") {
         let repo = repos
             .iter()
@@ -317,8 +323,22 @@ fn route(req: &Request, repos: &[FakeRepo]) -> Response {
             is_file: false,
         };
     }
+    // The "CDN": /cdn/ORG/NAME/FILE..., no token needed (the URL would be signed).
+    let cdn = req.path.strip_prefix("/cdn/");
+    let path = match cdn {
+        Some(rest) => {
+            let mut p = rest.splitn(3, '/');
+            let (o, n, f) = (
+                p.next().unwrap_or(""),
+                p.next().unwrap_or(""),
+                p.next().unwrap_or(""),
+            );
+            format!("/{o}/{n}/resolve/main/{f}")
+        }
+        None => req.path.clone(),
+    };
     // /ORG/NAME/resolve/REV/FILE...
-    let segs: Vec<&str> = req.path.trim_start_matches('/').splitn(5, '/').collect();
+    let segs: Vec<&str> = path.trim_start_matches('/').splitn(5, '/').collect();
     if segs.len() < 5 || segs[2] != "resolve" {
         return error(404, "NotFound", "Not found");
     }
@@ -329,7 +349,7 @@ fn route(req: &Request, repos: &[FakeRepo]) -> Response {
     if segs[3] != "main" && segs[3] != repo.commit {
         return error(404, "RevisionNotFound", "Invalid rev id");
     }
-    if let Some(token) = &repo.token {
+    if let (Some(token), None) = (&repo.token, cdn) {
         match &req.auth {
             None => return error(401, "GatedRepo", "Access to this model is restricted"),
             Some(a) if *a != format!("Bearer {token}") => {
@@ -356,6 +376,18 @@ fn route(req: &Request, repos: &[FakeRepo]) -> Response {
     if file.lfs {
         headers.push(("X-Linked-Etag".into(), format!("\"{etag}\"")));
         headers.push(("X-Linked-Size".into(), len.to_string()));
+        if repo.cdn && cdn.is_none() {
+            headers.push((
+                "Location".into(),
+                format!("http://localhost:{port}/cdn/{}/{}", repo.id, segs[4]),
+            ));
+            return Response {
+                status: 302,
+                headers,
+                body: Vec::new(),
+                is_file: false,
+            };
+        }
     }
     let start = req
         .range
@@ -398,6 +430,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         206 => "Partial Content",
+        302 => "Found",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
