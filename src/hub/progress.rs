@@ -18,10 +18,6 @@ impl Progress {
         }
     }
 
-    pub fn hidden() -> Progress {
-        Progress { shown: false }
-    }
-
     pub fn file(&self, name: &str, total: u64, start: u64) -> FileBar {
         if !self.shown {
             return FileBar(None);
