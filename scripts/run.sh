@@ -10,4 +10,4 @@ scripts/fetch-model.sh
 cargo build --release --quiet
 prompt="${1:-The capital of France is}"
 shift || true
-exec target/release/llama-wgpu generate -m models/SmolLM2-135M-Instruct.Q4_1.gguf -p "$prompt" -n 64 --temp 0 "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/llama-wgpu" generate -m models/SmolLM2-135M-Instruct.Q4_1.gguf -p "$prompt" -n 64 --temp 0 "$@"

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod engine;
 pub mod gguf;
 pub mod gpu;
+pub mod hub;
 pub mod model;
 pub mod quant;
 pub mod tokenizer;

@@ -3,13 +3,12 @@
 //! must read per generated token and the bandwidth that implies.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 
-use super::common::GpuArgs;
+use super::common::{GpuArgs, ModelListArgs};
 use crate::gguf::Gguf;
 use crate::gpu::{
     BatchOutput, DecodeInput, Gpu, GpuModel, LoadOptions, Profile, StepInput, TokenSource,
@@ -20,16 +19,8 @@ use crate::quant::TensorType;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// GGUF model files (comma-separated or repeated). Several models (and
-    /// synthetic ones) are measured side by side: each repetition runs every
-    /// model in turn, so drift in machine speed affects them alike.
-    #[arg(
-        short,
-        long,
-        value_delimiter = ',',
-        required_unless_present = "synthetic"
-    )]
-    pub model: Vec<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelListArgs,
     /// A random model with the exact shapes of a published one, e.g.
     /// llama2-7b:q4_0, smollm2-135m:q4_1 (shapes: llama2-7b, llama2-13b,
     /// llama2-70b, tinyllama-1.1b, smollm2-135m, and `tiny` for tests). The
@@ -197,7 +188,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let max_tg = args.n_gen.iter().copied().max().unwrap_or(0);
     let n_ctx = (max_pp.max(max_tg) + 1).max(16);
     let mut sources: Vec<(Gguf, String)> = Vec::new();
-    for p in &args.model {
+    for p in &args.model.resolve(false)? {
         let name = p
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
@@ -218,7 +209,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         ));
     }
     if sources.is_empty() {
-        bail!("give a model with -m FILE or --synthetic SHAPE:TYPE");
+        bail!("give a model with -m PATH|ORG/NAME, -hf ORG/NAME or --synthetic SHAPE:TYPE");
     }
     let mut models = Vec::new();
     for (g, name) in sources {

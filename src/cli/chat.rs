@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 
-use super::common::GpuArgs;
+use super::common::{GpuArgs, ModelArgs};
 use super::generate::SamplingArgs;
 use super::AlreadyReported;
 use crate::engine::{Engine, EngineOptions, GenerateOptions, StopReason};
@@ -13,9 +13,8 @@ use crate::tokenizer::{ChatMessage, ChatTemplate};
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
-    /// GGUF model file.
-    #[arg(short, long)]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// System prompt (kept when old turns are dropped and on /reset).
     #[arg(long)]
     pub system: Option<String>,
@@ -189,10 +188,11 @@ fn fit_messages(
 pub fn run(args: &ChatArgs) -> Result<()> {
     let interactive = std::io::stdin().is_terminal();
     let sampler = args.sampling.params()?;
+    let model = args.model.resolve(args.quiet)?;
     let engine = Engine::load(&EngineOptions {
         n_batch: None,
         n_parallel: 1,
-        model: args.model.clone(),
+        model,
         gpu: args.gpu.options(),
         n_ctx: args.ctx_size,
         quiet: args.quiet,

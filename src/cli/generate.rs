@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 
-use super::common::GpuArgs;
+use super::common::{GpuArgs, ModelArgs};
 use crate::engine::{Engine, EngineOptions, GenerateOptions, SamplerParams};
 
 /// Sampling options with llama.cpp's names and defaults.
@@ -63,9 +63,8 @@ impl SamplingArgs {
 
 #[derive(clap::Args)]
 pub struct GenerateArgs {
-    /// GGUF model file.
-    #[arg(short, long)]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// The prompt.
     #[arg(short, long, conflicts_with = "file")]
     pub prompt: Option<String>,
@@ -112,8 +111,9 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             .with_context(|| format!("cannot read prompt file {}", f.display()))?,
         (None, None) => bail!("give a prompt with -p TEXT or -f FILE"),
     };
+    let model = args.model.resolve(args.quiet || args.json)?;
     let mut engine = Engine::load(&EngineOptions {
-        model: args.model.clone(),
+        model: model.clone(),
         gpu: args.gpu.options(),
         n_ctx: args.ctx_size,
         n_batch: args.batch_size,
@@ -149,7 +149,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     if args.json {
         let mut v = serde_json::to_value(&result)?;
         v["seed"] = opts.sampler.seed.into();
-        v["model"] = args.model.display().to_string().into();
+        v["model"] = model.display().to_string().into();
         writeln!(stdout, "{}", serde_json::to_string(&v)?)?;
     } else {
         writeln!(stdout)?;

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::PathBuf;
 
 use anyhow::Context;
 use serde_json::{json, Map, Value as Json};
 
+use super::common::ModelArgs;
 use crate::gguf::{Gguf, TensorInfo, Value};
 
 /// Metadata arrays longer than this are summarised in `--json` (see `--full`).
@@ -20,9 +20,8 @@ const MAX_NAME_WIDTH: usize = 48;
 
 #[derive(clap::Args)]
 pub struct InfoArgs {
-    /// GGUF model file.
-    #[arg(short, long)]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// One JSON object on stdout, for scripts. Metadata arrays longer than 64
     /// elements (token lists, merges) are summarised as
     /// {"element_type", "length", "head": first 8 elements} unless --full is given.
@@ -35,18 +34,19 @@ pub struct InfoArgs {
 
 pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
     // The reader's errors already start with the file name.
-    let g = Gguf::open(&args.model)?;
+    let model = args.model.resolve(args.json)?;
+    let g = Gguf::open(&model)?;
     let text = if args.json {
         let limit = if args.full {
             usize::MAX
         } else {
             JSON_ARRAY_LIMIT
         };
-        let mut s = serde_json::to_string_pretty(&to_json(&g, &args.model, limit))?;
+        let mut s = serde_json::to_string_pretty(&to_json(&g, &model, limit))?;
         s.push('\n');
         s
     } else {
-        human(&g, &args.model)
+        human(&g, &model)
     };
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {

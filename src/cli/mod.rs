@@ -6,7 +6,10 @@ pub mod common;
 mod devices;
 mod generate;
 mod info;
+mod list;
 mod perplexity;
+mod pull;
+mod rm;
 mod tokenize;
 
 use std::process::ExitCode;
@@ -43,11 +46,18 @@ enum Command {
     Perplexity(perplexity::PerplexityArgs),
     /// Measure prompt processing and generation speed (llama-bench style).
     Bench(bench::BenchArgs),
+    /// Download a model from the Hugging Face Hub into its shared cache (HF_HUB_CACHE).
+    Pull(pull::PullArgs),
+    /// List the models in the Hugging Face cache.
+    #[command(alias = "ls")]
+    List(list::ListArgs),
+    /// Remove a model from the Hugging Face cache.
+    Rm(rm::RmArgs),
 }
 
 /// Runs the CLI: results on stdout, diagnostics on stderr, one-line errors.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(common::rewrite_llama_cpp_flags(std::env::args_os()));
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -69,6 +79,9 @@ pub fn main() -> ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::Chat(a) => chat::run(a),
         Command::Perplexity(a) => perplexity::run(a),
+        Command::Pull(a) => pull::run(a),
+        Command::List(a) => list::run(a),
+        Command::Rm(a) => rm::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,16 +3,15 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 
-use super::common::GpuArgs;
+use super::common::{GpuArgs, ModelArgs};
 use crate::engine::perplexity::{chunk_nll, chunks, PerplexityStats};
 use crate::engine::{Engine, EngineOptions};
 use crate::gpu::BatchOutput;
 
 #[derive(clap::Args)]
 pub struct PerplexityArgs {
-    /// GGUF model file.
-    #[arg(short, long)]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Text file to score.
     #[arg(short, long)]
     pub file: PathBuf,
@@ -42,10 +41,11 @@ pub fn run(args: &PerplexityArgs) -> Result<()> {
     }
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let model = args.model.resolve(args.quiet || args.json)?;
     let mut engine = Engine::load(&EngineOptions {
         n_batch: None,
         n_parallel: 1,
-        model: args.model.clone(),
+        model,
         gpu: args.gpu.options(),
         n_ctx: Some(c),
         quiet: args.quiet || args.json,

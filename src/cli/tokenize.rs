@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use super::common::ModelArgs;
 use crate::gguf::Gguf;
 use crate::tokenizer::Tokenizer;
 
@@ -10,9 +11,9 @@ use crate::tokenizer::Tokenizer;
 /// are parsed, BOS is added when the vocabulary asks for it.
 #[derive(clap::Args)]
 pub struct TokenizeArgs {
-    /// GGUF model file (or a Hugging Face tokenizer.json).
-    #[arg(short, long)]
-    pub model: PathBuf,
+    /// Also a Hugging Face tokenizer.json file.
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Text to tokenize.
     #[arg(short, long, conflicts_with = "file", required_unless_present = "file")]
     pub prompt: Option<String>,
@@ -44,15 +45,15 @@ pub fn run(args: &TokenizeArgs) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("give the text with -p or -f"),
     };
 
-    let is_json = args
-        .model
+    let model = args.model.resolve(args.json || args.ids)?;
+    let is_json = model
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));
     let tok = if is_json {
-        Tokenizer::from_tokenizer_json(&args.model)?
+        Tokenizer::from_tokenizer_json(&model)?
     } else {
-        let g = Gguf::open(&args.model)?;
-        Tokenizer::from_gguf(&g).with_context(|| args.model.display().to_string())?
+        let g = Gguf::open(&model)?;
+        Tokenizer::from_gguf(&g).with_context(|| model.display().to_string())?
     };
     let ids = tok.encode(&text, !args.no_bos, !args.no_parse_special)?;
 

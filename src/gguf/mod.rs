@@ -4,6 +4,7 @@
 //! writes (tests and synthetic models).
 
 mod reader;
+pub mod split;
 mod value;
 mod writer;
 

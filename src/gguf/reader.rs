@@ -51,12 +51,92 @@ pub struct Gguf {
     pub data_offset: u64,
     key_index: HashMap<String, usize>,
     tensor_index: HashMap<String, usize>,
+    /// The other files of a split model (llama.cpp's `gguf-split`: parts 2..N),
+    /// and for each of their tensors the part that holds its bytes.
+    parts: Vec<Gguf>,
+    part_of: HashMap<String, usize>,
 }
 
 impl Gguf {
-    /// Maps and parses a file.
+    /// Maps and parses a file. The first part of a split model
+    /// (`NAME-00001-of-0000N.gguf`, with `split.count` N) opens every part:
+    /// the tensor table is theirs together.
     pub fn open(path: impl AsRef<Path>) -> Result<Gguf, GgufError> {
         let path = path.as_ref();
+        let mut g = Gguf::open_one(path)?;
+        let count = g
+            .opt_u64("split.count")
+            .map_err(|e| e.in_file(path))?
+            .unwrap_or(1);
+        if count > 1 {
+            g.open_parts(path, count)?;
+        }
+        Ok(g)
+    }
+
+    fn open_parts(&mut self, path: &Path, count: u64) -> Result<(), GgufError> {
+        let no = self
+            .opt_u64("split.no")
+            .map_err(|e| e.in_file(path))?
+            .unwrap_or(0);
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let part = super::split::split_part(&name);
+        if no != 0 {
+            let first = part
+                .map(|p| super::split::split_name(&p.stem, 1, p.count))
+                .unwrap_or_else(|| "its first part".into());
+            return Err(GgufError::new(format!(
+                "is part {} of {count} of a split model: open {first}",
+                no + 1
+            ))
+            .in_file(path));
+        }
+        let Some(part) = part.filter(|p| p.count as u64 == count) else {
+            return Err(GgufError::new(format!(
+                "split.count is {count} but the file name does not end in -00001-of-{count:05}.gguf, so the other parts cannot be found"
+            ))
+            .in_file(path));
+        };
+        for i in 2..=part.count {
+            let p = path.with_file_name(super::split::split_name(&part.stem, i, part.count));
+            let g = Gguf::open_one(&p)?;
+            let (no, n) = (g.opt_u64("split.no"), g.opt_u64("split.count"));
+            if no.ok().flatten() != Some(i as u64 - 1) || n.ok().flatten() != Some(count) {
+                return Err(GgufError::new(format!(
+                    "is not part {i} of {count} of {name} (its split.no / split.count differ)"
+                ))
+                .in_file(&p));
+            }
+            for t in &g.tensors {
+                if self.tensor_index.contains_key(&t.name) {
+                    return Err(GgufError::new(format!(
+                        "duplicate tensor name '{}' across split parts",
+                        t.name
+                    ))
+                    .in_file(&p));
+                }
+                self.tensor_index.insert(t.name.clone(), self.tensors.len());
+                self.part_of.insert(t.name.clone(), self.parts.len());
+                self.tensors.push(t.clone());
+            }
+            self.parts.push(g);
+        }
+        if let Some(n) = self
+            .opt_u64("split.tensors.count")
+            .map_err(|e| e.in_file(path))?
+        {
+            if n != self.tensors.len() as u64 {
+                return Err(GgufError::new(format!(
+                    "split.tensors.count is {n} but the {count} parts hold {} tensors",
+                    self.tensors.len()
+                ))
+                .in_file(path));
+            }
+        }
+        Ok(())
+    }
+
+    fn open_one(path: &Path) -> Result<Gguf, GgufError> {
         let file = std::fs::File::open(path)
             .map_err(|e| GgufError::new(format!("cannot open: {e}")).in_file(path))?;
         // Opening a directory succeeds on Unix; mapping it then fails with a
@@ -246,6 +326,8 @@ impl Gguf {
             data_offset,
             key_index,
             tensor_index,
+            parts: Vec::new(),
+            part_of: HashMap::new(),
         })
     }
 
@@ -319,13 +401,16 @@ impl Gguf {
     /// checked), or for a [`Gguf::header_only`] file.
     pub fn tensor_data(&self, t: &TensorInfo) -> &[u8] {
         assert!(self.has_data, "tensor data asked of a header-only GGUF");
+        if let Some(&i) = self.part_of.get(&t.name) {
+            return self.parts[i].tensor_data(t);
+        }
         let start = (self.data_offset + t.offset) as usize;
         &self.data[start..start + t.n_bytes as usize]
     }
 
-    /// Size of the whole file in bytes.
+    /// Size of the whole file in bytes (every part of a split model).
     pub fn file_len(&self) -> u64 {
-        self.data.len() as u64
+        self.data.len() as u64 + self.parts.iter().map(Gguf::file_len).sum::<u64>()
     }
 
     /// Bytes of tensor data in the file.
