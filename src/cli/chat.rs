@@ -13,9 +13,11 @@ use crate::tokenizer::{ChatMessage, ChatTemplate};
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
-    /// GGUF model file.
+    /// GGUF model file or Hugging Face model folder.
     #[arg(short, long)]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub load: crate::hf::LoadArgs,
     /// System prompt (kept when old turns are dropped and on /reset).
     #[arg(long)]
     pub system: Option<String>,
@@ -192,6 +194,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
     let engine = Engine::load(&EngineOptions {
         n_batch: None,
         model: args.model.clone(),
+        load: args.load.spec(),
         gpu: args.gpu.options(),
         n_ctx: args.ctx_size,
         quiet: args.quiet,

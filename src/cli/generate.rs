@@ -63,9 +63,11 @@ impl SamplingArgs {
 
 #[derive(clap::Args)]
 pub struct GenerateArgs {
-    /// GGUF model file.
+    /// GGUF model file or Hugging Face model folder.
     #[arg(short, long)]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub load: crate::hf::LoadArgs,
     /// The prompt.
     #[arg(short, long, conflicts_with = "file")]
     pub prompt: Option<String>,
@@ -114,6 +116,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     };
     let mut engine = Engine::load(&EngineOptions {
         model: args.model.clone(),
+        load: args.load.spec(),
         gpu: args.gpu.options(),
         n_ctx: args.ctx_size,
         n_batch: args.batch_size,

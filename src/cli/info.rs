@@ -20,9 +20,11 @@ const MAX_NAME_WIDTH: usize = 48;
 
 #[derive(clap::Args)]
 pub struct InfoArgs {
-    /// GGUF model file.
+    /// GGUF model file or Hugging Face model folder (shown as the GGUF it converts to).
     #[arg(short, long)]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub load: crate::hf::LoadArgs,
     /// One JSON object on stdout, for scripts. Metadata arrays longer than 64
     /// elements (token lists, merges) are summarised as
     /// {"element_type", "length", "head": first 8 elements} unless --full is given.
@@ -35,7 +37,7 @@ pub struct InfoArgs {
 
 pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
     // The reader's errors already start with the file name.
-    let g = Gguf::open(&args.model)?;
+    let g = crate::engine::open_model_with(&args.model, &args.load.spec())?;
     let text = if args.json {
         let limit = if args.full {
             usize::MAX

@@ -3,6 +3,7 @@
 mod bench;
 mod chat;
 pub mod common;
+mod convert;
 mod devices;
 mod generate;
 mod info;
@@ -43,6 +44,8 @@ enum Command {
     Perplexity(perplexity::PerplexityArgs),
     /// Measure prompt processing and generation speed (llama-bench style).
     Bench(bench::BenchArgs),
+    /// Write a Hugging Face model folder (with LoRA adapters merged, any type) as a GGUF file.
+    Convert(convert::ConvertArgs),
 }
 
 /// Runs the CLI: results on stdout, diagnostics on stderr, one-line errors.
@@ -69,6 +72,7 @@ pub fn main() -> ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::Chat(a) => chat::run(a),
         Command::Perplexity(a) => perplexity::run(a),
+        Command::Convert(a) => convert::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,9 +10,11 @@ use crate::gpu::BatchOutput;
 
 #[derive(clap::Args)]
 pub struct PerplexityArgs {
-    /// GGUF model file.
+    /// GGUF model file or Hugging Face model folder.
     #[arg(short, long)]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub load: crate::hf::LoadArgs,
     /// Text file to score.
     #[arg(short, long)]
     pub file: PathBuf,
@@ -45,6 +47,7 @@ pub fn run(args: &PerplexityArgs) -> Result<()> {
     let mut engine = Engine::load(&EngineOptions {
         n_batch: None,
         model: args.model.clone(),
+        load: args.load.spec(),
         gpu: args.gpu.options(),
         n_ctx: Some(c),
         quiet: args.quiet || args.json,

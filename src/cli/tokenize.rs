@@ -3,14 +3,13 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::gguf::Gguf;
 use crate::tokenizer::Tokenizer;
 
 /// Defaults follow llama.cpp's `llama-tokenize`: special tokens in the text
 /// are parsed, BOS is added when the vocabulary asks for it.
 #[derive(clap::Args)]
 pub struct TokenizeArgs {
-    /// GGUF model file (or a Hugging Face tokenizer.json).
+    /// GGUF model file, Hugging Face model folder, or a tokenizer.json.
     #[arg(short, long)]
     pub model: PathBuf,
     /// Text to tokenize.
@@ -51,7 +50,7 @@ pub fn run(args: &TokenizeArgs) -> anyhow::Result<()> {
     let tok = if is_json {
         Tokenizer::from_tokenizer_json(&args.model)?
     } else {
-        let g = Gguf::open(&args.model)?;
+        let g = crate::engine::open_model(&args.model)?;
         Tokenizer::from_gguf(&g).with_context(|| args.model.display().to_string())?
     };
     let ids = tok.encode(&text, !args.no_bos, !args.no_parse_special)?;
