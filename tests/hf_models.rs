@@ -218,6 +218,48 @@ fn converted_gguf_reads_back_as_the_same_model() {
             LlamaConfig::from_gguf(&g).unwrap()
         );
     }
+    // An adapter on the converted GGUF base gives the model it gives on the folder.
+    let spec = LoadSpec {
+        lora: vec![fixtures().join("lora-a")],
+        ..Default::default()
+    };
+    let on_gguf = hf::open(&tmp("gqa-f32.gguf"), &spec).unwrap();
+    let on_dir = open("gqa-f32+lora-a");
+    assert_eq!(on_dir.tensors.len(), on_gguf.tensors.len());
+    for (a, b) in on_dir.tensors.iter().zip(&on_gguf.tensors) {
+        assert_eq!(a.name, b.name);
+        assert!(
+            on_dir.tensor_data(a) == on_gguf.tensor_data(b),
+            "{}",
+            a.name
+        );
+    }
+}
+
+/// The adapters move the logits far beyond the tolerance, so matching
+/// peft's logits is evidence that they were merged (and scaled) right.
+#[test]
+fn adapters_change_the_logits_well_beyond_the_tolerance() {
+    let all = cases();
+    let logits = |m: &str| {
+        &all.iter()
+            .find(|c| c.model == m && c.prompt == "Hello world")
+            .unwrap()
+            .logits
+    };
+    let base = logits("gqa-f32");
+    for m in [
+        "gqa-f32+lora-a",
+        "gqa-f32+lora-a*0.5",
+        "gqa-f32+lora-a+lora-b",
+    ] {
+        let d = base
+            .iter()
+            .zip(logits(m))
+            .map(|(a, b)| rel_diff(a, b))
+            .fold(0.0, f32::max);
+        assert!(d > 1000.0 * CPU_TOL, "{m}: {d}");
+    }
 }
 
 #[test]

@@ -115,10 +115,12 @@ impl HfConfig {
             ));
         }
         let head_dim = match usize_key("head_dim")? {
-            Some(d) if d != hidden_size / num_attention_heads => return Err(format!(
+            Some(d) if d != hidden_size / num_attention_heads => {
+                return Err(format!(
                 "head_dim {d} differs from hidden_size / num_attention_heads = {} (not supported)",
                 hidden_size / num_attention_heads
-            )),
+            ))
+            }
             _ => hidden_size / num_attention_heads,
         };
 
@@ -148,12 +150,22 @@ impl HfConfig {
                         }
                         Some(f)
                     }
-                    other => return Err(format!(
+                    other => {
+                        return Err(format!(
                         "RoPE scaling type '{other}' is not supported (supported: default, linear)"
-                    )),
+                    ))
+                    }
                 }
             }
         };
+        let max_position_embeddings = usize_key("max_position_embeddings")?.unwrap_or(2048);
+        // Mistral 7B v0.1 attends to the last 4096 positions only; this
+        // engine (as llama.cpp for these models) attends to all of them.
+        if let Some(w) = usize_key("sliding_window")? {
+            if w < max_position_embeddings {
+                tracing::warn!("sliding_window {w}: attention beyond {w} positions will differ from the model's");
+            }
+        }
         let token = |k: &str| -> Option<u32> {
             match c.get(k) {
                 Some(Json::Number(n)) => n.as_u64().map(|x| x as u32),
@@ -171,7 +183,7 @@ impl HfConfig {
             num_key_value_heads,
             head_dim,
             vocab_size: need("vocab_size")?,
-            max_position_embeddings: usize_key("max_position_embeddings")?.unwrap_or(2048),
+            max_position_embeddings,
             rms_norm_eps: f32_key(c, "rms_norm_eps")?.unwrap_or(1e-6),
             rope_theta: rope_theta.unwrap_or(10000.0),
             rope_linear_factor,
@@ -222,5 +234,53 @@ impl HfConfig {
             m.push(("llama.rope.scaling.factor".into(), Value::F32(f)));
         }
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> Json {
+        json!({
+            "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "vocab_size": 100, "rope_theta": 500000.0
+        })
+    }
+
+    fn err(f: impl Fn(&mut Json)) -> String {
+        let mut c = base();
+        f(&mut c);
+        HfConfig::from_json(&c).unwrap_err()
+    }
+
+    #[test]
+    fn reads_both_layouts_and_refuses_what_it_cannot_run() {
+        let c = HfConfig::from_json(&base()).unwrap();
+        assert_eq!(
+            (c.head_dim, c.rope_theta, c.rope_linear_factor),
+            (16, 500000.0, None)
+        );
+        let mut v5 = base();
+        v5.as_object_mut().unwrap().remove("rope_theta");
+        v5["rope_parameters"] = json!({"rope_type": "linear", "factor": 4.0, "rope_theta": 1e4});
+        let c = HfConfig::from_json(&v5).unwrap();
+        assert_eq!((c.rope_theta, c.rope_linear_factor), (1e4, Some(4.0)));
+        assert!(
+            err(|c| c["rope_scaling"] = json!({"rope_type": "llama3", "factor": 8.0}))
+                .contains("'llama3' is not supported")
+        );
+        assert!(err(|c| c["attention_bias"] = json!(true)).contains("attention_bias"));
+        assert!(
+            err(|c| c["architectures"] = json!(["GemmaForCausalLM"])).contains("GemmaForCausalLM")
+        );
+        assert!(err(|c| c["head_dim"] = json!(32)).contains("head_dim 32"));
+        assert!(err(|c| c["num_key_value_heads"] = json!(3)).contains("not a multiple"));
+        assert!(err(|c| {
+            c.as_object_mut().unwrap().remove("vocab_size");
+        })
+        .contains("missing key 'vocab_size'"));
     }
 }

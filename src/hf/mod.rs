@@ -94,7 +94,7 @@ pub fn parse_quant_type(s: &str) -> Result<TensorType, String> {
 /// adapters and quantizes as `spec` asks. Every command loads through here.
 pub fn open(path: &Path, spec: &LoadSpec) -> anyhow::Result<Gguf> {
     if !path.exists() {
-        anyhow::bail!("model {} does not exist", path.display());
+        anyhow::bail!("model file {} does not exist", path.display());
     }
     let g = if path.is_dir() {
         open_folder(path)?
@@ -207,7 +207,7 @@ pub fn open_folder(dir: &Path) -> Result<Gguf, HfError> {
     if !config_path.exists() {
         return Err(HfError::file(
             dir,
-            "is a folder without config.json (not a Hugging Face model)",
+            "is a directory without config.json (neither a GGUF file nor a Hugging Face model folder)",
         ));
     }
     let cfg = HfConfig::read(&config_path)?;
