@@ -65,11 +65,10 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
         .map(|m| m.len())
         .unwrap_or(0);
     println!(
-        "{}: {} tensors, {} metadata keys, {:.1} MB",
+        "{}: {} tensors, {} metadata keys, {size} bytes",
         args.output.display(),
         g.tensors.len(),
         g.metadata.len(),
-        size as f64 / 1e6
     );
     Ok(())
 }
