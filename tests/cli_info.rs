@@ -302,7 +302,7 @@ fn missing_file() {
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli_info-missing.gguf");
     assert_one_line_error(
         &["-m".as_ref(), path.as_os_str()],
-        &["cli_info-missing.gguf", "cannot open"],
+        &["cli_info-missing.gguf", "does not exist"],
     );
 }
 

@@ -15,6 +15,8 @@ use crate::tokenizer::{ChatMessage, ChatTemplate};
 pub struct ChatArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub load: crate::hf::LoadArgs,
     /// System prompt (kept when old turns are dropped and on /reset).
     #[arg(long)]
     pub system: Option<String>,
@@ -193,6 +195,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         n_batch: None,
         n_parallel: 1,
         model,
+        load: args.load.spec(),
         gpu: args.gpu.options(),
         n_ctx: args.ctx_size,
         quiet: args.quiet,

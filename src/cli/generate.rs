@@ -65,6 +65,8 @@ impl SamplingArgs {
 pub struct GenerateArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub load: crate::hf::LoadArgs,
     /// The prompt.
     #[arg(short, long, conflicts_with = "file")]
     pub prompt: Option<String>,
@@ -114,6 +116,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let model = args.model.resolve(args.quiet || args.json)?;
     let mut engine = Engine::load(&EngineOptions {
         model: model.clone(),
+        load: args.load.spec(),
         gpu: args.gpu.options(),
         n_ctx: args.ctx_size,
         n_batch: args.batch_size,

@@ -22,6 +22,8 @@ const MAX_NAME_WIDTH: usize = 48;
 pub struct InfoArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub load: crate::hf::LoadArgs,
     /// One JSON object on stdout, for scripts. Metadata arrays longer than 64
     /// elements (token lists, merges) are summarised as
     /// {"element_type", "length", "head": first 8 elements} unless --full is given.
@@ -35,7 +37,7 @@ pub struct InfoArgs {
 pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
     // The reader's errors already start with the file name.
     let model = args.model.resolve(args.json)?;
-    let g = Gguf::open(&model)?;
+    let g = crate::engine::open_model_with(&model, &args.load.spec())?;
     let text = if args.json {
         let limit = if args.full {
             usize::MAX

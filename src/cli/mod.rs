@@ -3,6 +3,7 @@
 mod bench;
 mod chat;
 pub mod common;
+mod convert;
 mod devices;
 mod generate;
 mod info;
@@ -53,6 +54,8 @@ enum Command {
     List(list::ListArgs),
     /// Remove a model from the Hugging Face cache.
     Rm(rm::RmArgs),
+    /// Write a Hugging Face model folder (with LoRA adapters merged, any type) as a GGUF file.
+    Convert(convert::ConvertArgs),
 }
 
 /// Runs the CLI: results on stdout, diagnostics on stderr, one-line errors.
@@ -82,6 +85,7 @@ pub fn main() -> ExitCode {
         Command::Pull(a) => pull::run(a),
         Command::List(a) => list::run(a),
         Command::Rm(a) => rm::run(a),
+        Command::Convert(a) => convert::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,8 @@ use crate::gpu::BatchOutput;
 pub struct PerplexityArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub load: crate::hf::LoadArgs,
     /// Text file to score.
     #[arg(short, long)]
     pub file: PathBuf,
@@ -46,6 +48,7 @@ pub fn run(args: &PerplexityArgs) -> Result<()> {
         n_batch: None,
         n_parallel: 1,
         model,
+        load: args.load.spec(),
         gpu: args.gpu.options(),
         n_ctx: Some(c),
         quiet: args.quiet || args.json,

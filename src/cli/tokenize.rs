@@ -4,14 +4,13 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::common::ModelArgs;
-use crate::gguf::Gguf;
 use crate::tokenizer::Tokenizer;
 
 /// Defaults follow llama.cpp's `llama-tokenize`: special tokens in the text
 /// are parsed, BOS is added when the vocabulary asks for it.
 #[derive(clap::Args)]
 pub struct TokenizeArgs {
-    /// Also a Hugging Face tokenizer.json file.
+    /// Also a Hugging Face model folder or tokenizer.json file.
     #[command(flatten)]
     pub model: ModelArgs,
     /// Text to tokenize.
@@ -52,7 +51,7 @@ pub fn run(args: &TokenizeArgs) -> anyhow::Result<()> {
     let tok = if is_json {
         Tokenizer::from_tokenizer_json(&model)?
     } else {
-        let g = Gguf::open(&model)?;
+        let g = crate::engine::open_model(&model)?;
         Tokenizer::from_gguf(&g).with_context(|| model.display().to_string())?
     };
     let ids = tok.encode(&text, !args.no_bos, !args.no_parse_special)?;

@@ -30,7 +30,10 @@ pub use scheduler::{
 pub const DEFAULT_CTX: usize = 4096;
 
 pub struct EngineOptions {
+    /// A GGUF file or a Hugging Face model folder.
     pub model: PathBuf,
+    /// Adapters to merge and quantization to apply at load.
+    pub load: crate::hf::LoadSpec,
     pub gpu: GpuOptions,
     /// KV cache length; `None`: the model's training context, at most [`DEFAULT_CTX`].
     pub n_ctx: Option<usize>,
@@ -182,7 +185,7 @@ impl Engine {
     pub fn load(opts: &EngineOptions) -> Result<Engine> {
         let start = Instant::now();
         let path = opts.model.as_path();
-        let gguf = open_model(path)?;
+        let gguf = open_model_with(path, &opts.load)?;
         let cfg = LlamaConfig::from_gguf(&gguf).with_context(|| path.display().to_string())?;
         let tokenizer = Tokenizer::from_gguf(&gguf).with_context(|| path.display().to_string())?;
         let n_ctx = opts.n_ctx.unwrap_or(cfg.n_ctx_train.min(DEFAULT_CTX));
@@ -366,12 +369,14 @@ fn choose(
     Ok(sampler.sample_from(cand, recent))
 }
 
-/// Opens a model file with an error a person can act on.
+/// Opens a model (a GGUF file or a Hugging Face folder) with an error a person can act on.
 pub fn open_model(path: &Path) -> Result<Gguf> {
-    if !path.exists() {
-        bail!("model file {} does not exist", path.display());
-    }
-    Ok(Gguf::open(path)?)
+    open_model_with(path, &crate::hf::LoadSpec::default())
+}
+
+/// [`open_model`], then LoRA adapters merged and quantization applied.
+pub fn open_model_with(path: &Path, spec: &crate::hf::LoadSpec) -> Result<Gguf> {
+    crate::hf::open(path, spec)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ mod writer;
 
 use std::path::Path;
 
-pub use reader::{Gguf, DEFAULT_ALIGNMENT, MAX_DIMS};
+pub use reader::{Gguf, TensorBytes, TensorEntry, DEFAULT_ALIGNMENT, MAX_DIMS};
 pub use value::{tag, Value};
 pub use writer::{string_array, GgufWriter};
 

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::value::{tag, Value};
 use super::{GgufError, TensorInfo};
@@ -23,8 +24,8 @@ const MIN_KV_BYTES: u64 = 13;
 const MIN_TENSOR_INFO_BYTES: u64 = 32;
 
 enum Storage {
-    Mmap(memmap2::Mmap),
-    Owned(Vec<u8>),
+    Mmap(Arc<memmap2::Mmap>),
+    Owned(Arc<[u8]>),
 }
 
 impl std::ops::Deref for Storage {
@@ -35,6 +36,45 @@ impl std::ops::Deref for Storage {
             Storage::Owned(v) => v,
         }
     }
+}
+
+/// The bytes of one tensor of an assembled model ([`Gguf::assemble`]): a
+/// range of a shared memory-mapped file, or bytes computed at load (permuted,
+/// merged, quantized). Cloning shares, never copies.
+#[derive(Clone)]
+pub enum TensorBytes {
+    Mapped {
+        map: Arc<memmap2::Mmap>,
+        start: usize,
+        len: usize,
+    },
+    Owned(Arc<[u8]>),
+}
+
+impl TensorBytes {
+    pub fn owned(bytes: Vec<u8>) -> TensorBytes {
+        TensorBytes::Owned(bytes.into())
+    }
+
+    /// A range of a mapping; `None` when it runs past the end.
+    pub fn mapped(map: Arc<memmap2::Mmap>, start: usize, len: usize) -> Option<TensorBytes> {
+        (start.checked_add(len)? <= map.len()).then_some(TensorBytes::Mapped { map, start, len })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            TensorBytes::Mapped { map, start, len } => &map[*start..*start + *len],
+            TensorBytes::Owned(v) => v,
+        }
+    }
+}
+
+/// One tensor of an assembled model: name, ggml dims, type, bytes.
+pub struct TensorEntry {
+    pub name: String,
+    pub dims: Vec<u64>,
+    pub ty: crate::quant::TensorType,
+    pub bytes: TensorBytes,
 }
 
 /// A parsed GGUF file. Tensor data stays in the mapping until asked for.
@@ -53,8 +93,11 @@ pub struct Gguf {
     tensor_index: HashMap<String, usize>,
     /// The other files of a split model (llama.cpp's `gguf-split`: parts 2..N),
     /// and for each of their tensors the part that holds its bytes.
-    parts: Vec<Gguf>,
+    split_parts: Vec<Gguf>,
     part_of: HashMap<String, usize>,
+    /// An assembled model's tensor bytes, one per entry of `tensors`; empty
+    /// for a parsed file, whose bytes are in `data`.
+    parts: Vec<TensorBytes>,
 }
 
 impl Gguf {
@@ -116,10 +159,10 @@ impl Gguf {
                     .in_file(&p));
                 }
                 self.tensor_index.insert(t.name.clone(), self.tensors.len());
-                self.part_of.insert(t.name.clone(), self.parts.len());
+                self.part_of.insert(t.name.clone(), self.split_parts.len());
                 self.tensors.push(t.clone());
             }
-            self.parts.push(g);
+            self.split_parts.push(g);
         }
         if let Some(n) = self
             .opt_u64("split.tensors.count")
@@ -149,14 +192,15 @@ impl Gguf {
         // mmap-based model loader (llama.cpp included) accepts.
         let mmap = unsafe { memmap2::Mmap::map(&file) }
             .map_err(|e| GgufError::new(format!("cannot map: {e}")).in_file(path))?;
-        let mut g = Gguf::parse(Storage::Mmap(mmap), false).map_err(|e| e.in_file(path))?;
+        let mut g =
+            Gguf::parse(Storage::Mmap(Arc::new(mmap)), false).map_err(|e| e.in_file(path))?;
         g.path = Some(path.to_path_buf());
         Ok(g)
     }
 
     /// Parses an in-memory file (tests, fuzzing, generated models).
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Gguf, GgufError> {
-        Gguf::parse(Storage::Owned(bytes), false)
+        Gguf::parse(Storage::Owned(bytes.into()), false)
     }
 
     /// Parses the header and tensor table of a file whose tensor data is
@@ -164,7 +208,7 @@ impl Gguf {
     /// GPU). The table is checked as usual except against the file length;
     /// [`Gguf::tensor_data`] must not be called on the result.
     pub fn header_only(bytes: Vec<u8>) -> Result<Gguf, GgufError> {
-        Gguf::parse(Storage::Owned(bytes), true)
+        Gguf::parse(Storage::Owned(bytes.into()), true)
     }
 
     /// False for [`Gguf::header_only`] files: tensors have shapes and types, no bytes.
@@ -327,8 +371,116 @@ impl Gguf {
             key_index,
             tensor_index,
             parts: Vec::new(),
+            split_parts: Vec::new(),
             part_of: HashMap::new(),
         })
+    }
+
+    /// A model built in memory rather than parsed (a Hugging Face folder, a
+    /// quantized or LoRA-merged model): metadata as given, tensors in order,
+    /// laid out at the offsets a GGUF file of them would have, so
+    /// [`Gguf::write_to`] writes exactly this model. `origin` names it in messages.
+    pub fn assemble(
+        origin: &Path,
+        metadata: Vec<(String, Value)>,
+        tensors: Vec<TensorEntry>,
+    ) -> Result<Gguf, GgufError> {
+        let mut key_index = HashMap::new();
+        for (i, (k, _)) in metadata.iter().enumerate() {
+            if key_index.insert(k.clone(), i).is_some() {
+                return Err(GgufError::new(format!("duplicate metadata key '{k}'")));
+            }
+        }
+        let mut infos = Vec::with_capacity(tensors.len());
+        let mut parts = Vec::with_capacity(tensors.len());
+        let mut tensor_index = HashMap::new();
+        let mut offset = 0u64;
+        for t in tensors {
+            let info = TensorInfo::new(t.name, t.dims, t.ty.ggml_id(), offset)?;
+            if info.n_bytes != t.bytes.bytes().len() as u64 {
+                return Err(GgufError::new(format!(
+                    "tensor '{}' has {} bytes, its shape {:?} of {} needs {}",
+                    info.name,
+                    t.bytes.bytes().len(),
+                    info.dims,
+                    t.ty,
+                    info.n_bytes
+                )));
+            }
+            if tensor_index
+                .insert(info.name.clone(), infos.len())
+                .is_some()
+            {
+                return Err(GgufError::new(format!(
+                    "duplicate tensor name '{}'",
+                    info.name
+                )));
+            }
+            offset = align_up(offset + info.n_bytes, DEFAULT_ALIGNMENT);
+            infos.push(info);
+            parts.push(t.bytes);
+        }
+        Ok(Gguf {
+            data: Storage::Owned(Arc::from(Vec::new())),
+            has_data: true,
+            path: Some(origin.to_path_buf()),
+            version: 3,
+            metadata,
+            tensors: infos,
+            alignment: DEFAULT_ALIGNMENT,
+            data_offset: 0,
+            key_index,
+            tensor_index,
+            parts,
+            split_parts: Vec::new(),
+            part_of: HashMap::new(),
+        })
+    }
+
+    /// True for [`Gguf::assemble`]d models.
+    pub fn is_assembled(&self) -> bool {
+        !self.parts.is_empty()
+    }
+
+    /// A tensor's bytes as a shareable handle, for building a new model from
+    /// this one without copying the tensors it leaves alone.
+    pub fn tensor_bytes(&self, t: &TensorInfo) -> TensorBytes {
+        if let Some(&i) = self.tensor_index.get(&t.name) {
+            if let Some(p) = self.parts.get(i) {
+                return p.clone();
+            }
+        }
+        let start = (self.data_offset + t.offset) as usize;
+        match &self.data {
+            Storage::Mmap(m) => TensorBytes::Mapped {
+                map: m.clone(),
+                start,
+                len: t.n_bytes as usize,
+            },
+            Storage::Owned(_) => TensorBytes::owned(self.tensor_data(t).to_vec()),
+        }
+    }
+
+    /// Writes the model as a GGUF file (version 3): metadata, tensor table,
+    /// then each tensor's bytes streamed from where they are.
+    pub fn write_to(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        let mut header = super::GgufWriter::new();
+        for (k, v) in &self.metadata {
+            if k != "general.alignment" {
+                header.kv(k, v.clone());
+            }
+        }
+        for t in &self.tensors {
+            header.tensor_raw_header(&t.name, &t.dims, t.type_id, t.n_bytes);
+        }
+        w.write_all(&header.header_bytes())?;
+        for t in &self.tensors {
+            let data = self.tensor_data(t);
+            w.write_all(data)?;
+            let pad = align_up(data.len() as u64, DEFAULT_ALIGNMENT) as usize - data.len();
+            w.write_all(&vec![0u8; pad])?;
+        }
+        Ok(())
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
@@ -402,15 +554,26 @@ impl Gguf {
     pub fn tensor_data(&self, t: &TensorInfo) -> &[u8] {
         assert!(self.has_data, "tensor data asked of a header-only GGUF");
         if let Some(&i) = self.part_of.get(&t.name) {
-            return self.parts[i].tensor_data(t);
+            return self.split_parts[i].tensor_data(t);
+        }
+        if let Some(p) = self
+            .tensor_index
+            .get(&t.name)
+            .and_then(|&i| self.parts.get(i))
+        {
+            return p.bytes();
         }
         let start = (self.data_offset + t.offset) as usize;
         &self.data[start..start + t.n_bytes as usize]
     }
 
-    /// Size of the whole file in bytes (every part of a split model).
+    /// Size of the whole file in bytes (every part of a split model; an
+    /// assembled model: its tensor bytes).
     pub fn file_len(&self) -> u64 {
-        self.data.len() as u64 + self.parts.iter().map(Gguf::file_len).sum::<u64>()
+        if self.is_assembled() {
+            return self.tensor_bytes_total();
+        }
+        self.data.len() as u64 + self.split_parts.iter().map(Gguf::file_len).sum::<u64>()
     }
 
     /// Bytes of tensor data in the file.

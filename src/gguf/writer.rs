@@ -59,6 +59,19 @@ impl GgufWriter {
         self
     }
 
+    /// A table entry of any ggml type id with its byte length (writing a model
+    /// whose tensors are streamed separately, `Gguf::write_to`).
+    pub(crate) fn tensor_raw_header(
+        &mut self,
+        name: &str,
+        dims: &[u64],
+        type_id: u32,
+        n_bytes: u64,
+    ) {
+        self.tensors
+            .push((name.to_string(), dims.to_vec(), type_id, n_bytes, None));
+    }
+
     /// The header and tensor table only (see `Gguf::header_only`).
     pub fn header_bytes(&self) -> Vec<u8> {
         self.header()

@@ -103,7 +103,7 @@ fn q3_k_scales(bytes: &[u8; 12]) -> [u8; 16] {
 /// mins 0..4; `scales[8..12]` hold the low nibbles of scales 4..8 (low half)
 /// and mins 4..8 (high half), whose top two bits sit in the spare top bits of
 /// bytes 0..4 (scales) and 4..8 (mins).
-fn scale_min_k4(j: usize, scales: &[u8]) -> (u8, u8) {
+pub(super) fn scale_min_k4(j: usize, scales: &[u8]) -> (u8, u8) {
     if j < 4 {
         (scales[j] & 63, scales[j + 4] & 63)
     } else {

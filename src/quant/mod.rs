@@ -8,9 +8,11 @@
 mod float;
 mod kquants;
 mod legacy;
+mod quantize;
 mod random;
 mod types;
 
+pub use quantize::{quantize, QUANTIZE_TYPES};
 pub use random::random_tensor;
 pub use types::{ggml_type_info, ggml_type_name, TensorType};
 
