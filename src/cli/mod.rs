@@ -7,6 +7,7 @@ mod devices;
 mod generate;
 mod info;
 mod perplexity;
+mod serve;
 mod tokenize;
 
 use std::process::ExitCode;
@@ -43,6 +44,8 @@ enum Command {
     Perplexity(perplexity::PerplexityArgs),
     /// Measure prompt processing and generation speed (llama-bench style).
     Bench(bench::BenchArgs),
+    /// Serve the model over HTTP: OpenAI and Ollama APIs, metrics, a web chat page.
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the CLI: results on stdout, diagnostics on stderr, one-line errors.
@@ -69,6 +72,7 @@ pub fn main() -> ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::Chat(a) => chat::run(a),
         Command::Perplexity(a) => perplexity::run(a),
+        Command::Serve(a) => serve::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
