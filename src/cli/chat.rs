@@ -191,6 +191,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
     let sampler = args.sampling.params()?;
     let engine = Engine::load(&EngineOptions {
         n_batch: None,
+        n_parallel: 1,
         model: args.model.clone(),
         gpu: args.gpu.options(),
         n_ctx: args.ctx_size,

@@ -118,6 +118,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         gpu: args.gpu.options(),
         n_ctx: args.ctx_size,
         n_batch: args.batch_size,
+        n_parallel: 1,
         quiet: args.quiet || args.json,
     })?;
     let ids = engine.tokenize(&prompt)?;

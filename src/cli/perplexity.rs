@@ -44,6 +44,7 @@ pub fn run(args: &PerplexityArgs) -> Result<()> {
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let mut engine = Engine::load(&EngineOptions {
         n_batch: None,
+        n_parallel: 1,
         model: args.model.clone(),
         gpu: args.gpu.options(),
         n_ctx: Some(c),

@@ -3,9 +3,13 @@
 
 pub mod perplexity;
 pub mod sampler;
+pub mod scheduler;
+mod sequence;
+mod step;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
@@ -16,6 +20,10 @@ use crate::gpu::{BatchOutput, Gpu, GpuModel, GpuOptions, LoadOptions, Output, MA
 use crate::model::LlamaConfig;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 pub use sampler::{Sampler, SamplerParams};
+pub use scheduler::{
+    Event, Finished, Request, RequestHandle, Scheduler, SchedulerOptions, SchedulerStats,
+    SubmitError, TokenEvent, TokenLogprob,
+};
 
 /// Default KV cache length when the user does not choose one: the model's
 /// training context, capped so a small GPU is not filled by the cache alone.
@@ -28,16 +36,20 @@ pub struct EngineOptions {
     pub n_ctx: Option<usize>,
     /// Prompt tokens per batched step (`None`: the default).
     pub n_batch: Option<usize>,
+    /// Sequence slots in the KV cache (`--parallel`), each of `n_ctx` positions.
+    pub n_parallel: usize,
     /// No progress bar.
     pub quiet: bool,
 }
 
 pub struct Engine {
     pub model: GpuModel,
-    pub tokenizer: Tokenizer,
+    pub tokenizer: Arc<Tokenizer>,
     pub gguf: Gguf,
     pub path: PathBuf,
     pub load_seconds: f64,
+    /// Which KV-cache slots a sequence holds (see `step.rs`).
+    slot_used: Vec<bool>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -114,6 +126,13 @@ struct StopFilter {
 }
 
 impl StopFilter {
+    pub(crate) fn new(stops: &[String]) -> StopFilter {
+        StopFilter {
+            stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            pending: String::new(),
+        }
+    }
+
     /// Adds text; returns what can be emitted now and whether a stop string was completed.
     fn push(&mut self, text: &str) -> (String, bool) {
         self.pending.push_str(text);
@@ -190,10 +209,11 @@ impl Engine {
         }
         Ok(Engine {
             model,
-            tokenizer,
+            tokenizer: Arc::new(tokenizer),
             gguf,
             path: path.to_path_buf(),
             load_seconds: start.elapsed().as_secs_f64(),
+            slot_used: vec![false; 1],
         })
     }
 
@@ -244,15 +264,7 @@ impl Engine {
         let mut generated = Vec::new();
         let mut text = String::new();
         let mut stream = StreamDecoder::continuation(&self.tokenizer);
-        let mut stop = StopFilter {
-            stops: opts
-                .stop
-                .iter()
-                .filter(|s| !s.is_empty())
-                .cloned()
-                .collect(),
-            pending: String::new(),
-        };
+        let mut stop = StopFilter::new(&opts.stop);
         let t1 = Instant::now();
         let mut steps = 0usize;
         let reason = loop {
@@ -323,8 +335,13 @@ impl Engine {
 /// What a sampling step reads back: the best n logits selected on the GPU
 /// when the sampler (and `--top-logits`) need no more, else all of them.
 fn readback(sampler: &Sampler, recent: &[u32], opts: &GenerateOptions) -> BatchOutput {
+    readback_for(sampler, recent, opts.top_logits)
+}
+
+/// As [`readback`], with `extra` best logits wanted besides the sampler's.
+pub(crate) fn readback_for(sampler: &Sampler, recent: &[u32], extra: usize) -> BatchOutput {
     match sampler.candidates_needed(recent) {
-        Some(n) if n.max(opts.top_logits) <= MAX_TOP_K => BatchOutput::TopK(n.max(opts.top_logits)),
+        Some(n) if n.max(extra) <= MAX_TOP_K => BatchOutput::TopK(n.max(extra)),
         _ => BatchOutput::LastLogits,
     }
 }

@@ -1,0 +1,334 @@
+//! Many requests, one GPU: a queue of requests and the engine thread that
+//! runs them. Free of HTTP: the server, `bench --parallel` and tests use it
+//! the same way.
+//!
+//! A request goes in with [`Scheduler::submit`]; its tokens come back as
+//! [`Event`]s on a channel. Dropping the [`RequestHandle`] cancels it, and
+//! its slot is free for the next request at the next step.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::Serialize;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use super::sequence::{SeqOutput, Sequence};
+use super::{Engine, SamplerParams, StopReason};
+use crate::tokenizer::Tokenizer;
+
+/// Largest `logprobs` a request may ask for (OpenAI's limit).
+pub const MAX_LOGPROBS: usize = 20;
+
+#[derive(Clone, Debug)]
+pub struct SchedulerOptions {
+    /// Sequence slots decoded together (`--parallel`); each slot has `n_ctx` positions.
+    pub n_parallel: usize,
+    /// Requests that may wait for a slot; one more is refused with [`SubmitError::QueueFull`].
+    pub queue_capacity: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// Token ids, already tokenized (BOS and chat template applied by the caller).
+    pub prompt: Vec<u32>,
+    pub sampler: SamplerParams,
+    /// `None`: until an end-of-generation token, a stop string or a full context.
+    pub n_predict: Option<usize>,
+    pub stop: Vec<String>,
+    pub ignore_eos: bool,
+    /// `Some(k)` (k <= [`MAX_LOGPROBS`]): every token event carries the
+    /// token's log-probability (log-softmax of the raw logits) and the k best
+    /// alternatives.
+    pub logprobs: Option<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// One generated token. `text` is what this token completes; it may be
+    /// empty (an unfinished UTF-8 character, or text held back because it
+    /// may start a stop string). Held-back text is flushed in the last token
+    /// event before `Done`; a matched stop string is never sent.
+    Token(TokenEvent),
+    Done(Finished),
+    /// The request failed; no more events follow.
+    Error(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct TokenEvent {
+    pub id: u32,
+    pub text: String,
+    pub logprob: Option<TokenLogprob>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TokenLogprob {
+    pub logprob: f32,
+    /// `(id, logprob)`, best first.
+    pub top: Vec<(u32, f32)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Finished {
+    pub reason: StopReason,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// From the request's first prompt step to its first token.
+    pub prompt_ms: f64,
+    /// From the first token to the end.
+    pub generation_ms: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the request queue is full; retry later")]
+    QueueFull,
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error("the prompt has {prompt} tokens; a slot holds {n_ctx} (prompt and reply together)")]
+    PromptTooLong { prompt: usize, n_ctx: usize },
+    #[error("a request asked for {0} logprobs; at most {MAX_LOGPROBS}")]
+    TooManyLogprobs(usize),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SchedulerStats {
+    pub n_parallel: usize,
+    /// Slots generating or processing their prompt.
+    pub active: usize,
+    pub queued: usize,
+    /// Finished requests, whatever the reason.
+    pub requests_total: u64,
+    pub prompt_tokens_total: u64,
+    pub generated_tokens_total: u64,
+    pub steps_total: u64,
+}
+
+/// A submitted request. Dropping it (or [`RequestHandle::cancel`]) cancels the request.
+pub struct RequestHandle {
+    pub id: u64,
+    pub events: UnboundedReceiver<Event>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl RequestHandle {
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for RequestHandle {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+/// A request on its way: what the engine thread needs to run and answer it.
+pub(crate) struct Job {
+    pub req: Request,
+    pub tx: UnboundedSender<Event>,
+    pub cancel: Arc<AtomicBool>,
+    pub submitted: Instant,
+}
+
+impl Job {
+    /// Cancelled by the client, or nobody is listening any more.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed) || self.tx.is_closed()
+    }
+}
+
+struct Shared {
+    queue: Mutex<VecDeque<Job>>,
+    wake: Condvar,
+    stats: Mutex<SchedulerStats>,
+    shutting_down: AtomicBool,
+    next_id: AtomicU64,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Cheap to clone; every clone talks to the same engine thread.
+#[derive(Clone)]
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    tokenizer: Arc<Tokenizer>,
+    n_ctx: usize,
+    opts: SchedulerOptions,
+}
+
+impl Scheduler {
+    /// Moves the engine into its own thread, which runs the steps.
+    pub fn start(engine: Engine, opts: SchedulerOptions) -> Result<Scheduler> {
+        if opts.n_parallel == 0 {
+            anyhow::bail!("--parallel must be at least 1");
+        }
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(VecDeque::new()),
+            wake: Condvar::new(),
+            stats: Mutex::new(SchedulerStats {
+                n_parallel: opts.n_parallel,
+                ..Default::default()
+            }),
+            shutting_down: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            thread: Mutex::new(None),
+        });
+        let tokenizer = engine.tokenizer.clone();
+        let n_ctx = engine.model.n_ctx;
+        let s = shared.clone();
+        let n_parallel = opts.n_parallel;
+        let thread = std::thread::Builder::new()
+            .name("engine".into())
+            .spawn(move || engine_loop(engine, &s, n_parallel))?;
+        *shared.thread.lock().expect("not poisoned") = Some(thread);
+        Ok(Scheduler {
+            shared,
+            tokenizer,
+            n_ctx,
+            opts,
+        })
+    }
+
+    pub fn submit(&self, req: Request) -> Result<RequestHandle, SubmitError> {
+        if self.shared.shutting_down.load(Ordering::Relaxed) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        if req.prompt.is_empty() {
+            return Err(SubmitError::EmptyPrompt);
+        }
+        // The reply needs at least one position after the prompt.
+        if req.prompt.len() >= self.n_ctx {
+            return Err(SubmitError::PromptTooLong {
+                prompt: req.prompt.len(),
+                n_ctx: self.n_ctx,
+            });
+        }
+        if let Some(k) = req.logprobs.filter(|&k| k > MAX_LOGPROBS) {
+            return Err(SubmitError::TooManyLogprobs(k));
+        }
+        let (tx, events) = unbounded_channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut q = self.shared.queue.lock().expect("not poisoned");
+            let waiting = q.len();
+            let active = self.shared.stats.lock().expect("not poisoned").active;
+            // Free slots take requests at once; beyond them the queue is bounded.
+            if waiting + active >= self.opts.n_parallel + self.opts.queue_capacity {
+                return Err(SubmitError::QueueFull);
+            }
+            q.push_back(Job {
+                req,
+                tx,
+                cancel: cancel.clone(),
+                submitted: Instant::now(),
+            });
+        }
+        self.shared.wake.notify_one();
+        Ok(RequestHandle { id, events, cancel })
+    }
+
+    pub fn tokenizer(&self) -> &Arc<Tokenizer> {
+        &self.tokenizer
+    }
+
+    /// Context positions per slot.
+    pub fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    pub fn stats(&self) -> SchedulerStats {
+        let mut s = self.shared.stats.lock().expect("not poisoned").clone();
+        s.queued = self.shared.queue.lock().expect("not poisoned").len();
+        s
+    }
+
+    /// Refuses new requests, lets the ones in flight (and queued) finish,
+    /// and joins the engine thread.
+    pub fn shutdown(&self) {
+        self.shared.shutting_down.store(true, Ordering::Relaxed);
+        self.shared.wake.notify_all();
+        let thread = self.shared.thread.lock().expect("not poisoned").take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The engine thread: takes queued jobs into free slots and runs steps until
+/// shut down with nothing left to do.
+fn engine_loop(mut engine: Engine, shared: &Shared, n_parallel: usize) {
+    let tokenizer = engine.tokenizer.clone();
+    let mut running: Vec<Sequence> = Vec::new();
+    loop {
+        {
+            let mut q = shared.queue.lock().expect("not poisoned");
+            while running.is_empty() && q.is_empty() {
+                if shared.shutting_down.load(Ordering::Relaxed) {
+                    return;
+                }
+                q = shared.wake.wait(q).expect("not poisoned");
+            }
+            while running.len() < n_parallel.min(engine.slots()) {
+                let Some(job) = q.pop_front() else { break };
+                if job.cancelled() {
+                    continue;
+                }
+                match engine.alloc_slot() {
+                    Some(slot) => running.push(Sequence::new(job, slot, &tokenizer)),
+                    None => {
+                        q.push_front(job);
+                        break;
+                    }
+                }
+            }
+            shared.stats.lock().expect("not poisoned").active = running.len();
+        }
+        if running.is_empty() {
+            continue;
+        }
+        let outputs = engine.step_sequences(&mut running);
+        let mut stats = shared.stats.lock().expect("not poisoned");
+        stats.steps_total += 1;
+        match outputs {
+            Ok(outs) => {
+                for out in outs {
+                    if let SeqOutput::Finished {
+                        prompt_tokens,
+                        completion_tokens,
+                    } = out
+                    {
+                        stats.requests_total += 1;
+                        stats.prompt_tokens_total += prompt_tokens as u64;
+                        stats.generated_tokens_total += completion_tokens as u64;
+                    }
+                }
+            }
+            Err(e) => {
+                // A failed step leaves every running sequence's cache in an
+                // unknown state: all of them fail, the next ones start clean.
+                let msg = format!("{e:#}");
+                tracing::error!("engine step failed: {msg}");
+                for s in running.drain(..) {
+                    s.fail(&msg);
+                    stats.requests_total += 1;
+                }
+                engine.free_all_slots();
+            }
+        }
+        running.retain(|s| {
+            if s.is_done() {
+                engine.free_slot(s.slot);
+                false
+            } else {
+                true
+            }
+        });
+        stats.active = running.len();
+    }
+}

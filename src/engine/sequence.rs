@@ -1,0 +1,255 @@
+//! One request's life in a slot: what it feeds the next step, and what it
+//! does with the step's output (sample, log-probabilities, stop conditions,
+//! streamed text).
+
+use std::time::Instant;
+
+use super::scheduler::{Event, Finished, Job, TokenEvent, TokenLogprob};
+use super::{readback_for, Sampler, StopFilter, StopReason};
+use crate::gpu::{BatchOutput, Output};
+use crate::tokenizer::{StreamDecoder, Tokenizer};
+
+/// What a step reported about a sequence.
+pub(crate) enum SeqOutput {
+    Running,
+    Finished {
+        prompt_tokens: usize,
+        completion_tokens: usize,
+    },
+}
+
+pub(crate) struct Sequence<'t> {
+    job: Job,
+    tok: &'t Tokenizer,
+    /// The KV-cache slot this sequence owns.
+    pub slot: usize,
+    sampler: Sampler,
+    /// Prompt and generated ids (the repetition penalty's window).
+    recent: Vec<u32>,
+    /// Prompt tokens already in the cache.
+    prompt_done: usize,
+    /// The last chosen token, to be fed at the next step.
+    pending: Option<u32>,
+    generated: usize,
+    stream: StreamDecoder<'t>,
+    stop: StopFilter,
+    started: Option<Instant>,
+    first_token: Option<Instant>,
+    done: bool,
+}
+
+/// What a sequence puts into the next step.
+pub(crate) enum SeqInput<'a> {
+    /// Prompt tokens, from position `pos`; `last` if they end the prompt
+    /// (then the step must produce `head` for the last of them).
+    Prompt {
+        tokens: &'a [u32],
+        pos: usize,
+        last: bool,
+    },
+    /// The previously chosen token, at position `pos`.
+    Decode { token: u32, pos: usize },
+}
+
+impl<'t> Sequence<'t> {
+    pub fn new(job: Job, slot: usize, tok: &'t Tokenizer) -> Sequence<'t> {
+        let stop = StopFilter::new(&job.req.stop);
+        Sequence {
+            sampler: Sampler::new(job.req.sampler.clone()),
+            recent: job.req.prompt.clone(),
+            job,
+            tok,
+            slot,
+            prompt_done: 0,
+            pending: None,
+            generated: 0,
+            stream: StreamDecoder::continuation(tok),
+            stop,
+            started: None,
+            first_token: None,
+            done: false,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    pub fn prompt_len(&self) -> usize {
+        self.job.req.prompt.len()
+    }
+
+    /// Positions this sequence has in its slot.
+    pub fn n_past(&self) -> usize {
+        self.prompt_done + self.generated.saturating_sub(usize::from(self.pending.is_some()))
+    }
+
+    /// The next step's input: at most `budget` prompt tokens, or one decode token.
+    pub fn input(&mut self, budget: usize) -> SeqInput<'_> {
+        self.started.get_or_insert_with(Instant::now);
+        let n = self.prompt_len();
+        if self.prompt_done < n {
+            let take = budget.max(1).min(n - self.prompt_done);
+            let pos = self.prompt_done;
+            SeqInput::Prompt {
+                tokens: &self.job.req.prompt[pos..pos + take],
+                pos,
+                last: pos + take == n,
+            }
+        } else {
+            SeqInput::Decode {
+                token: self.pending.expect("a running sequence past its prompt has a token"),
+                pos: self.n_past(),
+            }
+        }
+    }
+
+    /// Marks `n` prompt tokens (from [`Self::input`]) as processed.
+    pub fn advance_prompt(&mut self, n: usize) {
+        self.prompt_done += n;
+    }
+
+    /// Marks the pending token as fed into the cache.
+    pub fn advance_decode(&mut self) {
+        self.pending = None;
+    }
+
+    /// What the step must read back for this sequence's next token.
+    pub fn head(&self) -> BatchOutput {
+        let req = &self.job.req;
+        if req.logprobs.is_some() {
+            // The log-softmax needs every logit.
+            return BatchOutput::LastLogits;
+        }
+        if req.sampler.is_greedy() && req.sampler.repeat_penalty == 1.0 {
+            return BatchOutput::Greedy;
+        }
+        readback_for(&self.sampler, &self.recent, 0)
+    }
+
+    /// Whether the client went away: the slot should be freed now.
+    pub fn cancelled(&self) -> bool {
+        self.job.cancelled()
+    }
+
+    /// Ends the sequence because its client cancelled.
+    pub fn cancel(&mut self) -> SeqOutput {
+        self.finish(StopReason::Interrupted)
+    }
+
+    /// Takes the step's output for the last position: chooses the next
+    /// token, streams its text, and decides whether the sequence goes on.
+    /// `n_ctx`: the slot's positions.
+    pub fn accept(&mut self, out: Output, n_ctx: usize) -> anyhow::Result<SeqOutput> {
+        let req = &self.job.req;
+        let (next, logprob) = match out {
+            Output::Token(id) => (id, None),
+            Output::TopK(cand) => (self.sampler.sample_from(cand, &self.recent), None),
+            Output::Logits(logits) => {
+                let cand: Vec<(u32, f32)> = logits
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &l)| (i as u32, l))
+                    .collect();
+                let next = if req.sampler.is_greedy() && req.sampler.repeat_penalty == 1.0 {
+                    crate::model::cpu::argmax(&logits)
+                } else {
+                    self.sampler.sample_from(cand, &self.recent)
+                };
+                let lp = req.logprobs.map(|k| log_probs(&logits, next, k));
+                (next, lp)
+            }
+            Output::Nothing => anyhow::bail!("the step produced no output for a sequence"),
+        };
+        self.first_token.get_or_insert_with(Instant::now);
+        if !req.ignore_eos && self.tok.is_end_of_generation(next) {
+            // Text held back for a stop string that never completed is
+            // released with the end-of-generation id (not counted as a token).
+            let tail = self.stream.finish();
+            let (mut text, hit) = self.stop.push(&tail);
+            if !hit {
+                text += &self.stop.finish();
+            }
+            if !text.is_empty() {
+                self.send_token(next, text, logprob);
+            }
+            return Ok(self.finish(StopReason::EndOfGeneration));
+        }
+        self.generated += 1;
+        self.recent.push(next);
+        self.pending = Some(next);
+        let (text, hit) = self.stop.push(&self.stream.push(next));
+        if hit {
+            self.send_token(next, text, logprob);
+            return Ok(self.finish(StopReason::StopString));
+        }
+        let length = req.n_predict.is_some_and(|n| self.generated >= n);
+        // The chosen token is emitted but cannot be fed: no position is left.
+        let full = self.n_past() >= n_ctx;
+        if length || full {
+            let tail = self.stream.finish();
+            let (more, hit) = self.stop.push(&tail);
+            let text = text + &more + &if hit { String::new() } else { self.stop.finish() };
+            self.send_token(next, text, logprob);
+            let reason = if hit {
+                StopReason::StopString
+            } else if length {
+                StopReason::Length
+            } else {
+                StopReason::ContextFull
+            };
+            return Ok(self.finish(reason));
+        }
+        self.send_token(next, text, logprob);
+        Ok(SeqOutput::Running)
+    }
+
+    fn send_token(&self, id: u32, text: String, logprob: Option<TokenLogprob>) {
+        let _ = self
+            .job
+            .tx
+            .send(Event::Token(TokenEvent { id, text, logprob }));
+    }
+
+    fn finish(&mut self, reason: StopReason) -> SeqOutput {
+        self.done = true;
+        let now = Instant::now();
+        let started = self.started.unwrap_or(self.job.submitted);
+        let first = self.first_token.unwrap_or(now);
+        let _ = self.job.tx.send(Event::Done(Finished {
+            reason,
+            prompt_tokens: self.prompt_len(),
+            completion_tokens: self.generated,
+            prompt_ms: (first - started).as_secs_f64() * 1e3,
+            generation_ms: (now - first).as_secs_f64() * 1e3,
+        }));
+        SeqOutput::Finished {
+            prompt_tokens: self.prompt_done,
+            completion_tokens: self.generated,
+        }
+    }
+
+    /// Ends the sequence with an error.
+    pub fn fail(&self, msg: &str) {
+        let _ = self.job.tx.send(Event::Error(msg.to_string()));
+    }
+}
+
+/// The chosen token's log-probability and the `k` most likely tokens', from raw logits.
+pub(crate) fn log_probs(logits: &[f32], chosen: u32, k: usize) -> TokenLogprob {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lse = max
+        + logits
+            .iter()
+            .map(|&l| ((l - max) as f64).exp())
+            .sum::<f64>()
+            .ln() as f32;
+    let top = super::top_k_logits(logits, k)
+        .into_iter()
+        .map(|(id, l)| (id, l - lse))
+        .collect();
+    TokenLogprob {
+        logprob: logits[chosen as usize] - lse,
+        top,
+    }
+}
