@@ -73,6 +73,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             gpu: args.gpu.options(),
             n_ctx: args.ctx_size,
             n_batch: None,
+            n_parallel: args.parallel,
             quiet: true,
         },
         scheduler: SchedulerOptions {

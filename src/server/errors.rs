@@ -103,6 +103,7 @@ impl From<SubmitError> for ApiError {
                 ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg).with_code("shutting_down")
             },
             SubmitError::EmptyPrompt => ApiError::bad_request(msg).with_code("empty_prompt"),
+            SubmitError::TooManyLogprobs(_) => ApiError::bad_request(msg),
             SubmitError::PromptTooLong { .. } => {
                 ApiError::bad_request(msg).with_code("context_length_exceeded")
             }

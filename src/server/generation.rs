@@ -234,6 +234,15 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}-{:024x}", rand::random::<u128>() >> 32)
 }
 
+/// Clients send `"tools": []` when they have none; any tool is refused.
+pub fn wants_tools(t: &Json) -> bool {
+    match t {
+        Json::Null => false,
+        Json::Array(a) => !a.is_empty(),
+        _ => true,
+    }
+}
+
 /// Submits, mapping the scheduler's refusals to HTTP.
 pub fn submit(model: &Model, req: Request) -> Result<RequestHandle, ApiError> {
     Ok(model.submit(req)?)

@@ -245,7 +245,7 @@ pub async fn chat(State(state): State<AppState>, body: Body) -> Result<Response>
     let model = state.model()?;
     let req: ChatRequest = read_json(body).await?;
     no_format(&req.format)?;
-    if req.tools.as_ref().is_some_and(|t| !t.is_null()) {
+    if req.tools.as_ref().is_some_and(super::generation::wants_tools) {
         return Err(ApiError::bad_request("tools are not supported").into());
     }
     let messages = conversation(&req.messages)?;

@@ -190,7 +190,7 @@ impl ChatRequest {
 
     fn check_supported(&self) -> std::result::Result<(), ApiError> {
         only_one(self.n)?;
-        if self.tools.as_ref().is_some_and(|t| !t.is_null()) {
+        if self.tools.as_ref().is_some_and(super::generation::wants_tools) {
             return Err(ApiError::bad_request("tools are not supported"));
         }
         if let Some(f) = &self.response_format {

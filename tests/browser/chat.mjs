@@ -28,6 +28,15 @@ try {
     return route.abort();
   });
   await page.goto(base + "/");
+  // An earlier exchange kept in the browser, with a code block: shown again
+  // after a reload, and sent with the next message.
+  await page.evaluate(() => localStorage.setItem("llama-wgpu.history", JSON.stringify([
+    { role: "user", content: "Print hi in Python." },
+    { role: "assistant", content: "Use `print`:\n```python\nprint(\"hi\")\n```" },
+  ])));
+  await page.reload();
+  const code = await page.textContent(".msg.assistant pre code");
+  if (code !== 'print("hi")') await fail("code block not shown as code: " + code);
   await page.fill("#api-key", key);
   await page.dispatchEvent("#api-key", "change");
   await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("ready"));
@@ -43,13 +52,14 @@ try {
   await page.dispatchEvent("#max-tokens", "change");
   await page.fill("#input", "Write hello world in Python.");
   await page.click("#send");
-  // Streamed: text appears while the reply is still streaming...
-  await page.waitForFunction(() => {
+  // Streamed: text appears while the reply is still streaming, the stop
+  // button live (read in one go in the page: no race with the end).
+  const seen = await (await page.waitForFunction(() => {
     const m = document.querySelector(".msg.assistant.streaming");
-    return m && m.textContent.length > 0;
-  }, null, { timeout: 120_000 });
-  const partial = await page.textContent(".msg.assistant");
-  if (!(await page.isEnabled("#stop"))) await fail("stop button disabled while streaming");
+    return m && m.textContent.length > 0 && { text: m.textContent, stop: !document.getElementById("stop").disabled };
+  }, null, { timeout: 120_000, polling: 50 })).jsonValue();
+  const partial = seen.text;
+  if (!seen.stop) await fail("stop button disabled while streaming");
   // ...then it finishes.
   await page.waitForSelector(".msg.assistant.done", { timeout: 120_000 });
   const reply = await page.textContent(".msg.assistant.done");
@@ -57,7 +67,7 @@ try {
   if (await page.$(".msg.error")) await fail("error shown: " + reply);
   const speed = await page.textContent("#speed");
   if (!/tokens\/s/.test(speed)) await fail("no tokens/s shown: " + speed);
-  const user = await page.textContent(".msg.user");
+  const user = await page.textContent(".msg.user:nth-last-child(2)");
   await page.screenshot({ path: shot });
   console.log("model:", model);
   console.log("user:", user);
