@@ -40,8 +40,11 @@ impl ApiError {
     pub fn loading() -> ApiError {
         ApiError {
             retry_after: Some(1),
-            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the model is still loading")
-                .with_code("model_loading")
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the model is still loading",
+            )
+            .with_code("model_loading")
         }
     }
 
@@ -168,7 +171,10 @@ mod tests {
             ApiError::new(StatusCode::UNAUTHORIZED, "k").openai_body()["error"]["type"],
             "authentication_error"
         );
-        assert_eq!(ApiError::bad_request("m").ollama_body(), json!({"error": "m"}));
+        assert_eq!(
+            ApiError::bad_request("m").ollama_body(),
+            json!({"error": "m"})
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@ use serde_json::{json, Value as Json};
 
 use super::errors::ApiError;
 use super::state::{AppState, Model};
-use crate::engine::{Event, Finished, Request, RequestHandle, SamplerParams, StopReason, TokenEvent};
+use crate::engine::{
+    Event, Finished, Request, RequestHandle, SamplerParams, StopReason, TokenEvent,
+};
 
 /// Most alternatives a token's log-probabilities may list (the scheduler's bound).
 pub const MAX_TOP_LOGPROBS: usize = 20;
@@ -186,7 +188,9 @@ pub async fn collect(state: &AppState, mut handle: RequestHandle) -> Result<Outc
             Event::Error(e) => return Err(generation_failed(&e)),
         }
     }
-    Err(generation_failed("the engine stopped without finishing the request"))
+    Err(generation_failed(
+        "the engine stopped without finishing the request",
+    ))
 }
 
 pub fn generation_failed(msg: &str) -> ApiError {
@@ -405,7 +409,8 @@ mod tests {
         }
         let e = Sampling::default()
             .into_request(SamplerParams::default(), vec![1; 65], 64, &OPENAI)
-            .err().expect("refused");
+            .err()
+            .expect("refused");
         assert_eq!(e.code, Some("context_length_exceeded"));
     }
 }

@@ -129,11 +129,8 @@ async fn serve_async(opts: ServeOptions) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local: SocketAddr = listener.local_addr()?;
-    if !local.ip().is_loopback() && opts.api_key.is_none() {
-        eprintln!(
-            "warning: listening on {} without --api-key: anyone who can reach this address can use the model",
-            local.ip()
-        );
+    if let Some(w) = exposure_warning(local.ip(), opts.api_key.is_some()) {
+        eprintln!("{w}");
     }
     // Scripts and tests read this line for the port (with --port 0).
     eprintln!("listening on http://{local}");
@@ -145,8 +142,8 @@ async fn serve_async(opts: ServeOptions) -> Result<()> {
     let engine_opts = opts.engine;
     let sched = opts.scheduler;
     let template = opts.chat_template;
-    let loader = tokio::task::spawn_blocking(move || {
-        match load(&engine_opts, template.as_ref(), sched) {
+    let loader =
+        tokio::task::spawn_blocking(move || match load(&engine_opts, template.as_ref(), sched) {
             Ok(m) => {
                 eprintln!(
                     "model loaded in {:.1} s: {} slots of {} tokens",
@@ -159,8 +156,7 @@ async fn serve_async(opts: ServeOptions) -> Result<()> {
             Err(e) => {
                 let _ = fail_tx.send(e);
             }
-        }
-    });
+        });
 
     let load_error = std::sync::Arc::new(std::sync::Mutex::new(None));
     let load_error2 = load_error.clone();
@@ -196,6 +192,13 @@ async fn serve_async(opts: ServeOptions) -> Result<()> {
     Ok(())
 }
 
+/// Beyond loopback without a key, anyone who reaches the address can use the model.
+fn exposure_warning(ip: std::net::IpAddr, has_key: bool) -> Option<String> {
+    (!ip.is_loopback() && !has_key).then(|| {
+        format!("warning: listening on {ip} without --api-key: anyone who can reach this address can use the model")
+    })
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -214,5 +217,21 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_beyond_loopback_without_a_key() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(exposure_warning(ip("0.0.0.0"), false).is_some());
+        assert!(exposure_warning(ip("192.168.1.5"), false).is_some());
+        assert!(exposure_warning(ip("::"), false).is_some());
+        assert!(exposure_warning(ip("0.0.0.0"), true).is_none());
+        assert!(exposure_warning(ip("127.0.0.1"), false).is_none());
+        assert!(exposure_warning(ip("::1"), false).is_none());
     }
 }

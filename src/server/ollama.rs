@@ -245,7 +245,11 @@ pub async fn chat(State(state): State<AppState>, body: Body) -> Result<Response>
     let model = state.model()?;
     let req: ChatRequest = read_json(body).await?;
     no_format(&req.format)?;
-    if req.tools.as_ref().is_some_and(super::generation::wants_tools) {
+    if req
+        .tools
+        .as_ref()
+        .is_some_and(super::generation::wants_tools)
+    {
         return Err(ApiError::bad_request("tools are not supported").into());
     }
     let messages = conversation(&req.messages)?;
@@ -268,7 +272,10 @@ pub async fn chat(State(state): State<AppState>, body: Body) -> Result<Response>
     .await
 }
 
-fn generate_prompt(model: &Model, req: &GenerateRequest) -> std::result::Result<Vec<u32>, ApiError> {
+fn generate_prompt(
+    model: &Model,
+    req: &GenerateRequest,
+) -> std::result::Result<Vec<u32>, ApiError> {
     if req.template.as_deref().is_some_and(|t| !t.is_empty()) {
         return Err(ApiError::bad_request(
             "template: Ollama (Go) templates are not supported; the model's chat template is used, or raw",
@@ -397,7 +404,8 @@ mod tests {
 
     #[test]
     fn options_use_ollamas_names_and_defaults() {
-        let o: Options = serde_json::from_str(r#"{"num_predict": -1, "stop": ["a"], "num_ctx": 8}"#).unwrap();
+        let o: Options =
+            serde_json::from_str(r#"{"num_predict": -1, "stop": ["a"], "num_ctx": 8}"#).unwrap();
         let r = o
             .sampling()
             .into_request(ollama_defaults(), vec![1], 16, &NAMES)
@@ -412,7 +420,8 @@ mod tests {
         }
         .sampling()
         .into_request(ollama_defaults(), vec![1], 16, &NAMES)
-        .err().expect("refused");
+        .err()
+        .expect("refused");
         assert!(e.message.contains("num_predict"));
     }
 }

@@ -91,6 +91,9 @@ pub struct ChatRequest {
     pub top_logprobs: Option<usize>,
     pub tools: Option<Json_>,
     pub response_format: Option<Json_>,
+    /// llama-server's extension: go on past end-of-generation tokens.
+    #[serde(default)]
+    pub ignore_eos: bool,
 }
 
 #[derive(Deserialize, Debug)]
@@ -125,6 +128,9 @@ pub struct CompletionRequest {
     #[serde(default)]
     pub echo: bool,
     pub suffix: Option<String>,
+    /// llama-server's extension: go on past end-of-generation tokens.
+    #[serde(default)]
+    pub ignore_eos: bool,
 }
 
 const NAMES: Names = Names {
@@ -190,7 +196,11 @@ impl ChatRequest {
 
     fn check_supported(&self) -> std::result::Result<(), ApiError> {
         only_one(self.n)?;
-        if self.tools.as_ref().is_some_and(super::generation::wants_tools) {
+        if self
+            .tools
+            .as_ref()
+            .is_some_and(super::generation::wants_tools)
+        {
             return Err(ApiError::bad_request("tools are not supported"));
         }
         if let Some(f) = &self.response_format {
@@ -222,7 +232,7 @@ impl ChatRequest {
             max_tokens: self.max_completion_tokens.or(self.max_tokens),
             stop: Vec::new(),
             logprobs: self.logprobs.then(|| self.top_logprobs.unwrap_or(0)),
-            ignore_eos: false,
+            ignore_eos: self.ignore_eos,
         }
     }
 }
@@ -249,10 +259,7 @@ fn chat_logprobs(tok: &Tokenizer, tokens: &[TokenEvent]) -> Json_ {
     json!({ "content": content })
 }
 
-pub async fn chat_completions(
-    State(state): State<AppState>,
-    body: Body,
-) -> Result<Response> {
+pub async fn chat_completions(State(state): State<AppState>, body: Body) -> Result<Response> {
     let model = state.model()?;
     let req: ChatRequest = read_json(body).await?;
     req.check_supported()?;
@@ -269,7 +276,13 @@ pub async fn chat_completions(
     if req.stream {
         let include_usage = req.stream_options.unwrap_or_default().include_usage;
         return Ok(chat_stream(
-            state, model, handle, id, created, name, include_usage,
+            state,
+            model,
+            handle,
+            id,
+            created,
+            name,
+            include_usage,
         ));
     }
     let out = collect(&state, handle).await?;
@@ -424,7 +437,7 @@ pub async fn completions(State(state): State<AppState>, body: Body) -> Result<Re
         max_tokens: Some(req.max_tokens.unwrap_or(16)),
         stop: Stop::into_vec(req.stop),
         logprobs: req.logprobs,
-        ignore_eos: false,
+        ignore_eos: req.ignore_eos,
     };
     let names = Names {
         logprobs: "logprobs",
@@ -539,8 +552,10 @@ mod tests {
 
     #[test]
     fn conversation_checks_roles_and_content() {
-        let r = chat(r#"{"messages": [{"role": "developer", "content": "be brief"},
-            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]}"#);
+        let r = chat(
+            r#"{"messages": [{"role": "developer", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]}"#,
+        );
         let c = r.conversation().unwrap();
         assert_eq!(c[0], ChatMessage::new("system", "be brief"));
         assert_eq!(c[1], ChatMessage::new("user", "ab"));
@@ -562,13 +577,17 @@ mod tests {
 
     #[test]
     fn stop_and_token_limits() {
-        let r = chat(r#"{"messages": [], "stop": "x", "max_tokens": 5, "max_completion_tokens": 7}"#);
+        let r =
+            chat(r#"{"messages": [], "stop": "x", "max_tokens": 5, "max_completion_tokens": 7}"#);
         assert_eq!(r.sampling().max_tokens, Some(7));
         assert_eq!(Stop::into_vec(r.stop), vec!["x".to_string()]);
-        let r = chat(r#"{"messages": [], "stop": ["a", "b"], "logprobs": true, "top_logprobs": 2}"#);
+        let r =
+            chat(r#"{"messages": [], "stop": ["a", "b"], "logprobs": true, "top_logprobs": 2}"#);
         assert_eq!(r.sampling().logprobs, Some(2));
         assert_eq!(Stop::into_vec(r.stop).len(), 2);
-        assert!(chat(r#"{"messages": [], "n": 2}"#).check_supported().is_err());
+        assert!(chat(r#"{"messages": [], "n": 2}"#)
+            .check_supported()
+            .is_err());
         assert!(chat(r#"{"messages": [], "top_logprobs": 2}"#)
             .check_supported()
             .is_err());

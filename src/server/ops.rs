@@ -28,7 +28,10 @@ pub async fn health(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let text = render_metrics(&state);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response()
@@ -50,13 +53,48 @@ fn render_metrics(state: &AppState) -> String {
     let m = state.metrics.snapshot();
     if let Some(model) = state.loaded() {
         let s = model.scheduler.stats();
-        metric("slots", "gauge", "Sequence slots (--parallel).", s.n_parallel.to_string());
-        metric("requests_processing", "gauge", "Slots generating or prefilling.", s.active.to_string());
-        metric("requests_deferred", "gauge", "Requests waiting for a slot.", s.queued.to_string());
-        metric("requests_total", "counter", "Generation requests finished, any reason.", s.requests_total.to_string());
-        metric("prompt_tokens_total", "counter", "Prompt tokens processed.", s.prompt_tokens_total.to_string());
-        metric("tokens_predicted_total", "counter", "Tokens generated.", s.generated_tokens_total.to_string());
-        metric("steps_total", "counter", "Engine steps run.", s.steps_total.to_string());
+        metric(
+            "slots",
+            "gauge",
+            "Sequence slots (--parallel).",
+            s.n_parallel.to_string(),
+        );
+        metric(
+            "requests_processing",
+            "gauge",
+            "Slots generating or prefilling.",
+            s.active.to_string(),
+        );
+        metric(
+            "requests_deferred",
+            "gauge",
+            "Requests waiting for a slot.",
+            s.queued.to_string(),
+        );
+        metric(
+            "requests_total",
+            "counter",
+            "Generation requests finished, any reason.",
+            s.requests_total.to_string(),
+        );
+        metric(
+            "prompt_tokens_total",
+            "counter",
+            "Prompt tokens processed.",
+            s.prompt_tokens_total.to_string(),
+        );
+        metric(
+            "tokens_predicted_total",
+            "counter",
+            "Tokens generated.",
+            s.generated_tokens_total.to_string(),
+        );
+        metric(
+            "steps_total",
+            "counter",
+            "Engine steps run.",
+            s.steps_total.to_string(),
+        );
     }
     let rate = |n: u64, ms: f64| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
     metric(
@@ -83,10 +121,16 @@ fn render_metrics(state: &AppState) -> String {
         "Average generation throughput of one request, tokens/s.",
         format!("{}", rate(m.timed_tokens, m.generation_ms_total)),
     );
-    let _ = writeln!(out, "# HELP llama_wgpu_http_responses_total HTTP responses by status code.");
+    let _ = writeln!(
+        out,
+        "# HELP llama_wgpu_http_responses_total HTTP responses by status code."
+    );
     let _ = writeln!(out, "# TYPE llama_wgpu_http_responses_total counter");
     for (code, n) in &m.responses {
-        let _ = writeln!(out, "llama_wgpu_http_responses_total{{code=\"{code}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "llama_wgpu_http_responses_total{{code=\"{code}\"}} {n}"
+        );
     }
     out
 }
