@@ -12,6 +12,7 @@ scripts/fetch-model.sh
 python3 -c 'import huggingface_hub, sys; sys.exit(huggingface_hub.__version__ != "0.36.0")' 2>/dev/null ||
   python3 -m pip install --quiet 'huggingface_hub==0.36.0' ||
   python3 -m pip install --quiet --break-system-packages 'huggingface_hub==0.36.0'
+scripts/install-server-test-deps.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --no-fail-fast "$@"

@@ -57,6 +57,7 @@ impl SamplingArgs {
             repeat_penalty: self.repeat_penalty,
             repeat_last_n: self.repeat_last_n,
             seed,
+            ..SamplerParams::default()
         })
     }
 }

@@ -11,6 +11,7 @@ mod list;
 mod perplexity;
 mod pull;
 mod rm;
+mod serve;
 mod tokenize;
 
 use std::process::ExitCode;
@@ -56,6 +57,8 @@ enum Command {
     Rm(rm::RmArgs),
     /// Write a Hugging Face model folder (with LoRA adapters merged, any type) as a GGUF file.
     Convert(convert::ConvertArgs),
+    /// Serve the model over HTTP: OpenAI and Ollama APIs, metrics, a web chat page.
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the CLI: results on stdout, diagnostics on stderr, one-line errors.
@@ -86,6 +89,7 @@ pub fn main() -> ExitCode {
         Command::List(a) => list::run(a),
         Command::Rm(a) => rm::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::Serve(a) => serve::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -249,7 +249,7 @@ impl Engine {
         let mut sampler = Sampler::new(opts.sampler.clone());
         // Plain greedy decoding never sends the token back to the GPU.
         let greedy_on_gpu =
-            opts.sampler.is_greedy() && opts.sampler.repeat_penalty == 1.0 && opts.top_logits == 0;
+            opts.sampler.is_greedy() && !opts.sampler.has_penalties() && opts.top_logits == 0;
         let mut recent: Vec<u32> = new_tokens.to_vec();
         let mut top_logits = Vec::new();
 

@@ -1,5 +1,6 @@
 //! Token sampling on the CPU, with llama.cpp's parameters and order:
-//! repetition penalty, top-k, top-p, min-p, temperature, then a draw.
+//! penalties (repetition, frequency, presence), top-k, top-p, min-p,
+//! temperature, then a draw.
 //!
 //! The sampler works on candidates: all logits, or only the best n raw
 //! logits when [`Sampler::candidates_needed`] says n is enough to give
@@ -21,8 +22,14 @@ pub struct SamplerParams {
     pub min_p: f32,
     /// 1.0 disables.
     pub repeat_penalty: f32,
-    /// How many recent tokens the penalty looks at.
+    /// How many recent tokens the penalties look at.
     pub repeat_last_n: usize,
+    /// Subtracted from a logit once per occurrence in the window (OpenAI's
+    /// `frequency_penalty`); 0.0 disables.
+    pub frequency_penalty: f32,
+    /// Subtracted from the logit of any token in the window (OpenAI's
+    /// `presence_penalty`); 0.0 disables.
+    pub presence_penalty: f32,
     pub seed: u64,
 }
 
@@ -36,6 +43,8 @@ impl Default for SamplerParams {
             min_p: 0.05,
             repeat_penalty: 1.0,
             repeat_last_n: 64,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
             seed: 0,
         }
     }
@@ -44,6 +53,23 @@ impl Default for SamplerParams {
 impl SamplerParams {
     pub fn is_greedy(&self) -> bool {
         self.temperature <= 0.0
+    }
+
+    /// Whether any penalty changes a logit (llama.cpp skips the stage then).
+    pub fn has_penalties(&self) -> bool {
+        self.repeat_last_n > 0
+            && (self.repeat_penalty != 1.0
+                || self.frequency_penalty != 0.0
+                || self.presence_penalty != 0.0)
+    }
+
+    /// Whether the penalties can only lower logits: no candidate outside the
+    /// raw best ones can then overtake them.
+    fn penalties_only_lower(&self) -> bool {
+        !self.has_penalties()
+            || (self.repeat_penalty >= 1.0
+                && self.frequency_penalty >= 0.0
+                && self.presence_penalty >= 0.0)
     }
 }
 
@@ -58,25 +84,33 @@ impl Sampler {
         Sampler { params, rng }
     }
 
-    /// The distinct tokens the repetition penalty applies to, sorted.
-    fn penalized(&self, recent: &[u32]) -> Vec<u32> {
+    /// The distinct tokens the penalties apply to, sorted, with how often
+    /// each occurs in the last `repeat_last_n` tokens.
+    fn penalized(&self, recent: &[u32]) -> Vec<(u32, usize)> {
         let p = &self.params;
-        if p.repeat_penalty == 1.0 {
+        if !p.has_penalties() {
             return Vec::new();
         }
         let start = recent.len().saturating_sub(p.repeat_last_n);
         let mut seen: Vec<u32> = recent[start..].to_vec();
         seen.sort_unstable();
-        seen.dedup();
-        seen
+        let mut counts: Vec<(u32, usize)> = Vec::new();
+        for id in seen {
+            match counts.last_mut() {
+                Some((last, n)) if *last == id => *n += 1,
+                _ => counts.push((id, 1)),
+            }
+        }
+        counts
     }
 
     /// How many of the best raw logits (by value, then lower id) this sampler
     /// must see to decide exactly as it would on all of them; `None` when it
-    /// needs all (no top-k, or a penalty that raises logits).
+    /// needs all (no top-k, or a penalty that raises logits: a repetition
+    /// penalty under 1, a negative frequency or presence penalty).
     ///
-    /// Why k + P suffices, P being the number of penalized tokens: a penalty
-    /// of at least 1 only lowers logits, so a token outside the raw top k + P has k + P
+    /// Why k + P suffices, P being the number of penalized tokens: penalties
+    /// that only lower logits, so a token outside the raw top k + P has k + P
     /// tokens ahead of it, of which at least k are unpenalized and stay ahead:
     /// it cannot reach the penalized top k. Top-p and min-p then act on the
     /// top k only, as in llama.cpp's chain.
@@ -89,7 +123,7 @@ impl Sampler {
         } else {
             return None;
         };
-        if p.repeat_penalty < 1.0 || p.repeat_penalty.is_nan() {
+        if !p.penalties_only_lower() {
             return None;
         }
         Some(k + self.penalized(recent).len())
@@ -109,17 +143,21 @@ impl Sampler {
     /// logits, or at least the best [`Self::candidates_needed`] of them.
     pub fn distribution_of(&self, mut cand: Vec<(u32, f32)>, recent: &[u32]) -> Vec<(u32, f32)> {
         let p = &self.params;
-        // Repetition penalty as llama.cpp (and the CTRL paper): shrink the
-        // logit of recently seen tokens towards "less likely".
+        // Penalties as llama.cpp's `penalties` sampler: the repetition
+        // penalty (CTRL paper) shrinks the logit of recently seen tokens
+        // towards "less likely", then OpenAI's frequency and presence
+        // penalties subtract count x frequency + presence.
         let seen = self.penalized(recent);
         if !seen.is_empty() {
             for (id, l) in cand.iter_mut() {
-                if seen.binary_search(id).is_ok() {
+                if let Ok(i) = seen.binary_search_by_key(id, |&(t, _)| t) {
+                    let count = seen[i].1 as f32;
                     *l = if *l > 0.0 {
                         *l / p.repeat_penalty
                     } else {
                         *l * p.repeat_penalty
                     };
+                    *l -= count * p.frequency_penalty + p.presence_penalty;
                 }
             }
         }
@@ -200,6 +238,8 @@ mod tests {
             min_p: 0.0,
             repeat_penalty: 1.0,
             repeat_last_n: 64,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
             seed: 1,
         }
     }
@@ -318,6 +358,8 @@ mod tests {
                 min_p: [0.0, 0.05, 0.2][trial % 3],
                 repeat_penalty: [1.0, 1.1, 1.5, 3.0][trial % 4],
                 repeat_last_n: rng.random_range(0..70),
+                frequency_penalty: [0.0, 0.5, 1.5][trial % 3],
+                presence_penalty: [0.0, 0.7, 0.0, 2.0, 0.3][trial % 5],
                 seed: 0,
             });
             let need = s
@@ -341,12 +383,88 @@ mod tests {
             ..params()
         });
         assert_eq!(boost.candidates_needed(&[]), None);
+        for (frequency_penalty, presence_penalty) in [(-0.5, 0.0), (0.0, -0.1), (1.0, -2.0)] {
+            let raise = Sampler::new(SamplerParams {
+                top_k: 40,
+                frequency_penalty,
+                presence_penalty,
+                ..params()
+            });
+            assert_eq!(raise.candidates_needed(&[3]), None);
+        }
+        // A penalty with an empty window changes nothing: top-k alone.
+        let no_window = Sampler::new(SamplerParams {
+            top_k: 5,
+            presence_penalty: -1.0,
+            repeat_last_n: 0,
+            ..params()
+        });
+        assert_eq!(no_window.candidates_needed(&[1, 2]), Some(5));
         let greedy = Sampler::new(SamplerParams {
             temperature: 0.0,
             repeat_penalty: 1.2,
             ..params()
         });
         assert_eq!(greedy.candidates_needed(&[5, 5, 7]), Some(3));
+    }
+
+    /// llama.cpp: logit -= count x frequency_penalty + presence_penalty, for
+    /// tokens in the window, after the repetition penalty.
+    #[test]
+    fn frequency_and_presence_penalties_subtract_per_count_and_once() {
+        let s = Sampler::new(SamplerParams {
+            temperature: 0.0,
+            frequency_penalty: 0.4,
+            presence_penalty: 0.5,
+            ..params()
+        });
+        // Token 4 (logit 3) seen twice: 3 - 2 x 0.4 - 0.5 = 1.7 < token 0's 2.0.
+        assert_eq!(s.distribution(&LOGITS, &[4, 4])[0].0, 0);
+        // Seen once: 3 - 0.4 - 0.5 = 2.1, still ahead.
+        assert_eq!(s.distribution(&LOGITS, &[4])[0].0, 4);
+        let s = Sampler::new(SamplerParams {
+            temperature: 1.0,
+            frequency_penalty: 0.6,
+            presence_penalty: 0.3,
+            ..params()
+        });
+        // Exact values through the softmax: the penalised logits are
+        // [2, 1, 0, -1, 3 - 2 x 0.6 - 0.3 = 1.5].
+        let pen = [2.0f32, 1.0, 0.0, -1.0, 1.5];
+        let z: f32 = pen.iter().map(|l| l.exp()).sum();
+        let d = s.distribution(&LOGITS, &[4, 4]);
+        assert_eq!(ids(&d), vec![0, 4, 1, 2, 3]);
+        for (id, q) in d {
+            assert!((q - pen[id as usize].exp() / z).abs() < 1e-6, "token {id}");
+        }
+        // Combined with the repetition penalty, which applies first: 3 / 2 - 0.3 - 0.6 = 0.6.
+        let s = Sampler::new(SamplerParams {
+            repeat_penalty: 2.0,
+            frequency_penalty: 0.6,
+            presence_penalty: 0.3,
+            ..params()
+        });
+        let d = s.distribution(&LOGITS, &[4]);
+        let pen = [2.0f32, 1.0, 0.0, -1.0, 0.6];
+        let z: f32 = pen.iter().map(|l| l.exp()).sum();
+        for (id, q) in d {
+            assert!((q - pen[id as usize].exp() / z).abs() < 1e-6, "token {id}");
+        }
+        // A negative presence penalty raises a token: -1 + 5 = 4 becomes the best.
+        let s = Sampler::new(SamplerParams {
+            temperature: 0.0,
+            presence_penalty: -5.0,
+            ..params()
+        });
+        assert_eq!(s.distribution(&LOGITS, &[3])[0].0, 3);
+        // Outside the window: no effect.
+        let s = Sampler::new(SamplerParams {
+            temperature: 0.0,
+            presence_penalty: 5.0,
+            repeat_last_n: 1,
+            ..params()
+        });
+        assert_eq!(s.distribution(&LOGITS, &[4, 1])[0].0, 4);
     }
 
     #[test]

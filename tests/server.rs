@@ -1,0 +1,1117 @@
+//! `llama-wgpu serve` over real HTTP on loopback: one server process with
+//! SmolLM2 on lavapipe (`--parallel 4`), started once and shared by every
+//! test; a second, tiny one (`--parallel 1 --queue-size 0`) for the
+//! queue-full answer. Generations stay short (decode is ~2.5 tokens/s for
+//! one sequence on lavapipe).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+const KEY: &str = "test-key-123";
+const ALIAS: &str = "smol";
+
+struct Server {
+    addr: String,
+    /// Kept so the server lives as long as the test process; it exits when
+    /// the process does (the wrapper shell sees stdin close).
+    child: Mutex<Child>,
+    log: std::sync::Arc<Mutex<String>>,
+}
+
+/// Starts `serve` under a shell that stops it with SIGTERM when our stdin
+/// pipe closes, i.e. when this test process exits, however it exits.
+fn start(args: &[&str]) -> Server {
+    std::env::set_var("XDG_RUNTIME_DIR", "/tmp/xdg-runtime-0");
+    let _ = std::fs::create_dir_all("/tmp/xdg-runtime-0");
+    let script = r#""$0" "$@" & pid=$!; read _; kill -TERM $pid 2>/dev/null; wait $pid"#;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_llama-wgpu"))
+        .arg("serve")
+        .args(["-m", MODEL, "--port", "0"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the server");
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("listening on http://") {
+                let _ = tx.send(a.to_string());
+            }
+            let mut l = log2.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("server did not listen: {}", log.lock().unwrap()));
+    let s = Server {
+        addr,
+        child: Mutex::new(child),
+        log,
+    };
+    // /health is 503 while the model loads, then 200.
+    let t0 = Instant::now();
+    loop {
+        let r = s.get("/health", None);
+        match r.status {
+            200 => break,
+            503 => assert_eq!(r.json()["error"]["code"], "model_loading"),
+            other => panic!("/health: {other}"),
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "model not loaded: {}",
+            s.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    s
+}
+
+fn server() -> &'static Server {
+    static S: OnceLock<Server> = OnceLock::new();
+    S.get_or_init(|| {
+        start(&[
+            "--parallel",
+            "4",
+            "-c",
+            "512",
+            "--api-key",
+            KEY,
+            "--alias",
+            ALIAS,
+        ])
+    })
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "{} body is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A response whose body is read as it arrives.
+struct Stream {
+    status: u16,
+    headers: Vec<(String, String)>,
+    reader: BufReader<TcpStream>,
+    chunked: bool,
+    /// Bytes left in the current chunk.
+    left: usize,
+    done: bool,
+}
+
+impl Stream {
+    /// The next piece of body, or None at its end.
+    fn next_bytes(&mut self) -> Option<Vec<u8>> {
+        if self.done {
+            return None;
+        }
+        if !self.chunked {
+            let mut buf = vec![0; 4096];
+            let n = self.reader.read(&mut buf).ok()?;
+            if n == 0 {
+                self.done = true;
+                return None;
+            }
+            buf.truncate(n);
+            return Some(buf);
+        }
+        if self.left == 0 {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).ok()?;
+            let size = usize::from_str_radix(line.trim(), 16).ok()?;
+            if size == 0 {
+                self.done = true;
+                return None;
+            }
+            self.left = size;
+        }
+        let mut buf = vec![0; self.left];
+        self.reader.read_exact(&mut buf).ok()?;
+        self.left = 0;
+        let mut crlf = [0; 2];
+        self.reader.read_exact(&mut crlf).ok()?;
+        Some(buf)
+    }
+
+    fn rest(mut self) -> Vec<u8> {
+        let mut all = Vec::new();
+        while let Some(b) = self.next_bytes() {
+            all.extend(b);
+        }
+        all
+    }
+
+    /// The next SSE `data:` payload (one event per chunk is not assumed).
+    fn lines(self) -> LineReader {
+        LineReader {
+            s: self,
+            buf: Vec::new(),
+        }
+    }
+}
+
+struct LineReader {
+    s: Stream,
+    buf: Vec<u8>,
+}
+
+impl LineReader {
+    /// Next non-empty line of the body.
+    fn next_line(&mut self) -> Option<String> {
+        loop {
+            if let Some(at) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=at).collect();
+                let line = String::from_utf8(line).expect("UTF-8 body");
+                let line = line.trim_end();
+                if line.is_empty() {
+                    continue;
+                }
+                return Some(line.to_string());
+            }
+            let more = self.s.next_bytes()?;
+            self.buf.extend(more);
+        }
+    }
+}
+
+fn open(addr: &str, method: &str, path: &str, key: Option<&str>, body: Option<&[u8]>) -> Stream {
+    let mut sock = TcpStream::connect(addr).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(240)))
+        .unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(k) = key {
+        req.push_str(&format!("Authorization: Bearer {k}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    sock.write_all(req.as_bytes()).unwrap();
+    if let Some(b) = body {
+        // A body over the limit may be refused before it is all sent.
+        let _ = sock.write_all(b);
+    }
+    let mut reader = BufReader::new(sock);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).expect("status line");
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    Stream {
+        status,
+        headers,
+        reader,
+        chunked,
+        left: 0,
+        done: false,
+    }
+}
+
+impl Server {
+    fn raw(&self, method: &str, path: &str, key: Option<&str>, body: Option<&[u8]>) -> Response {
+        let s = open(&self.addr, method, path, key, body);
+        let (status, headers) = (s.status, s.headers.clone());
+        Response {
+            status,
+            headers,
+            body: s.rest(),
+        }
+    }
+    fn get(&self, path: &str, key: Option<&str>) -> Response {
+        self.raw("GET", path, key, None)
+    }
+    fn post(&self, path: &str, body: &Value) -> Response {
+        self.raw("POST", path, Some(KEY), Some(body.to_string().as_bytes()))
+    }
+    /// A request that must succeed; its JSON body.
+    fn ok(&self, path: &str, body: &Value) -> Value {
+        let r = self.post(path, body);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        r.json()
+    }
+    fn stream(&self, path: &str, body: &Value) -> LineReader {
+        let s = open(
+            &self.addr,
+            "POST",
+            path,
+            Some(KEY),
+            Some(body.to_string().as_bytes()),
+        );
+        assert_eq!(s.status, 200, "{path}");
+        s.lines()
+    }
+    /// Every SSE payload up to `[DONE]` (which must come last).
+    fn sse(&self, path: &str, body: &Value) -> Vec<Value> {
+        let mut lines = self.stream(path, body);
+        let mut out = Vec::new();
+        while let Some(l) = lines.next_line() {
+            let data = l
+                .strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("not SSE: {l}"));
+            if data == "[DONE]" {
+                assert!(lines.next_line().is_none(), "events after [DONE]");
+                return out;
+            }
+            out.push(serde_json::from_str(data).unwrap());
+        }
+        panic!("stream ended without [DONE]: {out:?}");
+    }
+    fn metric(&self, name: &str) -> f64 {
+        let text = self.get("/metrics", Some(KEY)).text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("llama_wgpu_{name} ")))
+            .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
+            .parse()
+            .unwrap()
+    }
+}
+
+fn chat_body(user: &str, max_tokens: u32) -> Value {
+    json!({
+        "model": ALIAS,
+        "messages": [{"role": "user", "content": user}],
+        "temperature": 0,
+        "max_tokens": max_tokens,
+    })
+}
+
+fn content(v: &Value) -> &str {
+    v["choices"][0]["message"]["content"].as_str().unwrap()
+}
+
+#[test]
+fn health_models_tags_show_version() {
+    let s = server();
+    assert_eq!(s.get("/health", None).status, 200);
+    let m = s.get("/v1/models", Some(KEY)).json();
+    assert_eq!(m["object"], "list");
+    assert_eq!(m["data"][0]["id"], ALIAS);
+    assert_eq!(m["data"][0]["meta"]["n_ctx_per_slot"], 512);
+    let t = s.get("/api/tags", Some(KEY)).json();
+    assert_eq!(t["models"][0]["name"], ALIAS);
+    assert_eq!(t["models"][0]["details"]["quantization_level"], "Q4_1");
+    assert_eq!(t["models"][0]["details"]["family"], "llama");
+    let show = s.ok("/api/show", &json!({"model": ALIAS}));
+    assert!(show["template"].as_str().unwrap().contains("im_start"));
+    assert_eq!(show["model_info"]["general.architecture"], "llama");
+    let v = s.get("/api/version", Some(KEY)).json();
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    let page = s.get("/", None);
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("<title>llama-wgpu chat</title>"));
+}
+
+#[test]
+fn tokenize_detokenize_and_metrics() {
+    let s = server();
+    let t = s.ok("/tokenize", &json!({"content": "Hello world"}));
+    let ids: Vec<u64> = t["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert!(!ids.is_empty());
+    let d = s.ok("/detokenize", &json!({"tokens": ids}));
+    assert_eq!(d["content"], "Hello world");
+    let p = s.ok("/tokenize", &json!({"content": "Hi", "with_pieces": true}));
+    assert_eq!(p["tokens"][0]["piece"], "Hi");
+    let metrics = s.get("/metrics", Some(KEY));
+    assert!(metrics
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = metrics.text();
+    for name in [
+        "requests_total",
+        "prompt_tokens_total",
+        "tokens_predicted_total",
+        "requests_processing",
+        "requests_deferred",
+        "predicted_tokens_seconds",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE llama_wgpu_{name} ")),
+            "{name}"
+        );
+    }
+    assert_eq!(s.metric("slots"), 4.0);
+}
+
+/// Non-streaming chat: text, finish reason, usage, llama-server timings;
+/// then the same greedy request streamed gives the same text in OpenAI's
+/// chunk format.
+#[test]
+fn chat_completion_streaming_and_not() {
+    let s = server();
+    let body = chat_body("What is the capital of France?", 6);
+    let r = s.ok("/v1/chat/completions", &body);
+    assert_eq!(r["object"], "chat.completion");
+    assert_eq!(r["model"], ALIAS);
+    assert!(r["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    let text = content(&r).to_string();
+    assert!(!text.is_empty());
+    let usage = &r["usage"];
+    let completion = usage["completion_tokens"].as_u64().unwrap();
+    assert!((1..=6).contains(&completion), "{usage}");
+    let reason = r["choices"][0]["finish_reason"].as_str().unwrap();
+    assert_eq!(reason == "length", completion == 6, "{r}");
+    assert_eq!(
+        usage["total_tokens"].as_u64().unwrap(),
+        usage["prompt_tokens"].as_u64().unwrap() + completion
+    );
+    assert_eq!(r["timings"]["predicted_n"], usage["completion_tokens"]);
+    assert_eq!(r["timings"]["prompt_n"], usage["prompt_tokens"]);
+    // The prompt is the rendered template: its tokens, counted by /tokenize, match usage.
+    let rendered = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
+    let toks = s.ok(
+        "/tokenize",
+        &json!({"content": rendered, "add_special": true}),
+    );
+    assert_eq!(
+        toks["tokens"].as_array().unwrap().len() as u64,
+        usage["prompt_tokens"].as_u64().unwrap()
+    );
+
+    let mut sbody = body.clone();
+    sbody["stream"] = json!(true);
+    sbody["stream_options"] = json!({"include_usage": true});
+    let events = s.sse("/v1/chat/completions", &sbody);
+    let id = events[0]["id"].as_str().unwrap();
+    assert!(events.iter().all(|e| e["id"] == id), "one id across chunks");
+    assert!(events
+        .iter()
+        .all(|e| e["object"] == "chat.completion.chunk"));
+    assert_eq!(events[0]["choices"][0]["delta"]["role"], "assistant");
+    let streamed: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(streamed, text, "greedy: streamed text = non-streamed text");
+    let n = events.len();
+    assert_eq!(events[n - 2]["choices"][0]["finish_reason"], reason);
+    // include_usage: a last chunk with no choices and the usage.
+    assert_eq!(events[n - 1]["choices"], json!([]));
+    assert_eq!(events[n - 1]["usage"], *usage);
+    assert!(events[..n - 1].iter().all(|e| e["usage"].is_null()));
+}
+
+/// Completions from text and from the same prompt as token ids agree.
+#[test]
+fn completions_text_and_token_ids() {
+    let s = server();
+    let prompt = "The three primary colors are";
+    let r = s.ok(
+        "/v1/completions",
+        &json!({"prompt": prompt, "max_tokens": 5, "temperature": 0}),
+    );
+    assert_eq!(r["object"], "text_completion");
+    let text = r["choices"][0]["text"].as_str().unwrap().to_string();
+    assert_eq!(r["usage"]["completion_tokens"], 5);
+    assert_eq!(r["choices"][0]["finish_reason"], "length");
+    let ids = s.ok(
+        "/tokenize",
+        &json!({"content": prompt, "add_special": true}),
+    )["tokens"]
+        .clone();
+    assert_eq!(r["usage"]["prompt_tokens"], ids.as_array().unwrap().len());
+    let r2 = s.ok(
+        "/v1/completions",
+        &json!({"prompt": ids, "max_tokens": 5, "temperature": 0}),
+    );
+    assert_eq!(r2["choices"][0]["text"], text.as_str());
+    let events = s.sse(
+        "/v1/completions",
+        &json!({"prompt": prompt, "max_tokens": 5, "temperature": 0, "stream": true}),
+    );
+    let streamed: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["text"].as_str())
+        .collect();
+    assert_eq!(streamed, text);
+    assert_eq!(
+        events.last().unwrap()["choices"][0]["finish_reason"],
+        "length"
+    );
+}
+
+/// A stop string cuts the text before it (never sent) with finish "stop";
+/// max_tokens gives exactly that many tokens with finish "length".
+#[test]
+fn stop_strings_and_max_tokens() {
+    let s = server();
+    let prompt = "1, 2, 3, 4, 5,";
+    let full = s.ok(
+        "/v1/completions",
+        &json!({"prompt": prompt, "max_tokens": 8, "temperature": 0}),
+    );
+    let text = full["choices"][0]["text"].as_str().unwrap().to_string();
+    assert_eq!(full["usage"]["completion_tokens"], 8);
+    // Stop at the second comma of the continuation.
+    let stop = ",";
+    let cut = text.find(stop).expect("the count goes on with commas");
+    let r = s.ok(
+        "/v1/completions",
+        &json!({"prompt": prompt, "max_tokens": 8, "temperature": 0, "stop": [stop, "never"]}),
+    );
+    assert_eq!(r["choices"][0]["text"], &text[..cut], "{text:?}");
+    assert_eq!(r["choices"][0]["finish_reason"], "stop");
+    assert!(r["usage"]["completion_tokens"].as_u64().unwrap() < 8);
+    // As a single string too, streamed.
+    let events = s.sse(
+        "/v1/completions",
+        &json!({"prompt": prompt, "max_tokens": 8, "temperature": 0, "stop": stop, "stream": true}),
+    );
+    let streamed: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["text"].as_str())
+        .collect();
+    assert_eq!(streamed, &text[..cut]);
+    let r = s.ok(
+        "/v1/completions",
+        &json!({"prompt": prompt, "max_tokens": 3, "temperature": 0}),
+    );
+    assert_eq!(r["usage"]["completion_tokens"], 3);
+    assert_eq!(r["choices"][0]["finish_reason"], "length");
+}
+
+/// logprobs: one entry per generated token, `top_logprobs` alternatives
+/// each, all <= 0, best first; greedy picks the best.
+#[test]
+fn logprobs_chat_and_completions() {
+    let s = server();
+    let mut body = chat_body("Say hello.", 4);
+    body["logprobs"] = json!(true);
+    body["top_logprobs"] = json!(3);
+    let r = s.ok("/v1/chat/completions", &body);
+    let entries = r["choices"][0]["logprobs"]["content"].as_array().unwrap();
+    assert_eq!(
+        entries.len() as u64,
+        r["usage"]["completion_tokens"].as_u64().unwrap()
+    );
+    let mut joined = String::new();
+    for e in entries {
+        let lp = e["logprob"].as_f64().unwrap();
+        assert!(lp <= 0.0);
+        let top = e["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        assert_eq!(top[0]["token"], e["token"], "greedy takes the best token");
+        assert!((top[0]["logprob"].as_f64().unwrap() - lp).abs() < 1e-6);
+        assert!(top
+            .windows(2)
+            .all(|w| w[0]["logprob"].as_f64() >= w[1]["logprob"].as_f64()));
+        let bytes: Vec<u8> = e["bytes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_u64().unwrap() as u8)
+            .collect();
+        joined.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    assert_eq!(joined, content(&r));
+    let r = s.ok(
+        "/v1/completions",
+        &json!({"prompt": "Once upon a time", "max_tokens": 4, "temperature": 0, "logprobs": 2}),
+    );
+    let lp = &r["choices"][0]["logprobs"];
+    assert_eq!(lp["tokens"].as_array().unwrap().len(), 4);
+    assert_eq!(lp["token_logprobs"].as_array().unwrap().len(), 4);
+    assert_eq!(lp["top_logprobs"][0].as_object().unwrap().len(), 2);
+    assert_eq!(lp["text_offset"][0], 0);
+}
+
+#[test]
+fn ollama_chat_and_generate() {
+    let s = server();
+    let body = json!({
+        "model": ALIAS,
+        "messages": [{"role": "user", "content": "What is 2 + 2?"}],
+        "stream": false,
+        "options": {"temperature": 0, "num_predict": 5},
+    });
+    let r = s.ok("/api/chat", &body);
+    assert_eq!(r["done"], true);
+    assert_eq!(r["model"], ALIAS);
+    assert_eq!(r["message"]["role"], "assistant");
+    let text = r["message"]["content"].as_str().unwrap().to_string();
+    assert!(r["eval_count"].as_u64().unwrap() <= 5);
+    assert!(r["prompt_eval_count"].as_u64().unwrap() > 5);
+    assert!(r["eval_duration"].as_u64().unwrap() > 0);
+    assert!(r["total_duration"].as_u64().unwrap() >= r["eval_duration"].as_u64().unwrap());
+    assert!(["stop", "length"].contains(&r["done_reason"].as_str().unwrap()));
+    assert!(r["created_at"].as_str().unwrap().ends_with('Z'));
+
+    // Streaming (the default): NDJSON, the same text, a final object with the counts.
+    let mut sbody = body.clone();
+    sbody.as_object_mut().unwrap().remove("stream");
+    let mut lines = s.stream("/api/chat", &sbody);
+    let mut streamed = String::new();
+    let mut last = Value::Null;
+    while let Some(l) = lines.next_line() {
+        let v: Value = serde_json::from_str(&l).unwrap();
+        streamed.push_str(v["message"]["content"].as_str().unwrap());
+        last = v;
+    }
+    assert_eq!(streamed, text);
+    assert_eq!(last["done"], true);
+    assert_eq!(last["eval_count"], r["eval_count"]);
+
+    let g = s.ok(
+        "/api/generate",
+        &json!({"model": ALIAS, "prompt": "Why is the sky blue?", "stream": false,
+                "options": {"temperature": 0, "num_predict": 4}}),
+    );
+    assert_eq!(g["done"], true);
+    assert!(!g["response"].as_str().unwrap().is_empty());
+    assert_eq!(
+        g["context"].as_array().unwrap().len() as u64,
+        g["prompt_eval_count"].as_u64().unwrap() + g["eval_count"].as_u64().unwrap()
+    );
+    // raw: the prompt as it is, streamed.
+    let mut lines = s.stream(
+        "/api/generate",
+        &json!({"model": ALIAS, "prompt": "Once upon a time", "raw": true,
+                "options": {"temperature": 0, "num_predict": 4}}),
+    );
+    let mut raw = String::new();
+    let mut done = false;
+    while let Some(l) = lines.next_line() {
+        let v: Value = serde_json::from_str(&l).unwrap();
+        raw.push_str(v["response"].as_str().unwrap());
+        done = v["done"] == true;
+    }
+    assert!(done);
+    let c = s.ok(
+        "/v1/completions",
+        &json!({"prompt": "Once upon a time", "max_tokens": 4, "temperature": 0}),
+    );
+    assert_eq!(
+        raw,
+        c["choices"][0]["text"].as_str().unwrap(),
+        "raw generate = completions"
+    );
+    // An empty prompt only "loads" the model.
+    let l = s.ok("/api/generate", &json!({"model": ALIAS, "prompt": ""}));
+    assert_eq!(l["done_reason"], "load");
+}
+
+#[test]
+fn auth_required_and_refused() {
+    let s = server();
+    let body = chat_body("hi", 1).to_string();
+    for key in [
+        None,
+        Some("wrong"),
+        Some("test-key-12"),
+        Some("test-key-1234"),
+    ] {
+        for path in ["/v1/chat/completions", "/api/chat", "/tokenize"] {
+            let r = s.raw("POST", path, key, Some(body.as_bytes()));
+            assert_eq!(r.status, 401, "{path} with {key:?}");
+            assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+            assert!(r.json()["error"].is_object() || r.json()["error"].is_string());
+        }
+        let r = s.get("/v1/models", key);
+        assert_eq!(r.status, 401);
+        assert_eq!(r.json()["error"]["code"], "invalid_api_key");
+        assert_eq!(s.get("/metrics", key).status, 401);
+    }
+    assert_eq!(s.get("/v1/models", Some(KEY)).status, 200);
+    assert_eq!(s.get("/health", None).status, 200);
+}
+
+/// Each malformed request gets a 4xx with an error object, and the server
+/// still answers afterwards.
+#[test]
+fn malformed_requests_get_4xx_error_objects() {
+    let s = server();
+    let msg = |c: &str| json!([{"role": "user", "content": c}]);
+    let long = "word ".repeat(700);
+    let cases: Vec<(&str, &str, Vec<u8>, u16)> = vec![
+        (
+            "bad JSON",
+            "/v1/chat/completions",
+            b"{\"messages\": [".to_vec(),
+            400,
+        ),
+        (
+            "not an object",
+            "/v1/chat/completions",
+            b"[1, 2]".to_vec(),
+            400,
+        ),
+        ("empty body", "/v1/chat/completions", b"".to_vec(), 400),
+        (
+            "messages missing",
+            "/v1/chat/completions",
+            json!({"model": "x"}).to_string().into(),
+            400,
+        ),
+        (
+            "wrong type: temperature",
+            "/v1/chat/completions",
+            json!({"messages": msg("hi"), "temperature": "hot"})
+                .to_string()
+                .into(),
+            400,
+        ),
+        (
+            "wrong type: messages",
+            "/v1/chat/completions",
+            json!({"messages": "hi"}).to_string().into(),
+            400,
+        ),
+        (
+            "unknown role",
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "wizard", "content": "hi"}]})
+                .to_string()
+                .into(),
+            400,
+        ),
+        (
+            "message without content",
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user"}]}).to_string().into(),
+            400,
+        ),
+        (
+            "empty messages",
+            "/v1/chat/completions",
+            json!({"messages": []}).to_string().into(),
+            400,
+        ),
+        (
+            "negative max_tokens",
+            "/v1/chat/completions",
+            json!({"messages": msg("hi"), "max_tokens": -5})
+                .to_string()
+                .into(),
+            400,
+        ),
+        (
+            "huge max_tokens",
+            "/v1/chat/completions",
+            json!({"messages": msg("hi"), "max_tokens": 1_000_000_000_000u64})
+                .to_string()
+                .into(),
+            400,
+        ),
+        (
+            "max_tokens beyond u64",
+            "/v1/completions",
+            br#"{"prompt": "a", "max_tokens": 1e30}"#.to_vec(),
+            400,
+        ),
+        (
+            "prompt longer than the context",
+            "/v1/chat/completions",
+            json!({"messages": msg(&long)}).to_string().into(),
+            400,
+        ),
+        (
+            "invalid UTF-8",
+            "/v1/chat/completions",
+            b"{\"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\"}]}".to_vec(),
+            400,
+        ),
+        (
+            "body over the limit",
+            "/v1/chat/completions",
+            vec![b' '; 9 << 20],
+            413,
+        ),
+        (
+            "top_p out of range",
+            "/v1/chat/completions",
+            json!({"messages": msg("hi"), "top_p": 7})
+                .to_string()
+                .into(),
+            400,
+        ),
+        (
+            "top_logprobs too many",
+            "/v1/chat/completions",
+            json!({"messages": msg("hi"), "logprobs": true, "top_logprobs": 50})
+                .to_string()
+                .into(),
+            400,
+        ),
+        (
+            "n > 1",
+            "/v1/chat/completions",
+            json!({"messages": msg("hi"), "n": 3}).to_string().into(),
+            400,
+        ),
+        (
+            "token id outside the vocabulary",
+            "/v1/completions",
+            json!({"prompt": [1, 99999999]}).to_string().into(),
+            400,
+        ),
+        (
+            "completions without prompt",
+            "/v1/completions",
+            json!({"max_tokens": 2}).to_string().into(),
+            400,
+        ),
+        ("ollama bad JSON", "/api/chat", b"{nope".to_vec(), 400),
+        (
+            "ollama unknown role",
+            "/api/chat",
+            json!({"model": "m", "messages": [{"role": "bot", "content": "x"}]})
+                .to_string()
+                .into(),
+            400,
+        ),
+        (
+            "ollama negative num_predict",
+            "/api/generate",
+            json!({"model": "m", "prompt": "x", "options": {"num_predict": -7}})
+                .to_string()
+                .into(),
+            400,
+        ),
+        (
+            "ollama wrong type: options",
+            "/api/generate",
+            json!({"model": "m", "prompt": "x", "options": 3})
+                .to_string()
+                .into(),
+            400,
+        ),
+        (
+            "detokenize bad id",
+            "/detokenize",
+            json!({"tokens": [4000000000u32]}).to_string().into(),
+            400,
+        ),
+        ("unknown endpoint", "/v1/nothing", b"{}".to_vec(), 404),
+    ];
+    assert!(cases.len() >= 12);
+    for (what, path, body, status) in &cases {
+        let r = s.raw("POST", path, Some(KEY), Some(body));
+        assert_eq!(r.status, *status, "{what}: {}", r.text());
+        let v = r.json();
+        if path.starts_with("/api/") {
+            assert!(
+                v["error"].as_str().is_some_and(|m| !m.is_empty()),
+                "{what}: {v}"
+            );
+        } else {
+            let e = &v["error"];
+            assert!(
+                e["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{what}: {v}"
+            );
+            assert!(e["type"].is_string(), "{what}: {v}");
+            assert!(e.get("code").is_some(), "{what}: {v}");
+        }
+    }
+    // Wrong method: 405, still an error object.
+    let r = s.get("/v1/chat/completions", Some(KEY));
+    assert_eq!(r.status, 405);
+    assert!(r.json()["error"]["message"].is_string());
+    // The prompt-too-long case names the context.
+    let r = s.post("/v1/chat/completions", &json!({"messages": msg(&long)}));
+    assert_eq!(r.json()["error"]["code"], "context_length_exceeded");
+    // Still up and answering.
+    let ok = s.ok(
+        "/v1/completions",
+        &json!({"prompt": "Hi", "max_tokens": 1, "temperature": 0}),
+    );
+    assert_eq!(ok["usage"]["completion_tokens"], 1);
+}
+
+/// Greedy text is the same whether a request runs alone or with three others.
+#[test]
+fn greedy_alone_equals_four_at_a_time() {
+    let s = server();
+    let prompts = [
+        "The capital of Italy is",
+        "def fibonacci(n):",
+        "My favourite fruit is",
+        "Water boils at",
+    ];
+    let body = |p: &str| json!({"prompt": p, "max_tokens": 6, "temperature": 0});
+    let alone: Vec<String> = prompts
+        .iter()
+        .map(|p| {
+            s.ok("/v1/completions", &body(p))["choices"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let together: Vec<String> = std::thread::scope(|sc| {
+        let hs: Vec<_> = prompts
+            .iter()
+            .map(|p| {
+                sc.spawn(move || {
+                    s.ok("/v1/completions", &body(p))["choices"][0]["text"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(alone, together);
+}
+
+/// The same seed gives the same sampled text; penalties are accepted.
+#[test]
+fn seeded_sampling_repeats() {
+    let s = server();
+    let body = json!({"prompt": "Once upon a time", "max_tokens": 6, "temperature": 1.0,
+                      "seed": 1234, "top_k": 0, "presence_penalty": 0.5, "frequency_penalty": 0.5});
+    let a = s.ok("/v1/completions", &body);
+    let b = s.ok("/v1/completions", &body);
+    assert_eq!(a["choices"][0]["text"], b["choices"][0]["text"]);
+}
+
+/// A second instance with one slot and no queue (`--parallel 1
+/// --queue-size 0`), where a busy slot shows as 503 at once:
+/// - a client that disconnects mid-stream frees the slot at once: the next
+///   request is accepted within seconds, where the abandoned one had 200
+///   tokens (~80 s on lavapipe) to go;
+/// - a request while the slot is busy gets 503 with Retry-After;
+/// - SIGTERM lets the stream in flight finish, then the server exits 0.
+#[test]
+fn one_slot_disconnect_queue_full_and_sigterm() {
+    let s = start(&["--parallel", "1", "--queue-size", "0", "-c", "256"]);
+    let mut lines = open(
+        &s.addr,
+        "POST",
+        "/v1/completions",
+        None,
+        Some(
+            json!({"prompt": "Tell me a long story about a dragon", "max_tokens": 200,
+                   "temperature": 0, "stream": true})
+            .to_string()
+            .as_bytes(),
+        ),
+    )
+    .lines();
+    let mut got = 0;
+    while got < 2 {
+        let l = lines.next_line().expect("tokens before the disconnect");
+        if l.contains("\"text\":\"") && !l.contains("\"text\":\"\"") {
+            got += 1;
+        }
+    }
+    drop(lines);
+    let t0 = Instant::now();
+    let small = json!({"prompt": "Hi", "max_tokens": 2, "temperature": 0}).to_string();
+    loop {
+        let r = s.raw("POST", "/v1/completions", None, Some(small.as_bytes()));
+        if r.status == 200 {
+            assert_eq!(r.json()["usage"]["completion_tokens"], 2);
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the slot is still busy {:?} after the client left",
+            t0.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let mut first = open(
+        &s.addr,
+        "POST",
+        "/v1/completions",
+        None,
+        Some(
+            json!({"prompt": "Count: 1, 2, 3,", "max_tokens": 24, "temperature": 0, "stream": true})
+                .to_string()
+                .as_bytes(),
+        ),
+    )
+    .lines();
+    first.next_line().expect("the first request is running");
+    let r = s.raw(
+        "POST",
+        "/v1/completions",
+        None,
+        Some(
+            json!({"prompt": "Hi", "max_tokens": 1})
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.json()["error"]["code"], "queue_full");
+    // No key on this instance: the loopback-only default needs none, and warns of nothing.
+    assert!(!s.log.lock().unwrap().contains("warning"));
+    // SIGTERM (the wrapper sends it when its stdin closes) lets the stream
+    // in flight finish, then the server exits 0.
+    let mut child = s.child.lock().unwrap();
+    drop(child.stdin.take());
+    let mut tokens = 0;
+    let mut last = String::new();
+    while let Some(l) = first.next_line() {
+        tokens +=
+            usize::from(l.contains("\"text\":\"") && !l.contains("\"finish_reason\":\"length\""));
+        last = l;
+    }
+    assert_eq!(last, "data: [DONE]", "the stream was cut by the shutdown");
+    assert!(tokens > 10, "{tokens} tokens");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}: {}", s.log.lock().unwrap());
+    assert!(s.log.lock().unwrap().contains("shutting down"));
+}
+
+/// The official `openai` and `ollama` Python packages, streaming and not
+/// (tests/scripts/server_clients.py; scripts/test.sh installs them).
+#[test]
+fn official_python_clients() {
+    let s = server();
+    let out = Command::new("python3")
+        .arg("tests/scripts/server_clients.py")
+        .arg(format!("http://{}", s.addr))
+        .arg(KEY)
+        .arg(ALIAS)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for check in [
+        "openai chat",
+        "openai chat stream",
+        "openai completions",
+        "openai models",
+        "ollama chat",
+        "ollama chat stream",
+        "ollama generate",
+        "ollama list",
+        "ollama show",
+    ] {
+        assert!(
+            stdout.contains(&format!("ok {check}\n")),
+            "{check}: {stdout}"
+        );
+    }
+}
+
+/// Headless Chromium loads the page, sends a message and sees a streamed
+/// reply appear (tests/browser/chat.mjs; scripts/test.sh installs chromium
+/// and playwright-core). Writes docs/server-page.png.
+#[test]
+fn browser_chat_page() {
+    let s = server();
+    let out = Command::new("node")
+        .arg("tests/browser/chat.mjs")
+        .arg(format!("http://{}", s.addr))
+        .arg(KEY)
+        .arg(std::env::var("SERVER_SCREENSHOT").unwrap_or_else(|_| {
+            std::env::temp_dir()
+                .join("llama-wgpu-server-page.png")
+                .display()
+                .to_string()
+        }))
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("streamed reply:"), "{stdout}");
+}
+
+/// Bad command lines: one-line errors, non-zero exit, before any model load.
+#[test]
+fn bad_command_lines_fail_with_one_line() {
+    let s = server();
+    let port = s.addr.rsplit(':').next().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["-m", "models/nope.gguf"], "no such model file"),
+        (&["-m", MODEL, "--parallel", "0"], "--parallel"),
+        (&["-m", MODEL, "--port", port], "cannot listen on 127.0.0.1"),
+        (&["-m", MODEL, "--host", "not a host"], "cannot listen on"),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_llama-wgpu"))
+            .arg("serve")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| !l.contains("wgpu_hal")).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {err}");
+        assert!(
+            lines[0].starts_with("error: ") && lines[0].contains(want),
+            "{args:?}: {err}"
+        );
+    }
+}
