@@ -4,13 +4,14 @@
 //! writes (tests and synthetic models).
 
 mod reader;
+mod sigbus;
 mod value;
 mod writer;
 
 use std::path::Path;
 
 pub use reader::{Gguf, DEFAULT_ALIGNMENT, MAX_DIMS};
-pub use value::{tag, Value};
+pub use value::{tag, Array, Value};
 pub use writer::{string_array, GgufWriter};
 
 use crate::quant::{ggml_type_name, TensorType};
