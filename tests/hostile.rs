@@ -127,7 +127,11 @@ fn long_non_byte_level_token_loads_in_bounded_memory() {
     let dir = scratch("bytelevel");
     let tokens = vec!["a".to_string(), "Ж".repeat(50_000)];
     let model = write(&dir, "vocab.gguf", &gpt2_vocab(&tokens));
-    let out = run_limited(&["tokenize", "-m", model.to_str().unwrap(), "-p", "a"], 768, 60);
+    let out = run_limited(
+        &["tokenize", "-m", model.to_str().unwrap(), "-p", "a"],
+        768,
+        60,
+    );
     assert_success(&out);
 }
 
@@ -149,7 +153,11 @@ fn long_non_byte_level_token_in_tokenizer_json_loads_in_bounded_memory() {
     });
     let path = dir.join("tokenizer.json");
     std::fs::write(&path, json.to_string()).unwrap();
-    let out = run_limited(&["tokenize", "-m", path.to_str().unwrap(), "-p", "a"], 768, 60);
+    let out = run_limited(
+        &["tokenize", "-m", path.to_str().unwrap(), "-p", "a"],
+        768,
+        60,
+    );
     assert_success(&out);
 }
 
@@ -162,7 +170,10 @@ fn long_key_with_long_array_parses_in_linear_time() {
     let dir = scratch("longkey");
     let key = "k".repeat(2 << 20);
     let mut w = GgufWriter::new();
-    w.kv(&key, Value::Array(llama_wgpu::gguf::Array::U8(vec![7; 2 << 20])));
+    w.kv(
+        &key,
+        Value::Array(llama_wgpu::gguf::Array::U8(vec![7; 2 << 20])),
+    );
     let model = write(&dir, "longkey.gguf", &w);
     let out = run_limited(&["info", "-m", model.to_str().unwrap()], 768, 30);
     assert_success(&out);
@@ -179,8 +190,11 @@ fn long_key_with_long_array_parses_in_linear_time() {
 fn numeric_metadata_arrays_take_their_file_size_in_memory() {
     let dir = scratch("bigarray");
     let mut w = GgufWriter::new();
-    w.kv("big", Value::Array(llama_wgpu::gguf::Array::U8(vec![1; 48 << 20])))
-        .kv("floats", Value::array(tag::F32, vec![Value::F32(0.5); 3]));
+    w.kv(
+        "big",
+        Value::Array(llama_wgpu::gguf::Array::U8(vec![1; 48 << 20])),
+    )
+    .kv("floats", Value::array(tag::F32, vec![Value::F32(0.5); 3]));
     let model = write(&dir, "bigarray.gguf", &w);
     let out = run_limited(&["info", "-m", model.to_str().unwrap()], 768, 60);
     assert_success(&out);
@@ -200,7 +214,11 @@ fn spm_vocabulary_with_quadratic_merges_is_refused_quickly() {
     let dir = scratch("spm-merges");
     let tokens: Vec<String> = (1..=4000).map(|n| "a".repeat(n)).collect();
     let model = write(&dir, "aaaa.gguf", &spm_vocab(&tokens));
-    let out = run_limited(&["tokenize", "-m", model.to_str().unwrap(), "-p", "aaa"], 1024, 60);
+    let out = run_limited(
+        &["tokenize", "-m", model.to_str().unwrap(), "-p", "aaa"],
+        1024,
+        60,
+    );
     let err = common::one_line_error(&out);
     assert!(err.contains("merges") && err.contains("budget"), "{err}");
 }
@@ -216,7 +234,18 @@ fn spm_vocabulary_with_a_huge_token_loads_in_linear_time() {
         .chain(["ab".repeat(1 << 19)])
         .collect();
     let model = write(&dir, "long.gguf", &spm_vocab(&tokens));
-    let out = run_limited(&["tokenize", "-m", model.to_str().unwrap(), "-p", "abab", "--ids"], 1024, 60);
+    let out = run_limited(
+        &[
+            "tokenize",
+            "-m",
+            model.to_str().unwrap(),
+            "-p",
+            "abab",
+            "--ids",
+        ],
+        1024,
+        60,
+    );
     assert_success(&out);
 }
 
@@ -300,7 +329,12 @@ fn real_templates_fit_the_budgets() {
     let src = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
     let t = ChatTemplate::new(src, "smollm2").unwrap();
     let msgs: Vec<ChatMessage> = (0..2000)
-        .map(|i| ChatMessage::new(if i % 2 == 0 { "user" } else { "assistant" }, "x".repeat(500)))
+        .map(|i| {
+            ChatMessage::new(
+                if i % 2 == 0 { "user" } else { "assistant" },
+                "x".repeat(500),
+            )
+        })
         .collect();
     let out = t.render(&msgs, true).unwrap();
     assert!(out.len() > 2000 * 500);
@@ -340,7 +374,11 @@ fn oversized_grids_are_split_or_refused_and_validation_errors_are_errors() {
     let h = gpu.read_f32(&g, n).unwrap();
     for i in [0, n / 2, n - 1] {
         let want = gate[i] / (1.0 + (-gate[i]).exp()) * up[i];
-        assert!((h[i] - want).abs() <= 1e-5 * want.abs().max(1.0), "{i}: {} vs {want}", h[i]);
+        assert!(
+            (h[i] - want).abs() <= 1e-5 * want.abs().max(1.0),
+            "{i}: {} vs {want}",
+            h[i]
+        );
     }
 
     // A grid too large in two dimensions cannot be split: refused and named, once.
@@ -354,7 +392,10 @@ fn oversized_grids_are_split_or_refused_and_validation_errors_are_errors() {
         [1, 1, 1],
     );
     let err = fit_grid(Kernel::AttnCombine, [max + 1, 1, 1], max).unwrap_err();
-    assert!(err.contains("attention") && err.contains(&max.to_string()), "{err}");
+    assert!(
+        err.contains("attention") && err.contains(&max.to_string()),
+        "{err}"
+    );
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     {
         let mut pass = enc.begin_compute_pass(&Default::default());
@@ -362,7 +403,10 @@ fn oversized_grids_are_split_or_refused_and_validation_errors_are_errors() {
     }
     gpu.queue.submit([enc.finish()]);
     let err = gpu.wait().unwrap_err().to_string();
-    assert!(err.contains("swiglu") && err.contains(&max.to_string()), "{err}");
+    assert!(
+        err.contains("swiglu") && err.contains(&max.to_string()),
+        "{err}"
+    );
     assert!(gpu.wait().is_ok(), "an error is reported once");
 
     // A validation error (a buffer larger than the adapter allows).
@@ -373,15 +417,24 @@ fn oversized_grids_are_split_or_refused_and_validation_errors_are_errors() {
         mapped_at_creation: false,
     });
     let err = gpu.wait().unwrap_err().to_string();
-    assert!(err.starts_with("GPU error:") && !err.contains('\n'), "{err}");
+    assert!(
+        err.starts_with("GPU error:") && !err.contains('\n'),
+        "{err}"
+    );
 }
 
 #[test]
 fn fit_grid_splits_only_one_dimensional_grids_of_kernels_that_take_them() {
     use llama_wgpu::gpu::kernels::{fit_grid, Kernel};
     assert_eq!(fit_grid(Kernel::Swiglu, [10, 1, 1], 65535), Ok([10, 1, 1]));
-    assert_eq!(fit_grid(Kernel::Swiglu, [65536, 1, 1], 65535), Ok([65535, 2, 1]));
-    assert_eq!(fit_grid(Kernel::Fill, [200_000, 1, 1], 65535), Ok([65535, 4, 1]));
+    assert_eq!(
+        fit_grid(Kernel::Swiglu, [65536, 1, 1], 65535),
+        Ok([65535, 2, 1])
+    );
+    assert_eq!(
+        fit_grid(Kernel::Fill, [200_000, 1, 1], 65535),
+        Ok([65535, 4, 1])
+    );
     assert!(fit_grid(Kernel::Swiglu, [65536, 2, 1], 65535).is_err());
     assert!(fit_grid(Kernel::RmsNorm, [65536, 1, 1], 65535).is_err());
 }
@@ -404,13 +457,26 @@ fn vocabulary_larger_than_the_embedding_is_refused_at_load() {
         w.kv(k, v.clone());
     }
     for t in &base.tensors {
-        w.tensor(&t.name, &t.dims, t.tensor_type().unwrap(), base.tensor_data(t).to_vec());
+        w.tensor(
+            &t.name,
+            &t.dims,
+            t.tensor_type().unwrap(),
+            base.tensor_data(t).to_vec(),
+        );
     }
     let model = write(&dir, "big-vocab.gguf", &w);
     let text = dir.join("text.txt");
     std::fs::write(&text, "ab".repeat(64)).unwrap();
     let out = run_limited(
-        &["perplexity", "-m", model.to_str().unwrap(), "-f", text.to_str().unwrap(), "-c", "16"],
+        &[
+            "perplexity",
+            "-m",
+            model.to_str().unwrap(),
+            "-f",
+            text.to_str().unwrap(),
+            "-c",
+            "16",
+        ],
         4096,
         120,
     );
@@ -451,17 +517,33 @@ fn model_truncated_while_mapped_is_a_clear_message() {
     let dir = scratch("sigbus");
     let mut w = GgufWriter::new();
     w.kv("general.architecture", Value::String("llama".into()))
-        .tensor("big", &[1 << 20], llama_wgpu::quant::TensorType::F32, vec![1; 4 << 20]);
+        .tensor(
+            "big",
+            &[1 << 20],
+            llama_wgpu::quant::TensorType::F32,
+            vec![1; 4 << 20],
+        );
     let model = write(&dir, "truncated.gguf", &w);
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["model_truncated_while_mapped_is_a_clear_message", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "model_truncated_while_mapped_is_a_clear_message",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("HOSTILE_SIGBUS_CHILD", &model)
         .output()
         .unwrap();
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "status {:?}, stderr: {err}", out.status);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "status {:?}, stderr: {err}",
+        out.status
+    );
     assert!(
-        err.contains(&model.display().to_string()) && err.contains("truncated or changed while in use"),
+        err.contains(&model.display().to_string())
+            && err.contains("truncated or changed while in use"),
         "{err}"
     );
 }

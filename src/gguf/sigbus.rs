@@ -99,7 +99,10 @@ extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut 
     for s in &MAPPINGS {
         let (start, len) = (s.start.load(Ordering::SeqCst), s.len.load(Ordering::SeqCst));
         if len > 0 && addr >= start && addr - start < len {
-            let (msg, msg_len) = (s.msg.load(Ordering::SeqCst), s.msg_len.load(Ordering::SeqCst));
+            let (msg, msg_len) = (
+                s.msg.load(Ordering::SeqCst),
+                s.msg_len.load(Ordering::SeqCst),
+            );
             // SAFETY: the guard owning the message outlives the slot's registration.
             unsafe {
                 libc::write(2, msg as *const libc::c_void, msg_len);

@@ -168,19 +168,58 @@ impl Array {
             items.into_iter().map(f).collect()
         }
         Some(match elem {
-            tag::U8 => Array::U8(all(items, |v| match v { Value::U8(x) => Some(x), _ => None })?),
-            tag::I8 => Array::I8(all(items, |v| match v { Value::I8(x) => Some(x), _ => None })?),
-            tag::U16 => Array::U16(all(items, |v| match v { Value::U16(x) => Some(x), _ => None })?),
-            tag::I16 => Array::I16(all(items, |v| match v { Value::I16(x) => Some(x), _ => None })?),
-            tag::U32 => Array::U32(all(items, |v| match v { Value::U32(x) => Some(x), _ => None })?),
-            tag::I32 => Array::I32(all(items, |v| match v { Value::I32(x) => Some(x), _ => None })?),
-            tag::U64 => Array::U64(all(items, |v| match v { Value::U64(x) => Some(x), _ => None })?),
-            tag::I64 => Array::I64(all(items, |v| match v { Value::I64(x) => Some(x), _ => None })?),
-            tag::F32 => Array::F32(all(items, |v| match v { Value::F32(x) => Some(x), _ => None })?),
-            tag::F64 => Array::F64(all(items, |v| match v { Value::F64(x) => Some(x), _ => None })?),
-            tag::BOOL => Array::Bool(all(items, |v| match v { Value::Bool(x) => Some(x), _ => None })?),
-            tag::STRING => Array::String(all(items, |v| match v { Value::String(x) => Some(x), _ => None })?),
-            tag::ARRAY => Array::Array(all(items, |v| match v { Value::Array(x) => Some(x), _ => None })?),
+            tag::U8 => Array::U8(all(items, |v| match v {
+                Value::U8(x) => Some(x),
+                _ => None,
+            })?),
+            tag::I8 => Array::I8(all(items, |v| match v {
+                Value::I8(x) => Some(x),
+                _ => None,
+            })?),
+            tag::U16 => Array::U16(all(items, |v| match v {
+                Value::U16(x) => Some(x),
+                _ => None,
+            })?),
+            tag::I16 => Array::I16(all(items, |v| match v {
+                Value::I16(x) => Some(x),
+                _ => None,
+            })?),
+            tag::U32 => Array::U32(all(items, |v| match v {
+                Value::U32(x) => Some(x),
+                _ => None,
+            })?),
+            tag::I32 => Array::I32(all(items, |v| match v {
+                Value::I32(x) => Some(x),
+                _ => None,
+            })?),
+            tag::U64 => Array::U64(all(items, |v| match v {
+                Value::U64(x) => Some(x),
+                _ => None,
+            })?),
+            tag::I64 => Array::I64(all(items, |v| match v {
+                Value::I64(x) => Some(x),
+                _ => None,
+            })?),
+            tag::F32 => Array::F32(all(items, |v| match v {
+                Value::F32(x) => Some(x),
+                _ => None,
+            })?),
+            tag::F64 => Array::F64(all(items, |v| match v {
+                Value::F64(x) => Some(x),
+                _ => None,
+            })?),
+            tag::BOOL => Array::Bool(all(items, |v| match v {
+                Value::Bool(x) => Some(x),
+                _ => None,
+            })?),
+            tag::STRING => Array::String(all(items, |v| match v {
+                Value::String(x) => Some(x),
+                _ => None,
+            })?),
+            tag::ARRAY => Array::Array(all(items, |v| match v {
+                Value::Array(x) => Some(x),
+                _ => None,
+            })?),
             _ => return None,
         })
     }
@@ -277,9 +316,10 @@ impl Value {
     ///
     /// Panics if an item is not of type `elem`, a bug in the caller.
     pub fn array(elem: u32, items: Vec<Value>) -> Value {
-        Value::Array(Array::from_values(elem, items).unwrap_or_else(|| {
-            panic!("array items must all be {}", tag::name(elem))
-        }))
+        Value::Array(
+            Array::from_values(elem, items)
+                .unwrap_or_else(|| panic!("array items must all be {}", tag::name(elem))),
+        )
     }
 }
 

@@ -263,7 +263,11 @@ impl Gpu {
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             // wgpu's messages span lines (a chain of causes); one line here.
-            let msg = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+            let msg = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
             sink.report(msg);
         }));
         let mut max_binding = limits.max_storage_buffer_binding_size;

@@ -179,7 +179,8 @@ impl ChatTemplate {
             .sum::<usize>()
             + self.bos_token.len()
             + self.eos_token.len();
-        let max_output = RENDER_OUTPUT_BASE.saturating_add(input.saturating_mul(RENDER_OUTPUT_PER_INPUT_BYTE));
+        let max_output =
+            RENDER_OUTPUT_BASE.saturating_add(input.saturating_mul(RENDER_OUTPUT_PER_INPUT_BYTE));
         let fuel = RENDER_FUEL_BASE + RENDER_FUEL_PER_MESSAGE * messages.len() as u64;
         // Fuel is a property of the environment; a clone shares the compiled template.
         let mut env = self.env.clone();
