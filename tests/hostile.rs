@@ -161,6 +161,27 @@ fn long_non_byte_level_token_in_tokenizer_json_loads_in_bounded_memory() {
     assert_success(&out);
 }
 
+/// A tokenizer.json whose token ids are not below its vocabulary's size:
+/// encoding produced ids past every per-token table.
+#[test]
+fn tokenizer_json_ids_past_the_vocabulary_size_are_refused() {
+    let dir = scratch("json-ids");
+    let json = serde_json::json!({
+        "version": "1.0", "added_tokens": [], "normalizer": null, "pre_tokenizer": null,
+        "post_processor": null, "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+                  "vocab": {"a": 0, "b": 4000000000u64}, "merges": []}
+    });
+    let path = dir.join("tokenizer.json");
+    std::fs::write(&path, json.to_string()).unwrap();
+    let err = match Tokenizer::from_tokenizer_json(&path) {
+        Ok(_) => panic!("loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("id 4000000000"), "{err}");
+}
+
 // --- 2. metadata: error context formatted lazily, compact arrays ----------
 
 /// A 2 MB key holding a 2 M-element u8 array (a 4 MB file): formatting the

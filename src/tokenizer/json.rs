@@ -103,6 +103,19 @@ pub(super) fn load(path: &Path) -> Result<Tokenizer, TokenizerError> {
     };
 
     let n = parse.get_vocab_size(true);
+    // Ids must lie below the size: the tokenizer would otherwise produce ids
+    // that index past every per-token table (and past the model's embedding).
+    if let Some((t, id)) = parse
+        .get_vocab(true)
+        .into_iter()
+        .find(|&(_, id)| id as usize >= n)
+    {
+        let shown: String = t.chars().take(40).collect();
+        return Err(file_error(
+            path,
+            format!("token '{shown}' has id {id}, not below the vocabulary's size {n}"),
+        ));
+    }
     let added = parse.get_added_tokens_decoder();
     let byte_fallback = matches!(shape, DecoderShape::Metaspace { .. });
     let mut tokens = Vec::with_capacity(n);
