@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         None => (data, &[][..]),
     };
     let src = String::from_utf8_lossy(src);
-    let Ok(t) = ChatTemplate::new(src.as_ref(), "fuzz") else {
+    let Ok(t) = ChatTemplate::new(src.into_owned(), "fuzz") else {
         return;
     };
     let t = t.with_special_tokens("<s>", "</s>");
