@@ -182,6 +182,41 @@ fn tokenizer_json_ids_past_the_vocabulary_size_are_refused() {
     assert!(err.contains("id 4000000000"), "{err}");
 }
 
+/// Found by the tokenizer_json fuzz target: the tokenizers crate panics on a
+/// syntax error inside `decoder` and on a Precompiled normalizer of the wrong
+/// shape; both are one-line errors.
+#[test]
+fn malformed_tokenizer_json_components_are_errors_not_panics() {
+    let dir = scratch("json-panics");
+    let base = r#"{"version": "1.0", "added_tokens": [], "normalizer": NORM, "pre_tokenizer": null, "post_processor": null, "decoder": DEC, "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "vocab": {"a": 0}, "merges": []}}"#;
+    let cases = [
+        (
+            "decoder-syntax",
+            base.replace("NORM", "null")
+                .replace("DEC", r#"{"type": "Se": "ByteLevel"}"#),
+        ),
+        (
+            "precompiled",
+            base.replace(
+                "NORM",
+                r#"{"type": "Precompiled", "precompiled_charsmap": 5}"#,
+            )
+            .replace("DEC", "null"),
+        ),
+    ];
+    for (name, json) in cases {
+        let path = dir.join(format!("{name}.json"));
+        std::fs::write(&path, json).unwrap();
+        let out = run_limited(
+            &["tokenize", "-m", path.to_str().unwrap(), "-p", "a"],
+            1024,
+            30,
+        );
+        let err = common::one_line_error(&out);
+        assert!(err.contains("cannot load tokenizer"), "{name}: {err}");
+    }
+}
+
 // --- 2. metadata: error context formatted lazily, compact arrays ----------
 
 /// A 2 MB key holding a 2 M-element u8 array (a 4 MB file): formatting the
