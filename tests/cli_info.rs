@@ -28,9 +28,9 @@ fn small_file() -> PathBuf {
         )
         .kv(
             "tokenizer.ggml.scores",
-            Value::Array(tag::F32, vec![Value::F32(-1.5); 3]),
+            Value::array(tag::F32, vec![Value::F32(-1.5); 3]),
         )
-        .kv("empty", Value::Array(tag::I32, vec![]))
+        .kv("empty", Value::array(tag::I32, vec![]))
         .tensor(
             "token_embd.weight",
             &[64, 100],

@@ -37,7 +37,7 @@ fn base() -> GgufWriter {
         .kv("test.flag", Value::Bool(true))
         .kv(
             "test.list",
-            Value::Array(tag::U32, vec![Value::U32(1), Value::U32(2), Value::U32(3)]),
+            Value::array(tag::U32, vec![Value::U32(1), Value::U32(2), Value::U32(3)]),
         )
         .kv("test.name", Value::String("abc".into()))
         .tensor(
@@ -164,24 +164,24 @@ fn all_value_kinds() -> Vec<(String, Value)> {
         let t = v.tag();
         kvs.push((
             format!("array.{}.{i}", v.type_name(), i = kvs.len()),
-            Value::Array(t, vec![v.clone(), v.clone()]),
+            Value::array(t, vec![v.clone(), v.clone()]),
         ));
         kvs.push((
             format!("empty.{}.{i}", v.type_name(), i = kvs.len()),
-            Value::Array(t, vec![]),
+            Value::array(t, vec![]),
         ));
     }
-    kvs.push(("empty.array".into(), Value::Array(tag::ARRAY, vec![])));
+    kvs.push(("empty.array".into(), Value::array(tag::ARRAY, vec![])));
     kvs.push(("tokens".into(), string_array(&["<s>", "</s>", "▁the", ""])));
     // Ragged nested arrays, an empty inner one, and inner arrays of another type.
     kvs.push((
         "nested".into(),
-        Value::Array(
+        Value::array(
             tag::ARRAY,
             vec![
-                Value::Array(tag::I32, vec![Value::I32(1), Value::I32(-2)]),
-                Value::Array(tag::I32, vec![]),
-                Value::Array(tag::STRING, vec![Value::String("x".into())]),
+                Value::array(tag::I32, vec![Value::I32(1), Value::I32(-2)]),
+                Value::array(tag::I32, vec![]),
+                Value::array(tag::STRING, vec![Value::String("x".into())]),
             ],
         ),
     ));
@@ -191,9 +191,9 @@ fn all_value_kinds() -> Vec<(String, Value)> {
 
 /// `depth` arrays inside one another around a single u8.
 fn nest(depth: usize) -> Value {
-    let mut v = Value::Array(tag::U8, vec![Value::U8(7)]);
+    let mut v = Value::array(tag::U8, vec![Value::U8(7)]);
     for _ in 1..depth {
-        v = Value::Array(tag::ARRAY, vec![v]);
+        v = Value::array(tag::ARRAY, vec![v]);
     }
     v
 }
@@ -292,16 +292,16 @@ fn value_display_summarises() {
     let long = string_array(&vec!["t"; 49152]);
     assert_eq!(long.to_string(), "[string; 49152]");
     assert_eq!(
-        Value::Array(tag::I32, vec![Value::I32(1), Value::I32(-2)]).to_string(),
+        Value::array(tag::I32, vec![Value::I32(1), Value::I32(-2)]).to_string(),
         "[1, -2]"
     );
     assert_eq!(
-        Value::Array(tag::F32, vec![Value::F32(0.0); 9]).to_string(),
+        Value::array(tag::F32, vec![Value::F32(0.0); 9]).to_string(),
         "[f32; 9]"
     );
-    assert_eq!(Value::Array(tag::STRING, vec![]).to_string(), "[]");
+    assert_eq!(Value::array(tag::STRING, vec![]).to_string(), "[]");
     assert_eq!(
-        Value::Array(tag::STRING, vec![]).element_type_name(),
+        Value::array(tag::STRING, vec![]).element_type_name(),
         Some("string")
     );
     assert_eq!(Value::String("a\nb".into()).to_string(), r#""a\nb""#);

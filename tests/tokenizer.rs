@@ -382,8 +382,8 @@ fn spm_writer() -> GgufWriter {
     let mut w = GgufWriter::new();
     w.kv("tokenizer.ggml.model", Value::String("llama".into()))
         .kv("tokenizer.ggml.tokens", string_array(&tokens))
-        .kv("tokenizer.ggml.scores", Value::Array(6, scores))
-        .kv("tokenizer.ggml.token_type", Value::Array(5, types))
+        .kv("tokenizer.ggml.scores", Value::array(6, scores))
+        .kv("tokenizer.ggml.token_type", Value::array(5, types))
         .kv("tokenizer.ggml.bos_token_id", Value::U32(1))
         .kv("tokenizer.ggml.eos_token_id", Value::U32(2));
     w
@@ -477,7 +477,7 @@ fn missing_keys_are_named() {
 
 #[test]
 fn mismatched_array_lengths_are_named() {
-    let short = |tag, v: Value| Value::Array(tag, vec![v; 10]);
+    let short = |tag, v: Value| Value::array(tag, vec![v; 10]);
     expect_error(
         with(
             &spm_writer(),
@@ -558,7 +558,7 @@ fn bad_values_are_named() {
         with(
             &spm_writer(),
             "tokenizer.ggml.tokens",
-            Some(Value::Array(4, vec![Value::U32(1)])),
+            Some(Value::array(4, vec![Value::U32(1)])),
         ),
         "tokenizer.ggml.tokens",
         "string",

@@ -46,8 +46,10 @@ fn touch(v: &Value) {
     std::hint::black_box(v.to_string());
     std::hint::black_box((v.as_u64(), v.as_i64(), v.as_f32(), v.as_bool(), v.as_str()));
     if let Some(items) = v.as_array() {
-        for item in items {
-            touch(item);
+        assert_eq!(items.iter().count(), items.len());
+        for item in items.iter() {
+            assert_eq!(item.tag(), items.elem_tag());
+            touch(&item);
         }
     }
 }

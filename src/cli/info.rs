@@ -279,13 +279,13 @@ fn value_json(v: &Value, array_limit: usize) -> Json {
         Value::F64(x) => float_json(*x),
         Value::Bool(x) => json!(x),
         Value::String(x) => json!(x),
-        Value::Array(_, items) if items.len() > array_limit => json!({
+        Value::Array(items) if items.len() > array_limit => json!({
             "element_type": v.element_type_name(),
             "length": items.len(),
-            "head": items.iter().take(JSON_ARRAY_HEAD).map(|i| value_json(i, array_limit)).collect::<Vec<_>>(),
+            "head": items.iter().take(JSON_ARRAY_HEAD).map(|i| value_json(&i, array_limit)).collect::<Vec<_>>(),
         }),
-        Value::Array(_, items) => {
-            Json::Array(items.iter().map(|i| value_json(i, array_limit)).collect())
+        Value::Array(items) => {
+            Json::Array(items.iter().map(|i| value_json(&i, array_limit)).collect())
         }
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 
 use super::common::{GpuArgs, ModelArgs};
-use crate::engine::perplexity::{chunk_nll, chunks, PerplexityStats};
+use crate::engine::perplexity::{check_token_ids, chunk_nll, chunks, PerplexityStats};
 use crate::engine::{Engine, EngineOptions};
 use crate::gpu::BatchOutput;
 
@@ -58,6 +58,7 @@ pub fn run(args: &PerplexityArgs) -> Result<()> {
     // used only by vocabularies that ask for it.
     let bos = if tok.adds_bos() { tok.bos_id() } else { None };
     let tokens = tok.encode(&text, tok.adds_bos(), false)?;
+    check_token_ids(&tokens, engine.model.cfg.n_vocab).map_err(anyhow::Error::msg)?;
     let chunks = chunks(&tokens, c, args.chunks, bos);
     if chunks.is_empty() {
         bail!(

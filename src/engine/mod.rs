@@ -188,6 +188,16 @@ impl Engine {
         let gguf = open_model_with(path, &opts.load)?;
         let cfg = LlamaConfig::from_gguf(&gguf).with_context(|| path.display().to_string())?;
         let tokenizer = Tokenizer::from_gguf(&gguf).with_context(|| path.display().to_string())?;
+        // A token id past the embedding would read another tensor's bytes (or
+        // out of bounds) on the GPU and index past the logits on the CPU.
+        if tokenizer.vocab_size() > cfg.n_vocab {
+            bail!(
+                "{}: the vocabulary has {} tokens but the model has only {} (token_embd.weight / llama.vocab_size)",
+                path.display(),
+                tokenizer.vocab_size(),
+                cfg.n_vocab
+            );
+        }
         let n_ctx = opts.n_ctx.unwrap_or(cfg.n_ctx_train.min(DEFAULT_CTX));
         let gpu = Gpu::new(&opts.gpu)?;
         let pb = progress_bar(opts.quiet, 1);

@@ -5,11 +5,28 @@
 
 /// Negative log-likelihood of `target` under `logits`: `-log softmax(logits)[target]`,
 /// in f64 so that a 50k-entry sum does not lose the small probabilities.
+/// NaN for a `target` outside `logits` (callers check token ids first; see
+/// [`check_token_ids`]).
 pub fn token_nll(logits: &[f32], target: u32) -> f64 {
+    let Some(&logit) = logits.get(target as usize) else {
+        return f64::NAN;
+    };
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
     let log_z = max + sum.ln();
-    log_z - logits[target as usize] as f64
+    log_z - logit as f64
+}
+
+/// Every token id must have a logit: a vocabulary larger than the model's
+/// output would otherwise index past the logits.
+pub fn check_token_ids(tokens: &[u32], n_vocab: usize) -> Result<(), String> {
+    match tokens.iter().position(|&t| t as usize >= n_vocab) {
+        Some(i) => Err(format!(
+            "token {i} of the text has id {}, outside the model's {n_vocab} logits",
+            tokens[i]
+        )),
+        None => Ok(()),
+    }
 }
 
 /// NLLs of one chunk: `logits[i]` are the logits after `tokens[i]`; positions

@@ -131,7 +131,7 @@ impl<'t> Sequence<'t> {
             // The log-softmax needs every logit.
             return BatchOutput::LastLogits;
         }
-        if req.sampler.is_greedy() && req.sampler.repeat_penalty == 1.0 {
+        if req.sampler.is_greedy() && !req.sampler.has_penalties() {
             return BatchOutput::Greedy;
         }
         readback_for(&self.sampler, &self.recent, 0)
@@ -161,7 +161,7 @@ impl<'t> Sequence<'t> {
                     .enumerate()
                     .map(|(i, &l)| (i as u32, l))
                     .collect();
-                let next = if req.sampler.is_greedy() && req.sampler.repeat_penalty == 1.0 {
+                let next = if req.sampler.is_greedy() && !req.sampler.has_penalties() {
                     crate::model::cpu::argmax(&logits)
                 } else {
                     self.sampler.sample_from(cand, &self.recent)

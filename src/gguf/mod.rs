@@ -4,6 +4,7 @@
 //! writes (tests and synthetic models).
 
 mod reader;
+mod sigbus;
 pub mod split;
 mod value;
 mod writer;
@@ -11,7 +12,7 @@ mod writer;
 use std::path::Path;
 
 pub use reader::{Gguf, TensorBytes, TensorEntry, DEFAULT_ALIGNMENT, MAX_DIMS};
-pub use value::{tag, Value};
+pub use value::{tag, Array, Value};
 pub use writer::{string_array, GgufWriter};
 
 use crate::quant::{ggml_type_name, TensorType};

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::value::{tag, Value};
+use super::value::{tag, Array, Value};
 use super::{GgufError, TensorInfo};
 use crate::quant::ggml_type_info;
 
@@ -80,6 +80,9 @@ pub struct TensorEntry {
 /// A parsed GGUF file. Tensor data stays in the mapping until asked for.
 pub struct Gguf {
     data: Storage,
+    /// Turns a SIGBUS in `data`'s mapping (file truncated while mapped) into
+    /// a message naming the file.
+    _sigbus: Option<super::sigbus::Guard>,
     has_data: bool,
     path: Option<PathBuf>,
     pub version: u32,
@@ -190,10 +193,14 @@ impl Gguf {
         // SAFETY: the mapping is read-only; a file modified underneath us while
         // mapped could change tensor bytes, which is the same contract every
         // mmap-based model loader (llama.cpp included) accepts.
+        // A file truncated while mapped raises SIGBUS on the next read of a
+        // lost page: `sigbus` turns that into an error message naming it.
         let mmap = unsafe { memmap2::Mmap::map(&file) }
             .map_err(|e| GgufError::new(format!("cannot map: {e}")).in_file(path))?;
+        let guard = super::sigbus::watch(mmap.as_ptr(), mmap.len(), path);
         let mut g =
             Gguf::parse(Storage::Mmap(Arc::new(mmap)), false).map_err(|e| e.in_file(path))?;
+        g._sigbus = Some(guard);
         g.path = Some(path.to_path_buf());
         Ok(g)
     }
@@ -230,14 +237,14 @@ impl Gguf {
 
     fn parse(data: Storage, header_only: bool) -> Result<Gguf, GgufError> {
         let mut c = Cursor { buf: &data, pos: 0 };
-        let magic = c.bytes(4, "magic")?;
+        let magic = c.bytes(4, || "magic".into())?;
         if magic != MAGIC {
             return Err(GgufError::new(format!(
                 "not a GGUF file (magic {:?}, expected \"GGUF\")",
                 String::from_utf8_lossy(magic)
             )));
         }
-        let version = c.u32("version")?;
+        let version = c.u32(|| "version".into())?;
         match version {
             2 | 3 => {}
             1 => return Err(GgufError::new(
@@ -252,8 +259,8 @@ impl Gguf {
                 )))
             }
         }
-        let n_tensors = c.u64("tensor count")?;
-        let n_kv = c.u64("metadata count")?;
+        let n_tensors = c.u64(|| "tensor count".into())?;
+        let n_kv = c.u64(|| "metadata count".into())?;
         // Checked up front so a corrupt count is reported as such, not as a
         // truncation somewhere in the middle of the table it implies.
         let left = c.remaining() as u64;
@@ -277,8 +284,8 @@ impl Gguf {
         let mut key_index = HashMap::new();
         for i in 0..n_kv {
             let at = c.pos;
-            let key = c.string(&format!("key of metadata entry {i}"))?;
-            let ty = c.u32(&format!("type of metadata key '{key}'"))?;
+            let key = c.string(|| format!("key of metadata entry {i}"))?;
+            let ty = c.u32(|| format!("type of metadata key '{}'", short(&key)))?;
             let value = c.value(ty, &key, 0)?;
             if key_index.insert(key.clone(), metadata.len()).is_some() {
                 return Err(GgufError::new(format!(
@@ -303,8 +310,8 @@ impl Gguf {
             Vec::with_capacity(c.capacity_for(n_tensors, MIN_TENSOR_INFO_BYTES as usize));
         let mut tensor_index = HashMap::new();
         for i in 0..n_tensors {
-            let name = c.string(&format!("name of tensor {i}"))?;
-            let n_dims = c.u32(&format!("dimension count of tensor '{name}'"))?;
+            let name = c.string(|| format!("name of tensor {i}"))?;
+            let n_dims = c.u32(|| format!("dimension count of tensor '{}'", short(&name)))?;
             if n_dims == 0 || n_dims > MAX_DIMS {
                 return Err(GgufError::new(format!(
                     "tensor '{name}' has {n_dims} dimensions (expected 1 to {MAX_DIMS})"
@@ -312,10 +319,10 @@ impl Gguf {
             }
             let mut dims = Vec::with_capacity(n_dims as usize);
             for d in 0..n_dims {
-                dims.push(c.u64(&format!("dimension {d} of tensor '{name}'"))?);
+                dims.push(c.u64(|| format!("dimension {d} of tensor '{}'", short(&name)))?);
             }
-            let type_id = c.u32(&format!("type of tensor '{name}'"))?;
-            let offset = c.u64(&format!("offset of tensor '{name}'"))?;
+            let type_id = c.u32(|| format!("type of tensor '{}'", short(&name)))?;
+            let offset = c.u64(|| format!("offset of tensor '{}'", short(&name)))?;
             let info = TensorInfo::new(name, dims, type_id, offset)?;
             if info.offset % alignment != 0 {
                 return Err(GgufError::new(format!(
@@ -361,6 +368,7 @@ impl Gguf {
 
         Ok(Gguf {
             data,
+            _sigbus: None,
             has_data: !header_only,
             path: None,
             version,
@@ -434,6 +442,7 @@ impl Gguf {
             parts,
             split_parts: Vec::new(),
             part_of: HashMap::new(),
+            _sigbus: None,
         })
     }
 
@@ -523,7 +532,7 @@ impl Gguf {
             .ok_or_else(|| Self::wrong_type(key, "a bool", v))
     }
 
-    pub fn get_array(&self, key: &str) -> Result<&[Value], GgufError> {
+    pub fn get_array(&self, key: &str) -> Result<&Array, GgufError> {
         let v = self.require(key)?;
         v.as_array()
             .ok_or_else(|| Self::wrong_type(key, "an array", v))
@@ -582,6 +591,20 @@ impl Gguf {
     }
 }
 
+/// A key or tensor name cut for an error message: a hostile file's names
+/// can be megabytes long, and a message stays one readable line.
+fn short(name: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 80;
+    if name.len() <= MAX {
+        return name.into();
+    }
+    let mut end = MAX;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &name[..end], name.len()).into()
+}
+
 pub(crate) fn align_up(x: u64, a: u64) -> u64 {
     x.div_ceil(a) * a
 }
@@ -601,10 +624,14 @@ impl<'a> Cursor<'a> {
         (count.min((self.remaining() / min_size) as u64)) as usize
     }
 
-    fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8], GgufError> {
+    // `what` names the field for an error message; it is a closure so that
+    // the message (which may quote a long key) is formatted only on failure:
+    // formatting it per array element made parsing quadratic in the key size.
+    fn bytes(&mut self, n: usize, what: impl FnOnce() -> String) -> Result<&'a [u8], GgufError> {
         if n > self.remaining() {
             return Err(GgufError::new(format!(
-                "file truncated reading {what} at offset {} (need {n} bytes, {} left)",
+                "file truncated reading {} at offset {} (need {n} bytes, {} left)",
+                what(),
                 self.pos,
                 self.remaining()
             )));
@@ -614,94 +641,149 @@ impl<'a> Cursor<'a> {
         Ok(s)
     }
 
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], GgufError> {
+    fn array<const N: usize>(
+        &mut self,
+        what: impl FnOnce() -> String,
+    ) -> Result<[u8; N], GgufError> {
         Ok(self.bytes(N, what)?.try_into().expect("length checked"))
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32, GgufError> {
+    fn u32(&mut self, what: impl FnOnce() -> String) -> Result<u32, GgufError> {
         Ok(u32::from_le_bytes(self.array(what)?))
     }
 
-    fn u64(&mut self, what: &str) -> Result<u64, GgufError> {
+    fn u64(&mut self, what: impl FnOnce() -> String) -> Result<u64, GgufError> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
 
-    fn string(&mut self, what: &str) -> Result<String, GgufError> {
+    fn string(&mut self, what: impl Fn() -> String) -> Result<String, GgufError> {
         let at = self.pos;
-        let len = self.u64(what)?;
+        let len = self.u64(&what)?;
         if len > self.remaining() as u64 {
             return Err(GgufError::new(format!(
-                "{what} at offset {at} claims {len} bytes but only {} remain",
+                "{} at offset {at} claims {len} bytes but only {} remain",
+                what(),
                 self.remaining()
             )));
         }
-        let bytes = self.bytes(len as usize, what)?;
+        let bytes = self.bytes(len as usize, &what)?;
         String::from_utf8(bytes.to_vec())
-            .map_err(|_| GgufError::new(format!("{what} at offset {at} is not valid UTF-8")))
+            .map_err(|_| GgufError::new(format!("{} at offset {at} is not valid UTF-8", what())))
     }
 
     fn value(&mut self, ty: u32, key: &str, depth: u32) -> Result<Value, GgufError> {
-        let what = format!("value of metadata key '{key}'");
+        let what = || format!("value of metadata key '{}'", short(key));
         Ok(match ty {
-            tag::U8 => Value::U8(self.array::<1>(&what)?[0]),
-            tag::I8 => Value::I8(self.array::<1>(&what)?[0] as i8),
-            tag::U16 => Value::U16(u16::from_le_bytes(self.array(&what)?)),
-            tag::I16 => Value::I16(i16::from_le_bytes(self.array(&what)?)),
-            tag::U32 => Value::U32(u32::from_le_bytes(self.array(&what)?)),
-            tag::I32 => Value::I32(i32::from_le_bytes(self.array(&what)?)),
-            tag::U64 => Value::U64(u64::from_le_bytes(self.array(&what)?)),
-            tag::I64 => Value::I64(i64::from_le_bytes(self.array(&what)?)),
-            tag::F32 => Value::F32(f32::from_le_bytes(self.array(&what)?)),
-            tag::F64 => Value::F64(f64::from_le_bytes(self.array(&what)?)),
-            tag::BOOL => match self.array::<1>(&what)?[0] {
-                0 => Value::Bool(false),
-                1 => Value::Bool(true),
-                b => {
-                    return Err(GgufError::new(format!(
-                        "metadata key '{key}' has invalid bool byte {b} at offset {}",
-                        self.pos - 1
-                    )))
-                }
-            },
-            tag::STRING => Value::String(self.string(&what)?),
-            tag::ARRAY => {
-                if depth >= MAX_NESTING {
-                    return Err(GgufError::new(format!(
-                        "metadata key '{key}' nests arrays deeper than {MAX_NESTING} levels"
-                    )));
-                }
-                let at = self.pos;
-                let elem = self.u32(&format!("array element type of metadata key '{key}'"))?;
-                let count = self.u64(&format!("array length of metadata key '{key}'"))?;
-                let min_size: u64 = match elem {
-                    tag::U8 | tag::I8 | tag::BOOL => 1,
-                    tag::U16 | tag::I16 => 2,
-                    tag::U32 | tag::I32 | tag::F32 => 4,
-                    tag::U64 | tag::I64 | tag::F64 | tag::STRING => 8,
-                    tag::ARRAY => 12,
-                    t => {
-                        return Err(GgufError::new(format!(
-                            "metadata key '{key}' has unknown array element type {t} at offset {at}"
-                        )))
-                    }
-                };
-                if count.saturating_mul(min_size) > self.remaining() as u64 {
-                    return Err(GgufError::new(format!(
-                        "metadata key '{key}' claims {count} array elements at offset {at} but only {} bytes remain",
-                        self.remaining()
-                    )));
-                }
-                let mut items = Vec::with_capacity(count as usize);
-                for _ in 0..count {
-                    items.push(self.value(elem, key, depth + 1)?);
-                }
-                Value::Array(elem, items)
-            }
+            tag::U8 => Value::U8(self.array::<1>(what)?[0]),
+            tag::I8 => Value::I8(self.array::<1>(what)?[0] as i8),
+            tag::U16 => Value::U16(u16::from_le_bytes(self.array(what)?)),
+            tag::I16 => Value::I16(i16::from_le_bytes(self.array(what)?)),
+            tag::U32 => Value::U32(u32::from_le_bytes(self.array(what)?)),
+            tag::I32 => Value::I32(i32::from_le_bytes(self.array(what)?)),
+            tag::U64 => Value::U64(u64::from_le_bytes(self.array(what)?)),
+            tag::I64 => Value::I64(i64::from_le_bytes(self.array(what)?)),
+            tag::F32 => Value::F32(f32::from_le_bytes(self.array(what)?)),
+            tag::F64 => Value::F64(f64::from_le_bytes(self.array(what)?)),
+            tag::BOOL => Value::Bool(self.bool(key)?),
+            tag::STRING => Value::String(self.string(what)?),
+            tag::ARRAY => Value::Array(self.array_value(key, depth)?),
             t => {
                 return Err(GgufError::new(format!(
-                    "metadata key '{key}' has unknown value type {t} at offset {}",
+                    "metadata key '{}' has unknown value type {t} at offset {}",
+                    short(key),
                     self.pos - 4
                 )))
+            }
+        })
+    }
+
+    fn bool(&mut self, key: &str) -> Result<bool, GgufError> {
+        match self.array::<1>(|| format!("value of metadata key '{}'", short(key)))?[0] {
+            0 => Ok(false),
+            1 => Ok(true),
+            b => Err(GgufError::new(format!(
+                "metadata key '{}' has invalid bool byte {b} at offset {}",
+                short(key),
+                self.pos - 1
+            ))),
+        }
+    }
+
+    /// An array (type tag already read): numeric elements are decoded in one
+    /// pass over their bytes into a typed vector.
+    fn array_value(&mut self, key: &str, depth: u32) -> Result<Array, GgufError> {
+        if depth >= MAX_NESTING {
+            return Err(GgufError::new(format!(
+                "metadata key '{}' nests arrays deeper than {MAX_NESTING} levels",
+                short(key)
+            )));
+        }
+        let at = self.pos;
+        let elem = self.u32(|| format!("array element type of metadata key '{}'", short(key)))?;
+        let count = self.u64(|| format!("array length of metadata key '{}'", short(key)))?;
+        let min_size: u64 = match elem {
+            tag::U8 | tag::I8 | tag::BOOL => 1,
+            tag::U16 | tag::I16 => 2,
+            tag::U32 | tag::I32 | tag::F32 => 4,
+            tag::U64 | tag::I64 | tag::F64 | tag::STRING => 8,
+            tag::ARRAY => 12,
+            t => {
+                return Err(GgufError::new(format!(
+                    "metadata key '{}' has unknown array element type {t} at offset {at}",
+                    short(key)
+                )))
+            }
+        };
+        if count.saturating_mul(min_size) > self.remaining() as u64 {
+            return Err(GgufError::new(format!(
+                "metadata key '{}' claims {count} array elements at offset {at} but only {} bytes remain",
+                short(key),
+                self.remaining()
+            )));
+        }
+        let n = count as usize;
+        let what = || format!("value of metadata key '{}'", short(key));
+        macro_rules! numbers {
+            ($variant:ident, $t:ty) => {{
+                let raw = self.bytes(n * std::mem::size_of::<$t>(), what)?;
+                Array::$variant(
+                    raw.chunks_exact(std::mem::size_of::<$t>())
+                        .map(|b| <$t>::from_le_bytes(b.try_into().expect("chunk size")))
+                        .collect(),
+                )
+            }};
+        }
+        Ok(match elem {
+            tag::U8 => numbers!(U8, u8),
+            tag::I8 => numbers!(I8, i8),
+            tag::U16 => numbers!(U16, u16),
+            tag::I16 => numbers!(I16, i16),
+            tag::U32 => numbers!(U32, u32),
+            tag::I32 => numbers!(I32, i32),
+            tag::U64 => numbers!(U64, u64),
+            tag::I64 => numbers!(I64, i64),
+            tag::F32 => numbers!(F32, f32),
+            tag::F64 => numbers!(F64, f64),
+            tag::BOOL => {
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.bool(key)?);
+                }
+                Array::Bool(items)
+            }
+            tag::STRING => {
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.string(what)?);
+                }
+                Array::String(items)
+            }
+            _ => {
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.array_value(key, depth + 1)?);
+                }
+                Array::Array(items)
             }
         })
     }

@@ -54,9 +54,175 @@ pub enum Value {
     F64(f64),
     Bool(bool),
     String(String),
-    /// Arrays are homogeneous in the file; the element tag is kept so a writer
-    /// can reproduce an empty array exactly.
-    Array(u32, Vec<Value>),
+    Array(Array),
+}
+
+/// A homogeneous array, stored by element type: a numeric array takes the
+/// bytes it took in the file (a `Vec<Value>` would take 32 per element, so a
+/// 4 MB file of u8 arrays would ask for 128 MB). The variant is the element
+/// type, so an empty array is reproduced exactly by a writer.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Array {
+    U8(Vec<u8>),
+    I8(Vec<i8>),
+    U16(Vec<u16>),
+    I16(Vec<i16>),
+    U32(Vec<u32>),
+    I32(Vec<i32>),
+    U64(Vec<u64>),
+    I64(Vec<i64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    Bool(Vec<bool>),
+    String(Vec<String>),
+    /// Arrays of arrays; each inner array has its own element type.
+    Array(Vec<Array>),
+}
+
+impl Array {
+    /// The element type id (see [`tag`]).
+    pub fn elem_tag(&self) -> u32 {
+        match self {
+            Array::U8(_) => tag::U8,
+            Array::I8(_) => tag::I8,
+            Array::U16(_) => tag::U16,
+            Array::I16(_) => tag::I16,
+            Array::U32(_) => tag::U32,
+            Array::I32(_) => tag::I32,
+            Array::U64(_) => tag::U64,
+            Array::I64(_) => tag::I64,
+            Array::F32(_) => tag::F32,
+            Array::F64(_) => tag::F64,
+            Array::Bool(_) => tag::BOOL,
+            Array::String(_) => tag::STRING,
+            Array::Array(_) => tag::ARRAY,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Array::U8(v) => v.len(),
+            Array::I8(v) => v.len(),
+            Array::U16(v) => v.len(),
+            Array::I16(v) => v.len(),
+            Array::U32(v) => v.len(),
+            Array::I32(v) => v.len(),
+            Array::U64(v) => v.len(),
+            Array::I64(v) => v.len(),
+            Array::F32(v) => v.len(),
+            Array::F64(v) => v.len(),
+            Array::Bool(v) => v.len(),
+            Array::String(v) => v.len(),
+            Array::Array(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element `i` as a [`Value`] (strings and inner arrays are cloned).
+    pub fn get(&self, i: usize) -> Option<Value> {
+        Some(match self {
+            Array::U8(v) => Value::U8(*v.get(i)?),
+            Array::I8(v) => Value::I8(*v.get(i)?),
+            Array::U16(v) => Value::U16(*v.get(i)?),
+            Array::I16(v) => Value::I16(*v.get(i)?),
+            Array::U32(v) => Value::U32(*v.get(i)?),
+            Array::I32(v) => Value::I32(*v.get(i)?),
+            Array::U64(v) => Value::U64(*v.get(i)?),
+            Array::I64(v) => Value::I64(*v.get(i)?),
+            Array::F32(v) => Value::F32(*v.get(i)?),
+            Array::F64(v) => Value::F64(*v.get(i)?),
+            Array::Bool(v) => Value::Bool(*v.get(i)?),
+            Array::String(v) => Value::String(v.get(i)?.clone()),
+            Array::Array(v) => Value::Array(v.get(i)?.clone()),
+        })
+    }
+
+    /// The elements as [`Value`]s, one at a time.
+    pub fn iter(&self) -> impl Iterator<Item = Value> + '_ {
+        (0..self.len()).map(|i| self.get(i).expect("index below len"))
+    }
+
+    /// The elements of a string array, borrowed.
+    pub fn as_strings(&self) -> Option<&[String]> {
+        match self {
+            Array::String(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Element `i` of an integer array of any width, if non-negative.
+    pub fn u64_at(&self, i: usize) -> Option<u64> {
+        match self {
+            Array::String(_) | Array::Array(_) => None,
+            _ => self.get(i)?.as_u64(),
+        }
+    }
+
+    /// An array of `elem` from values of that type; `None` if one differs.
+    pub fn from_values(elem: u32, items: Vec<Value>) -> Option<Array> {
+        fn all<T>(items: Vec<Value>, f: impl Fn(Value) -> Option<T>) -> Option<Vec<T>> {
+            items.into_iter().map(f).collect()
+        }
+        Some(match elem {
+            tag::U8 => Array::U8(all(items, |v| match v {
+                Value::U8(x) => Some(x),
+                _ => None,
+            })?),
+            tag::I8 => Array::I8(all(items, |v| match v {
+                Value::I8(x) => Some(x),
+                _ => None,
+            })?),
+            tag::U16 => Array::U16(all(items, |v| match v {
+                Value::U16(x) => Some(x),
+                _ => None,
+            })?),
+            tag::I16 => Array::I16(all(items, |v| match v {
+                Value::I16(x) => Some(x),
+                _ => None,
+            })?),
+            tag::U32 => Array::U32(all(items, |v| match v {
+                Value::U32(x) => Some(x),
+                _ => None,
+            })?),
+            tag::I32 => Array::I32(all(items, |v| match v {
+                Value::I32(x) => Some(x),
+                _ => None,
+            })?),
+            tag::U64 => Array::U64(all(items, |v| match v {
+                Value::U64(x) => Some(x),
+                _ => None,
+            })?),
+            tag::I64 => Array::I64(all(items, |v| match v {
+                Value::I64(x) => Some(x),
+                _ => None,
+            })?),
+            tag::F32 => Array::F32(all(items, |v| match v {
+                Value::F32(x) => Some(x),
+                _ => None,
+            })?),
+            tag::F64 => Array::F64(all(items, |v| match v {
+                Value::F64(x) => Some(x),
+                _ => None,
+            })?),
+            tag::BOOL => Array::Bool(all(items, |v| match v {
+                Value::Bool(x) => Some(x),
+                _ => None,
+            })?),
+            tag::STRING => Array::String(all(items, |v| match v {
+                Value::String(x) => Some(x),
+                _ => None,
+            })?),
+            tag::ARRAY => Array::Array(all(items, |v| match v {
+                Value::Array(x) => Some(x),
+                _ => None,
+            })?),
+            _ => return None,
+        })
+    }
 }
 
 impl Value {
@@ -75,7 +241,7 @@ impl Value {
             Value::F64(_) => tag::F64,
             Value::Bool(_) => tag::BOOL,
             Value::String(_) => tag::STRING,
-            Value::Array(..) => tag::ARRAY,
+            Value::Array(_) => tag::ARRAY,
         }
     }
 
@@ -86,7 +252,7 @@ impl Value {
     /// For arrays, the element type's name, known even when the array is empty.
     pub fn element_type_name(&self) -> Option<&'static str> {
         match self {
-            Value::Array(elem, _) => Some(tag::name(*elem)),
+            Value::Array(a) => Some(tag::name(a.elem_tag())),
             _ => None,
         }
     }
@@ -138,11 +304,22 @@ impl Value {
         }
     }
 
-    pub fn as_array(&self) -> Option<&[Value]> {
+    pub fn as_array(&self) -> Option<&Array> {
         match self {
-            Value::Array(_, items) => Some(items),
+            Value::Array(a) => Some(a),
             _ => None,
         }
+    }
+
+    /// An array value of `elem` built from `items` (files written in code:
+    /// tests, synthetic models).
+    ///
+    /// Panics if an item is not of type `elem`, a bug in the caller.
+    pub fn array(elem: u32, items: Vec<Value>) -> Value {
+        Value::Array(
+            Array::from_values(elem, items)
+                .unwrap_or_else(|| panic!("array items must all be {}", tag::name(elem))),
+        )
     }
 }
 
@@ -160,7 +337,7 @@ impl std::fmt::Display for Value {
                     write!(f, "{s:?}")
                 }
             }
-            Value::Array(_, items) => {
+            Value::Array(items) => {
                 if items.len() > 8 {
                     let elem = self.element_type_name().unwrap_or("?");
                     write!(f, "[{elem}; {}]", items.len())

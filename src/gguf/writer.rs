@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use super::reader::{align_up, DEFAULT_ALIGNMENT, MAGIC};
-use super::value::{tag, Value};
+use super::value::{Array, Value};
 use crate::quant::TensorType;
 
 #[derive(Default)]
@@ -158,24 +158,23 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
         Value::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
         Value::Bool(x) => out.push(*x as u8),
         Value::String(s) => put_str(out, s),
-        Value::Array(elem, items) => {
-            debug_assert!(items.iter().all(|i| i.tag() == *elem));
-            out.extend_from_slice(&elem.to_le_bytes());
-            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
-            for item in items {
-                put_value(out, item);
-            }
-        }
+        Value::Array(items) => put_array(out, items),
+    }
+}
+
+fn put_array(out: &mut Vec<u8>, a: &Array) {
+    out.extend_from_slice(&a.elem_tag().to_le_bytes());
+    out.extend_from_slice(&(a.len() as u64).to_le_bytes());
+    match a {
+        Array::String(items) => items.iter().for_each(|s| put_str(out, s)),
+        Array::Array(items) => items.iter().for_each(|inner| put_array(out, inner)),
+        _ => a.iter().for_each(|v| put_value(out, &v)),
     }
 }
 
 /// Shorthand for string arrays (token lists, merges).
 pub fn string_array<S: AsRef<str>>(items: &[S]) -> Value {
-    Value::Array(
-        tag::STRING,
-        items
-            .iter()
-            .map(|s| Value::String(s.as_ref().to_string()))
-            .collect(),
-    )
+    Value::Array(Array::String(
+        items.iter().map(|s| s.as_ref().to_string()).collect(),
+    ))
 }

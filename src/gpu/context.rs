@@ -117,6 +117,29 @@ pub struct Gpu {
     pub max_binding: u64,
     pub tuning: Tuning,
     pub(crate) kernels: super::kernels::KernelCache,
+    /// The first GPU error since the last [`Gpu::wait`]: a wgpu validation
+    /// error (wgpu's default handler would panic) or a dispatch refused by
+    /// [`Gpu::dispatch`]'s grid check. `wait` turns it into an `Err`.
+    pub(crate) errors: ErrorSink,
+}
+
+/// Where GPU errors are kept until the next [`Gpu::wait`].
+#[derive(Clone, Default)]
+pub(crate) struct ErrorSink(Arc<std::sync::Mutex<Option<String>>>);
+
+impl ErrorSink {
+    /// Keeps the first error: later ones are usually its consequences.
+    pub(crate) fn report(&self, msg: String) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            tracing::debug!("GPU error: {msg}");
+            *slot = Some(msg);
+        }
+    }
+
+    fn take(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
 fn parse_backends(name: Option<&str>) -> Result<wgpu::Backends> {
@@ -248,6 +271,17 @@ impl Gpu {
             trace: wgpu::Trace::Off,
         }))
         .with_context(|| format!("cannot open GPU device '{}'", info.name))?;
+        let errors = ErrorSink::default();
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            // wgpu's messages span lines (a chain of causes); one line here.
+            let msg = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            sink.report(msg);
+        }));
         let mut max_binding = limits.max_storage_buffer_binding_size;
         if let Some(m) = opts.max_binding_override {
             max_binding = max_binding.min(m);
@@ -296,14 +330,19 @@ impl Gpu {
             max_binding,
             tuning,
             kernels: Default::default(),
+            errors,
         }))
     }
 
-    /// Waits for all submitted work.
+    /// Waits for all submitted work; fails if any GPU error was reported
+    /// since the last wait (the results would then be garbage).
     pub fn wait(&self) -> Result<()> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| anyhow!("GPU wait failed: {e}"))?;
-        Ok(())
+        match self.errors.take() {
+            Some(msg) => bail!("GPU error: {msg}"),
+            None => Ok(()),
+        }
     }
 }

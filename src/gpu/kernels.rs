@@ -393,6 +393,8 @@ impl Gpu {
             compiled,
             bind_group,
             groups,
+            max_groups: self.limits.max_compute_workgroups_per_dimension,
+            errors: self.errors.clone(),
         }
     }
 
@@ -481,6 +483,9 @@ pub struct Dispatch {
     compiled: Arc<Compiled>,
     bind_group: wgpu::BindGroup,
     pub groups: [u32; 3],
+    /// The adapter's `max_compute_workgroups_per_dimension`.
+    max_groups: u32,
+    errors: super::context::ErrorSink,
 }
 
 impl Dispatch {
@@ -489,11 +494,47 @@ impl Dispatch {
     }
 
     /// Encodes with other workgroup counts (attention grows with the context).
+    /// Every dispatch is encoded here, so this is where grids meet the
+    /// adapter's limit: one that is too large is split (kernels that take a
+    /// 2-D grid for a 1-D one) or refused, reported as an error that the
+    /// next [`Gpu::wait`] returns; wgpu itself would fail validation.
     pub fn encode_with(&self, pass: &mut wgpu::ComputePass, groups: [u32; 3]) {
+        let groups = match fit_grid(self.kernel, groups, self.max_groups) {
+            Ok(g) => g,
+            Err(msg) => {
+                self.errors.report(msg);
+                return;
+            }
+        };
         pass.set_pipeline(&self.compiled.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
     }
+}
+
+/// Kernels whose shader reads a 1-D workgroup index as `y * nx + x`, so a
+/// long 1-D grid can be split over two dimensions.
+fn takes_split_grid(k: Kernel) -> bool {
+    matches!(k, Kernel::Matvec { .. } | Kernel::Fill | Kernel::Swiglu)
+}
+
+/// `groups` within `max` per dimension: unchanged, split (a 1-D grid of a
+/// kernel that takes it), or a one-line error naming the kernel and the limit.
+pub fn fit_grid(k: Kernel, groups: [u32; 3], max: u32) -> Result<[u32; 3], String> {
+    if groups.iter().all(|&g| g <= max) {
+        return Ok(groups);
+    }
+    if takes_split_grid(k) && groups[1] == 1 && groups[2] == 1 {
+        let y = groups[0].div_ceil(max);
+        if y <= max {
+            return Ok([max, y, 1]);
+        }
+    }
+    Err(format!(
+        "kernel {} needs a grid of {groups:?} workgroups, more than this adapter's \
+         {max} per dimension (a model dimension or batch too large for this GPU; try a smaller -b/--batch-size)",
+        k.family()
+    ))
 }
 
 /// Splits `n` workgroups into a 2D grid within the 65535-per-dimension limit.

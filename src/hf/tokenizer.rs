@@ -81,7 +81,7 @@ pub fn metadata(dir: &Path, cfg: &HfConfig) -> Result<Vec<(String, Value)>, HfEr
         m.push(("tokenizer.ggml.tokens".into(), string_array(&tokens)));
         m.push((
             "tokenizer.ggml.scores".into(),
-            Value::Array(tag::F32, scores.into_iter().map(Value::F32).collect()),
+            Value::array(tag::F32, scores.into_iter().map(Value::F32).collect()),
         ));
         m.push((
             "tokenizer.ggml.add_space_prefix".into(),
@@ -134,7 +134,7 @@ pub fn metadata(dir: &Path, cfg: &HfConfig) -> Result<Vec<(String, Value)>, HfEr
     }
     m.push((
         "tokenizer.ggml.token_type".into(),
-        Value::Array(tag::I32, types.iter().map(|&t| Value::I32(t)).collect()),
+        Value::array(tag::I32, types.iter().map(|&t| Value::I32(t)).collect()),
     ));
 
     // Special tokens: tokenizer_config.json by text, else config.json by id.

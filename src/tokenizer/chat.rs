@@ -12,6 +12,18 @@ use crate::gguf::Gguf;
 
 const KEY_CHAT_TEMPLATE: &str = "tokenizer.chat_template";
 
+/// Budgets of one render, so a hostile template cannot hang or exhaust
+/// memory: minijinja instructions ("fuel"), a fixed allowance plus one per
+/// message (real templates use a few hundred per message; SmolLM2's 40),
+/// and the prompt's size, a fixed allowance plus a multiple of the messages'
+/// bytes (a template adds a few markers per message).
+pub const RENDER_FUEL_BASE: u64 = 100_000;
+pub const RENDER_FUEL_PER_MESSAGE: u64 = 10_000;
+pub const RENDER_OUTPUT_BASE: usize = 1 << 20;
+pub const RENDER_OUTPUT_PER_INPUT_BYTE: usize = 4;
+/// `tojson` nests at most this deep (transformers' tool schemas: about 6).
+pub const TOJSON_MAX_DEPTH: usize = 64;
+
 /// meta-llama/Llama-2-7b-chat-hf's template (tokenizer_config.json), for Llama
 /// 2 files converted without one: `<s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {answer} </s>`.
 pub const LLAMA2_TEMPLATE: &str = "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}";
@@ -161,18 +173,81 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, TokenizerError> {
-        let tmpl = self
-            .env
+        let input: usize = messages
+            .iter()
+            .map(|m| m.role.len() + m.content.len())
+            .sum::<usize>()
+            + self.bos_token.len()
+            + self.eos_token.len();
+        let max_output =
+            RENDER_OUTPUT_BASE.saturating_add(input.saturating_mul(RENDER_OUTPUT_PER_INPUT_BYTE));
+        let fuel = RENDER_FUEL_BASE + RENDER_FUEL_PER_MESSAGE * messages.len() as u64;
+        // Fuel is a property of the environment; a clone shares the compiled template.
+        let mut env = self.env.clone();
+        env.set_fuel(Some(fuel));
+        let tmpl = env
             .get_template("chat")
             .map_err(|e| template_error(&self.name, &e))?;
-        tmpl.render(minijinja::context! {
-            messages => Value::from_serialize(messages),
-            add_generation_prompt => add_generation_prompt,
-            bos_token => &self.bos_token,
-            eos_token => &self.eos_token,
-        })
-        .map_err(|e| template_error(&self.name, &e))
+        let mut out = CappedWriter {
+            buf: Vec::new(),
+            max: max_output,
+        };
+        TOJSON_BUDGET.set(max_output);
+        let result = tmpl.render_captured_to(
+            minijinja::context! {
+                messages => Value::from_serialize(messages),
+                add_generation_prompt => add_generation_prompt,
+                bos_token => &self.bos_token,
+                eos_token => &self.eos_token,
+            },
+            &mut out,
+        );
+        match result {
+            Ok(_) => String::from_utf8(out.buf).map_err(|_| TokenizerError::Template {
+                name: Some(self.name.clone()),
+                msg: "rendered invalid UTF-8".into(),
+            }),
+            Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(TokenizerError::Template {
+                name: Some(self.name.clone()),
+                msg: format!(
+                    "rendering took more than {fuel} template steps ({RENDER_FUEL_BASE} + {RENDER_FUEL_PER_MESSAGE} per message); the template loops too long"
+                ),
+            }),
+            Err(_) if out.buf.len() >= max_output => Err(TokenizerError::Template {
+                name: Some(self.name.clone()),
+                msg: format!(
+                    "the rendered prompt exceeds {max_output} bytes ({RENDER_OUTPUT_BASE} + {RENDER_OUTPUT_PER_INPUT_BYTE} per byte of the messages)"
+                ),
+            }),
+            Err(e) => Err(template_error(&self.name, &e)),
+        }
     }
+}
+
+/// The render's output, refused past `max` bytes.
+struct CappedWriter {
+    buf: Vec<u8>,
+    max: usize,
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > self.max {
+            self.buf.resize(self.max, 0);
+            return Err(std::io::Error::other("rendered prompt too large"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+thread_local! {
+    /// Bytes one `tojson` call may write: the render's output budget (a
+    /// filter has no other way to know which render calls it).
+    static TOJSON_BUDGET: std::cell::Cell<usize> = const { std::cell::Cell::new(RENDER_OUTPUT_BASE) };
 }
 
 /// One line: minijinja's alternate format adds the source listing.
@@ -201,17 +276,39 @@ fn tojson(value: &Value, indent: Option<usize>, kwargs: Kwargs) -> Result<Value,
         None => indent,
     };
     kwargs.assert_all_used()?;
+    if let Some(n) = indent.filter(|&n| n > TOJSON_MAX_DEPTH) {
+        return Err(json_limit(format!(
+            "tojson: indent {n} is larger than {TOJSON_MAX_DEPTH}"
+        )));
+    }
     let mut out = String::new();
-    write_json(&mut out, value, indent, 0)?;
+    let budget = TOJSON_BUDGET.get();
+    write_json(&mut out, value, indent, 0, budget)?;
     Ok(Value::from(out))
 }
 
+fn json_limit(what: String) -> Error {
+    Error::new(ErrorKind::InvalidOperation, what)
+}
+
+/// `level` is the nesting depth, held to [`TOJSON_MAX_DEPTH`] (a
+/// self-referencing or deeply nested value would overflow the stack), and the
+/// output to `budget` bytes.
 fn write_json(
     out: &mut String,
     v: &Value,
     indent: Option<usize>,
     level: usize,
+    budget: usize,
 ) -> Result<(), Error> {
+    if level > TOJSON_MAX_DEPTH {
+        return Err(json_limit(format!(
+            "tojson: value nested deeper than {TOJSON_MAX_DEPTH} levels"
+        )));
+    }
+    if out.len() > budget {
+        return Err(json_limit(format!("tojson: output exceeds {budget} bytes")));
+    }
     let newline = |out: &mut String, level: usize| {
         if let Some(n) = indent {
             out.push('\n');
@@ -232,18 +329,17 @@ fn write_json(
         }
         ValueKind::String => write_json_str(out, v.as_str().unwrap_or_default()),
         ValueKind::Seq | ValueKind::Iterable => {
-            let items: Vec<Value> = v.try_iter()?.collect();
-            if items.is_empty() {
+            // Item by item, not collected: `x * 1000000` is a lazy sequence.
+            let mut empty = true;
+            for (i, item) in v.try_iter()?.enumerate() {
+                out.push_str(if i > 0 { item_sep } else { "[" });
+                empty = false;
+                newline(out, level + 1);
+                write_json(out, &item, indent, level + 1, budget)?;
+            }
+            if empty {
                 out.push_str("[]");
                 return Ok(());
-            }
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(item_sep);
-                }
-                newline(out, level + 1);
-                write_json(out, item, indent, level + 1)?;
             }
             newline(out, level);
             out.push(']');
@@ -265,7 +361,7 @@ fn write_json(
                     None => write_json_str(out, &key.to_string()),
                 }
                 out.push_str(": ");
-                write_json(out, &v.get_item(key)?, indent, level + 1)?;
+                write_json(out, &v.get_item(key)?, indent, level + 1, budget)?;
             }
             newline(out, level);
             out.push('}');

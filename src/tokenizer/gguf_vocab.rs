@@ -9,7 +9,7 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 
 use super::{attr, pretok, TokenizerError};
-use crate::gguf::{Gguf, Value};
+use crate::gguf::{tag, Array, Gguf};
 
 pub(crate) const KEY_MODEL: &str = "tokenizer.ggml.model";
 pub(crate) const KEY_PRE: &str = "tokenizer.ggml.pre";
@@ -157,18 +157,16 @@ fn bad(key: impl Into<String>, msg: impl Into<String>) -> TokenizerError {
 }
 
 fn string_array(g: &Gguf, key: &str) -> Result<Vec<String>, TokenizerError> {
-    g.get_array(key)?
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            v.as_str().map(str::to_owned).ok_or_else(|| {
-                bad(
-                    format!("{key}[{i}]"),
-                    format!("should be a string, found {}", v.type_name()),
-                )
-            })
-        })
-        .collect()
+    let arr = g.get_array(key)?;
+    arr.as_strings().map(<[String]>::to_vec).ok_or_else(|| {
+        bad(
+            key,
+            format!(
+                "should be an array of strings, found an array of {}",
+                tag::name(arr.elem_tag())
+            ),
+        )
+    })
 }
 
 /// An optional per-token array: `None` when absent, an error when its length
@@ -177,7 +175,7 @@ fn per_token_array<'g>(
     g: &'g Gguf,
     key: &str,
     n_tokens: usize,
-) -> Result<Option<&'g [Value]>, TokenizerError> {
+) -> Result<Option<&'g Array>, TokenizerError> {
     if g.get(key).is_none() {
         return Ok(None);
     }
@@ -389,7 +387,7 @@ pub(crate) fn load(g: &Gguf) -> Result<GgufVocab, TokenizerError> {
                     "is missing (a SentencePiece vocabulary needs scores to merge by)",
                 )
             })?;
-            build_spm(&tokens, &index, &scores, unk)?
+            build_spm(&tokens, &scores, unk)?
         }
         VocabKind::Bpe => {
             let spec = pre_spec.expect("set for BPE above");
@@ -423,39 +421,79 @@ fn hf_error(what: &str, e: impl std::fmt::Display) -> TokenizerError {
     TokenizerError::Backend(format!("{what}: {e}"))
 }
 
+/// Budget for the merges derived from a SentencePiece vocabulary: at most
+/// this many per token, and at most this many bytes of merge text per byte of
+/// token text. Llama 2's vocabulary derives 1.9 merges per token and 2.0
+/// bytes per byte; a hostile one (`a`, `aa`, ... up to 4,000 `a`s, an 8 MB
+/// file) would derive 8 million merges of 21 GB.
+pub(crate) const SPM_MERGES_PER_TOKEN: usize = 8;
+pub(crate) const SPM_MERGE_BYTES_PER_TOKEN_BYTE: usize = 16;
+
 /// SentencePiece vocabularies carry scores, not merges. llama.cpp merges the
 /// adjacent pair whose concatenation is the highest-scoring token; a BPE whose
 /// merge ranks follow those scores does the same, so the merges are derived
 /// the way `transformers` derives them for GGUF files: every split of every
-/// token into two tokens, ranked by the whole token's score.
+/// token into two tokens, ranked by the whole token's score. The splits are
+/// found by walking two tries (token prefixes and token suffixes) along each
+/// token, so the work is linear in the vocabulary's bytes, and the merges are
+/// held to the budget above.
 fn build_spm(
     tokens: &[String],
-    index: &HashMap<&str, u32>,
     scores: &[f32],
     unk: Option<u32>,
 ) -> Result<tokenizers::Tokenizer, TokenizerError> {
-    let mut merges: Vec<(f32, &str, &str)> = Vec::new();
+    let token_bytes: usize = tokens.iter().map(String::len).sum();
+    let max_merges = SPM_MERGES_PER_TOKEN * tokens.len();
+    let max_merge_bytes = SPM_MERGE_BYTES_PER_TOKEN_BYTE * token_bytes;
+    let prefixes = Trie::new(tokens.iter().map(|t| t.bytes()));
+    let suffixes = Trie::new(tokens.iter().map(|t| t.bytes().rev()));
+    // (score of the token, scores of its two halves, the halves)
+    let mut merges: Vec<(f32, [f32; 2], &str, &str)> = Vec::new();
+    let mut merge_bytes = 0usize;
+    // Per token: `left[k]` is the id of the token `t[..k]`, if any.
+    let mut left: Vec<Option<u32>> = Vec::new();
     for (id, token) in tokens.iter().enumerate() {
+        let b = token.as_bytes();
         let start = merges.len();
-        for (split, _) in token.char_indices().skip(1) {
-            let (l, r) = token.split_at(split);
-            if index.contains_key(l) && index.contains_key(r) {
-                merges.push((scores[id], l, r));
+        left.clear();
+        left.resize(b.len() + 1, None);
+        prefixes.walk(b.iter().copied(), |k, id| left[k] = Some(id));
+        let mut found: Vec<(usize, u32, u32)> = Vec::new();
+        suffixes.walk(b.iter().rev().copied(), |j, r| {
+            let k = b.len() - j;
+            if let (true, Some(l)) = (k > 0, left[k]) {
+                found.push((k, l, r));
             }
+        });
+        // In split order, as the character walk used to find them.
+        found.sort_unstable_by_key(|f| f.0);
+        for (k, l, r) in found {
+            let halves = [scores[l as usize], scores[r as usize]];
+            merges.push((scores[id], halves, &token[..k], &token[k..]));
+            merge_bytes += b.len();
+        }
+        if merges.len() > max_merges || merge_bytes > max_merge_bytes {
+            return Err(TokenizerError::BadMetadata {
+                key: KEY_TOKENS.into(),
+                msg: format!(
+                    "the SentencePiece vocabulary splits into more merges than the budget \
+                     ({SPM_MERGES_PER_TOKEN} per token, {SPM_MERGE_BYTES_PER_TOKEN_BYTE} bytes \
+                     of merges per byte of token text): {} merges of {merge_bytes} bytes by token {id}",
+                    merges.len()
+                ),
+            });
         }
         // Among the splits of one token, transformers puts first the one whose
         // halves score higher; stable sorts keep its order for equal keys.
-        let halves =
-            |m: &(f32, &str, &str)| (scores[index[m.1] as usize], scores[index[m.2] as usize]);
         merges[start..].sort_by(|a, b| {
-            let (ka, kb) = (halves(a), halves(b));
-            kb.0.total_cmp(&ka.0).then(kb.1.total_cmp(&ka.1))
+            let (ka, kb) = (a.1, b.1);
+            kb[0].total_cmp(&ka[0]).then(kb[1].total_cmp(&ka[1]))
         });
     }
     merges.sort_by(|a, b| b.0.total_cmp(&a.0));
     let merges: Vec<(String, String)> = merges
         .into_iter()
-        .map(|(_, l, r)| (l.to_owned(), r.to_owned()))
+        .map(|(_, _, l, r)| (l.to_owned(), r.to_owned()))
         .collect();
 
     let mut builder = BPE::builder()
@@ -469,6 +507,51 @@ fn build_spm(
         .build()
         .map_err(|e| hf_error("building the SentencePiece model", e))?;
     Ok(tokenizers::Tokenizer::new(bpe))
+}
+
+/// A byte trie over token texts (or their reversals), for finding every
+/// token that is a prefix of a given text in one walk along it.
+struct Trie {
+    edges: HashMap<(u32, u8), u32>,
+    /// The token id that ends at each node, if one does.
+    ends: Vec<Option<u32>>,
+}
+
+impl Trie {
+    fn new<I: Iterator<Item = u8>>(texts: impl Iterator<Item = I>) -> Trie {
+        let mut t = Trie {
+            edges: HashMap::new(),
+            ends: vec![None],
+        };
+        for (id, text) in texts.enumerate() {
+            let mut node = 0u32;
+            for b in text {
+                let next = t.ends.len() as u32;
+                node = *t.edges.entry((node, b)).or_insert(next);
+                if node == next {
+                    t.ends.push(None);
+                }
+            }
+            t.ends[node as usize].get_or_insert(id as u32);
+        }
+        t
+    }
+
+    /// Calls `found(n, id)` for each token `id` equal to the first `n` bytes
+    /// of `text`, for `n` from 1 up to its length minus one (a proper part).
+    fn walk(&self, text: impl ExactSizeIterator<Item = u8>, mut found: impl FnMut(usize, u32)) {
+        let len = text.len();
+        let mut node = 0u32;
+        for (i, b) in text.enumerate().take(len.saturating_sub(1)) {
+            match self.edges.get(&(node, b)) {
+                Some(&next) => node = next,
+                None => return,
+            }
+            if let Some(id) = self.ends[node as usize] {
+                found(i + 1, id);
+            }
+        }
+    }
 }
 
 fn build_bpe(
@@ -528,7 +611,7 @@ pub(crate) fn bos_eos_texts(g: &Gguf) -> Result<(Option<String>, Option<String>)
     let tokens = g.get_array(KEY_TOKENS)?;
     let text = |key: &str, default: Option<u32>| -> Result<Option<String>, TokenizerError> {
         Ok(token_id(g, key, default, tokens.len())?
-            .and_then(|id| tokens[id as usize].as_str().map(str::to_owned)))
+            .and_then(|id| tokens.as_strings()?.get(id as usize).cloned()))
     };
     Ok((text(KEY_BOS, defaults.0)?, text(KEY_EOS, defaults.1)?))
 }

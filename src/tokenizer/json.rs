@@ -89,8 +89,29 @@ fn config_token(cfg: &serde_json::Value, key: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The tokenizers crate panics on some malformed files (found by fuzzing:
+/// `expect`s in its decoder and Precompiled-normalizer deserializers), so the
+/// JSON syntax is checked first and any remaining panic is contained and
+/// reported as an error (the panic hook is silenced meanwhile, so the user
+/// sees one line).
+fn parse_tokenizer(text: &str) -> Result<tokenizers::Tokenizer, String> {
+    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| e.to_string())?;
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let parsed = std::panic::catch_unwind(|| text.parse::<tokenizers::Tokenizer>());
+    std::panic::set_hook(hook);
+    match parsed {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => {
+            Err("a component has a malformed shape (the tokenizers library rejects it)".into())
+        }
+    }
+}
+
 pub(super) fn load(path: &Path) -> Result<Tokenizer, TokenizerError> {
-    let parse = tokenizers::Tokenizer::from_file(path)
+    let text =
+        std::fs::read_to_string(path).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
+    let parse = parse_tokenizer(&text)
         .map_err(|e| file_error(path, format!("cannot load tokenizer: {e}")))?;
     let shape = decoder_shape(&parse).map_err(|e| file_error(path, e))?;
 
@@ -103,6 +124,19 @@ pub(super) fn load(path: &Path) -> Result<Tokenizer, TokenizerError> {
     };
 
     let n = parse.get_vocab_size(true);
+    // Ids must lie below the size: the tokenizer would otherwise produce ids
+    // that index past every per-token table (and past the model's embedding).
+    if let Some((t, id)) = parse
+        .get_vocab(true)
+        .into_iter()
+        .find(|&(_, id)| id as usize >= n)
+    {
+        let shown: String = t.chars().take(40).collect();
+        return Err(file_error(
+            path,
+            format!("token '{shown}' has id {id}, not below the vocabulary's size {n}"),
+        ));
+    }
     let added = parse.get_added_tokens_decoder();
     let byte_fallback = matches!(shape, DecoderShape::Metaspace { .. });
     let mut tokens = Vec::with_capacity(n);

@@ -415,10 +415,24 @@ fn byte_level_table() -> &'static std::collections::HashMap<char, u8> {
     })
 }
 
+/// A token text longer than this is left out of the marker for a character
+/// that is not byte-level (see [`byte_level_decode`]).
+pub(crate) const MAX_MARKER_TEXT_BYTES: usize = 64;
+
 /// llama.cpp's `llama_decode_text`, including its marker for characters that
-/// are not byte-level.
+/// are not byte-level: `[UNK_BYTE_0x<hex of the character><token text>]`.
+/// llama.cpp repeats the whole token text in every marker, which is quadratic
+/// in the token's length (a 50,000-character token asks for gigabytes); here
+/// the text is repeated only for tokens of at most [`MAX_MARKER_TEXT_BYTES`]
+/// (every real vocabulary's), so the output stays within 100 bytes per
+/// character.
 pub(crate) fn byte_level_decode(text: &str) -> Vec<u8> {
     let table = byte_level_table();
+    let quoted = if text.len() <= MAX_MARKER_TEXT_BYTES {
+        text.as_bytes()
+    } else {
+        &[]
+    };
     let mut out = Vec::with_capacity(text.len());
     for c in text.chars() {
         match table.get(&c) {
@@ -429,7 +443,7 @@ pub(crate) fn byte_level_decode(text: &str) -> Vec<u8> {
                 for b in c.encode_utf8(&mut buf).bytes() {
                     out.extend_from_slice(format!("{b:02x}").as_bytes());
                 }
-                out.extend_from_slice(text.as_bytes());
+                out.extend_from_slice(quoted);
                 out.push(b']');
             }
         }
