@@ -17,6 +17,7 @@ const N_PREDICT: usize = 8;
 fn engine(n_parallel: usize) -> Engine {
     Engine::load(&EngineOptions {
         model: common::test_model_path(),
+        load: Default::default(),
         gpu: GpuOptions::default(),
         n_ctx: Some(256),
         n_batch: None,

@@ -311,7 +311,7 @@ mod tests {
     #[test]
     fn bad_options_are_refused_by_name() {
         let bad = |s: Sampling, names: &Names, word: &str| {
-            let e = build(s, names).err().expect("refused");
+            let e = build(s, names).expect_err("refused");
             assert_eq!(e.status, 400);
             assert!(e.message.contains(word), "{} lacks {word}", e.message);
         };
@@ -409,8 +409,7 @@ mod tests {
         }
         let e = Sampling::default()
             .into_request(SamplerParams::default(), vec![1; 65], 64, &OPENAI)
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert_eq!(e.code, Some("context_length_exceeded"));
     }
 }

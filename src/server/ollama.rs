@@ -420,8 +420,7 @@ mod tests {
         }
         .sampling()
         .into_request(ollama_defaults(), vec![1], 16, &NAMES)
-        .err()
-        .expect("refused");
+        .expect_err("refused");
         assert!(e.message.contains("num_predict"));
     }
 }

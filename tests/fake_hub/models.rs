@@ -37,8 +37,8 @@ pub fn tiny_model(ty: TensorType, seed: u64) -> Vec<u8> {
     }
     w.kv("tokenizer.ggml.model", Value::String("llama".into()))
         .kv("tokenizer.ggml.tokens", string_array(&tokens))
-        .kv("tokenizer.ggml.scores", Value::Array(6, scores))
-        .kv("tokenizer.ggml.token_type", Value::Array(5, types))
+        .kv("tokenizer.ggml.scores", Value::array(6, scores))
+        .kv("tokenizer.ggml.token_type", Value::array(5, types))
         .kv("tokenizer.ggml.bos_token_id", Value::U32(1))
         .kv("tokenizer.ggml.eos_token_id", Value::U32(2));
     for t in &g.tensors {
