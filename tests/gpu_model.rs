@@ -200,3 +200,110 @@ fn top_k_and_greedy_heads_agree_with_the_full_logits() {
     m.truncate(prompt.len());
     assert_eq!(m.forward_greedy(Some(7)).unwrap(), argmax(&full));
 }
+
+/// The KV cache of every slot is planned before anything is uploaded: a
+/// cache one binding cannot hold is a one-line error naming the flags to
+/// change, not a device error (and size arithmetic cannot overflow).
+#[test]
+fn kv_cache_of_all_slots_is_planned_before_upload() {
+    let g = Gguf::from_bytes(synthetic_gguf(&LlamaShape::tiny(), TensorType::Q8_0, 3).unwrap())
+        .unwrap();
+    let gpu = common::gpu(false);
+    for (n_ctx, n_slots) in [(1 << 20, 1 << 10), (usize::MAX / 4, 3)] {
+        let err = GpuModel::load(
+            gpu.clone(),
+            &g,
+            &LoadOptions {
+                n_ctx,
+                n_batch: 8,
+                n_slots,
+            },
+            &|_, _| {},
+        )
+        .err()
+        .expect("refused");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("--parallel") && msg.contains("-c") && !msg.contains('\n'),
+            "{msg}"
+        );
+    }
+    // Slots that fit load, and each slot is its own context.
+    let m = GpuModel::load(
+        gpu,
+        &g,
+        &LoadOptions {
+            n_ctx: 64,
+            n_batch: 8,
+            n_slots: 5,
+        },
+        &|_, _| {},
+    )
+    .unwrap();
+    assert_eq!((m.n_slots, m.n_ctx), (5, 64));
+}
+
+/// Rows of one step that want top-k lists of different lengths each get
+/// exactly their own best k (the kernel selects the step's largest k for
+/// every row, in id order: a row wanting fewer must still sort them all).
+#[test]
+fn rows_of_one_step_get_their_own_top_k() {
+    use llama_wgpu::engine::top_k_logits;
+    use llama_wgpu::gpu::{BatchOutput, DecodeInput, StepInput, TokenSource};
+    let g = Gguf::from_bytes(synthetic_gguf(&LlamaShape::tiny(), TensorType::Q4_0, 5).unwrap())
+        .unwrap();
+    let mut m = GpuModel::load(
+        common::gpu(false),
+        &g,
+        &LoadOptions {
+            n_ctx: 16,
+            n_batch: 8,
+            n_slots: 2,
+        },
+        &|_, _| {},
+    )
+    .unwrap();
+    let rows = |a: BatchOutput, b: BatchOutput| {
+        [
+            DecodeInput {
+                slot: 0,
+                pos: 0,
+                token: TokenSource::Id(5),
+                out: a,
+            },
+            DecodeInput {
+                slot: 1,
+                pos: 0,
+                token: TokenSource::Id(77),
+                out: b,
+            },
+        ]
+    };
+    let step = |m: &mut GpuModel, r: &[DecodeInput]| {
+        m.step(&StepInput {
+            chunk: None,
+            decode: r,
+        })
+        .unwrap()
+        .decode
+    };
+    let full = step(
+        &mut m,
+        &rows(BatchOutput::LastLogits, BatchOutput::LastLogits),
+    );
+    let l0 = full[0].clone().into_logits().unwrap();
+    let l1 = full[1].clone().into_logits().unwrap();
+    for (k0, k1) in [(3, 40), (40, 3), (1, 7)] {
+        let top = step(&mut m, &rows(BatchOutput::TopK(k0), BatchOutput::TopK(k1)));
+        assert_eq!(
+            top[0].clone().into_top_k().unwrap(),
+            top_k_logits(&l0, k0),
+            "row 0, k {k0} beside {k1}"
+        );
+        assert_eq!(
+            top[1].clone().into_top_k().unwrap(),
+            top_k_logits(&l1, k1),
+            "row 1, k {k1} beside {k0}"
+        );
+    }
+}

@@ -321,14 +321,23 @@ fn engine_loop(mut engine: Engine, shared: &Shared, n_parallel: usize) {
                 engine.free_all_slots();
             }
         }
-        running.retain(|s| {
-            if s.is_done() {
+        let mut finished = Vec::new();
+        let mut i = 0;
+        while i < running.len() {
+            if running[i].is_done() {
+                let s = running.remove(i);
                 engine.free_slot(s.slot);
-                false
+                finished.push(s);
             } else {
-                true
+                i += 1;
             }
-        });
+        }
         stats.active = running.len();
+        drop(stats);
+        // Only now that the slots are free and counted: a client that got
+        // Done may submit again at once.
+        for mut s in finished {
+            s.send_done();
+        }
     }
 }

@@ -36,6 +36,7 @@ pub(crate) struct Sequence<'t> {
     started: Option<Instant>,
     first_token: Option<Instant>,
     done: bool,
+    done_event: Option<Event>,
 }
 
 /// What a sequence puts into the next step.
@@ -68,6 +69,7 @@ impl<'t> Sequence<'t> {
             started: None,
             first_token: None,
             done: false,
+            done_event: None,
         }
     }
 
@@ -232,7 +234,9 @@ impl<'t> Sequence<'t> {
         let now = Instant::now();
         let started = self.started.unwrap_or(self.job.submitted);
         let first = self.first_token.unwrap_or(now);
-        let _ = self.job.tx.send(Event::Done(Finished {
+        // Sent by the scheduler once the slot is free (`send_done`): a client
+        // that sees Done can count on the slot being available.
+        self.done_event = Some(Event::Done(Finished {
             reason,
             prompt_tokens: self.prompt_len(),
             completion_tokens: self.generated,
@@ -242,6 +246,13 @@ impl<'t> Sequence<'t> {
         SeqOutput::Finished {
             prompt_tokens: self.prompt_done,
             completion_tokens: self.generated,
+        }
+    }
+
+    /// Sends the final event of a finished sequence (after its slot was freed).
+    pub fn send_done(&mut self) {
+        if let Some(e) = self.done_event.take() {
+            let _ = self.job.tx.send(e);
         }
     }
 

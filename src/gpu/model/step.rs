@@ -66,6 +66,8 @@ enum Want {
     Logits,
     Greedy,
     TopK(usize),
+    /// The best `.0` of the `.1` the kernel selected for this row.
+    TopKOf(usize, usize),
 }
 
 fn want(out: BatchOutput) -> Option<Want> {
@@ -307,17 +309,24 @@ impl GpuModel {
                 ops.push(Op::Run(&self.ops.topk, [r as u32, 1, 1]));
             }
             let vocab_bytes = (self.cfg.n_vocab * 4) as u64;
-            for (hr, &(_, w)) in head_rows.iter().enumerate() {
+            for (hr, w) in head_rows.iter_mut().enumerate() {
                 let hr = hr as u64;
-                let (src, off, bytes) = match w {
+                // The kernel selects the step's largest k for every row, in
+                // id order, not by value: a row that wants fewer reads all
+                // of them back and keeps its best k after sorting.
+                if let (Want::TopK(k), Some(k_max)) = (w.1, k_max) {
+                    w.1 = Want::TopKOf(k.min(k_max), k_max);
+                }
+                let (src, off, bytes) = match w.1 {
                     Want::Logits => (&b.logits, hr * vocab_bytes, vocab_bytes),
                     Want::Greedy => (&b.ids, hr * 4, 4),
-                    Want::TopK(k) => (
+                    Want::TopK(k) | Want::TopKOf(_, k) => (
                         &b.topk_out,
                         hr * (MAX_TOP_K * 8) as u64,
                         (k.min(self.cfg.n_vocab) * 8) as u64,
                     ),
                 };
+                let w = w.1;
                 // Consecutive logits rows read back in one copy.
                 match ops.last_mut() {
                     Some(Op::Copy(s0, o0, dst, d0, n0))
@@ -397,7 +406,11 @@ impl GpuModel {
                     }
                     Ok(Output::Token(id))
                 }
-                Want::TopK(k) => {
+                Want::TopK(k) | Want::TopKOf(_, k) => {
+                    let keep = match w {
+                        Want::TopKOf(keep, _) => keep,
+                        _ => k,
+                    };
                     let k = k.min(n_vocab);
                     let words: &[u32] = bytemuck::cast_slice(&raw[at..at + k * 8]);
                     let mut top: Vec<(u32, f32)> = words
@@ -411,6 +424,7 @@ impl GpuModel {
                         bail!("the GPU produced no valid top-k (NaN logits?)");
                     }
                     top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    top.truncate(keep.min(n_vocab));
                     Ok(Output::TopK(top))
                 }
             }
