@@ -217,6 +217,7 @@ fn kv_cache_of_all_slots_is_planned_before_upload() {
                 n_ctx,
                 n_batch: 8,
                 n_slots,
+                context: Default::default(),
             },
             &|_, _| {},
         )
@@ -236,6 +237,7 @@ fn kv_cache_of_all_slots_is_planned_before_upload() {
             n_ctx: 64,
             n_batch: 8,
             n_slots: 5,
+            context: Default::default(),
         },
         &|_, _| {},
     )
@@ -259,6 +261,7 @@ fn rows_of_one_step_get_their_own_top_k() {
             n_ctx: 16,
             n_batch: 8,
             n_slots: 2,
+            context: Default::default(),
         },
         &|_, _| {},
     )

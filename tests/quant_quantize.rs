@@ -117,7 +117,7 @@ fn quantize_on_load_changes_logits_by_the_expected_error() {
     let cfg = LlamaConfig::from_gguf(&base).unwrap();
     let weights_bytes = |g: &Gguf| {
         let w = ModelWeights::resolve(g, &cfg).unwrap();
-        llama_wgpu::gpu::estimate_bytes(&cfg, &w, 64, 8, 1).0
+        llama_wgpu::gpu::estimate_bytes(&cfg, &w, 64, 8, 1, Default::default()).0
     };
     let f32_bytes = weights_bytes(&base);
     // The logits move in proportion to the weights' relative error: over
