@@ -300,6 +300,14 @@ impl Engine {
         let mut steps = 0usize;
         let mut shifts = Vec::new();
         let reason = loop {
+            if greedy_on_gpu && self.model.greedy_in_flight() == 0 {
+                // The step after `next` runs while the CPU looks at `next`
+                // (pipelined: its id is read back only after the checks).
+                // Past an end of generation it is discarded below.
+                if make_room(&mut self.model, opts, &mut shifts)? {
+                    self.model.greedy_submit(None)?;
+                }
+            }
             if !opts.ignore_eos && self.tokenizer.is_end_of_generation(next) {
                 break StopReason::EndOfGeneration;
             }
@@ -317,23 +325,15 @@ impl Engine {
             if opts.n_predict.is_some_and(|n| generated.len() >= n) {
                 break StopReason::Length;
             }
-            if self.model.n_past() >= n_ctx {
-                let Some(keep) = opts.context_shift else {
-                    break StopReason::ContextFull;
-                };
-                let keep = keep.min(n_ctx - 2);
-                let discard = (n_ctx - keep) / 2;
-                self.model.shift(keep, discard)?;
-                tracing::info!(
-                    "context shift: kept the first {keep} positions, dropped the next {discard}, moved {} down (keys re-rotated on the GPU)",
-                    n_ctx - keep - discard
-                );
-                shifts.push((keep, discard));
-            }
             next = if greedy_on_gpu {
-                // The chosen token is already on the GPU: nothing is sent back.
-                self.model.forward_greedy(None)?
+                if self.model.greedy_in_flight() == 0 {
+                    break StopReason::ContextFull;
+                }
+                self.model.greedy_collect()?
             } else {
+                if !make_room(&mut self.model, opts, &mut shifts)? {
+                    break StopReason::ContextFull;
+                }
                 let out = match readback(&sampler, &recent, opts) {
                     BatchOutput::TopK(k) => Output::TopK(self.model.forward_top_k(next, k)?),
                     _ => Output::Logits(self.model.forward(next)?),
@@ -342,6 +342,8 @@ impl Engine {
             };
             steps += 1;
         };
+        // A step submitted for a token that ended generation is not part of it.
+        self.model.greedy_discard()?;
         let gen_s = t1.elapsed().as_secs_f64();
         if reason != StopReason::StopString {
             let tail = stream.finish();
@@ -373,6 +375,31 @@ impl Engine {
             context_shifts: shifts,
         })
     }
+}
+
+/// Makes room for one more position in slot 0: true if there is (after a
+/// context shift when the window is full and `opts` allows it).
+fn make_room(
+    model: &mut GpuModel,
+    opts: &GenerateOptions,
+    shifts: &mut Vec<(usize, usize)>,
+) -> Result<bool> {
+    let n_ctx = model.n_ctx;
+    if model.n_past() < n_ctx {
+        return Ok(true);
+    }
+    let Some(keep) = opts.context_shift else {
+        return Ok(false);
+    };
+    let keep = keep.min(n_ctx - 2);
+    let discard = (n_ctx - keep) / 2;
+    model.shift(keep, discard)?;
+    tracing::info!(
+        "context shift: kept the first {keep} positions, dropped the next {discard}, moved {} down (keys re-rotated on the GPU)",
+        n_ctx - keep - discard
+    );
+    shifts.push((keep, discard));
+    Ok(true)
 }
 
 /// What a sampling step reads back: the best n logits selected on the GPU

@@ -17,6 +17,7 @@ mod buffers;
 mod kv_cache;
 mod memory;
 mod ops;
+mod pipeline;
 mod profile;
 mod step;
 mod weights;
@@ -92,6 +93,10 @@ pub struct GpuModel {
     pub n_slots: usize,
     /// Position of slot 0 for the single-sequence calls.
     n_past: usize,
+    /// Pipelined greedy steps of slot 0 not yet read back, oldest first.
+    in_flight: std::collections::VecDeque<pipeline::Pending>,
+    /// The greedy staging buffer the next pipelined step uses.
+    next_staging: usize,
     /// Bytes of weights on the GPU.
     pub weight_bytes: u64,
     pub kv_bytes: u64,
@@ -240,6 +245,8 @@ impl GpuModel {
                 n_batch,
                 n_slots,
                 n_past: 0,
+                in_flight: Default::default(),
+                next_staging: 0,
                 weight_bytes,
                 kv_bytes,
                 embd_bytes,
@@ -290,6 +297,8 @@ impl GpuModel {
 
     /// Forgets slot 0's context (its KV entries are overwritten from position 0).
     pub fn reset(&mut self) {
+        // Nothing may still write into the cache or a mapped buffer.
+        let _ = self.greedy_discard();
         self.n_past = 0;
     }
 
@@ -307,6 +316,9 @@ impl GpuModel {
     ) -> Result<()> {
         if slot >= self.n_slots {
             bail!("context shift: slot {slot} of {}", self.n_slots);
+        }
+        if self.greedy_in_flight() > 0 {
+            bail!("context shift while a pipelined greedy step is in flight");
         }
         self.cache
             .shift(&self.gpu, &self.cfg, slot, n_past, keep, discard)
