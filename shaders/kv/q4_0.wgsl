@@ -7,8 +7,13 @@
 
 const PFX_GROUP: u32 = 32u; // pairs one store call writes: two blocks, one scale word
 
+// Words of a row's quants; its scale words follow them.
+fn PFX_quant_words(row_pairs: u32) -> u32 {
+    return row_pairs / 4u;
+}
+
 fn PFX_row_words(row_pairs: u32) -> u32 {
-    return row_pairs / 4u + (row_pairs + 31u) / 32u;
+    return PFX_quant_words(row_pairs) + (row_pairs + 31u) / 32u;
 }
 
 fn PFX_pair(row: u32, p: u32, row_pairs: u32) -> vec2<f32> {
@@ -18,7 +23,7 @@ fn PFX_pair(row: u32, p: u32, row_pairs: u32) -> vec2<f32> {
     let j = l % 16u;             // its byte
     let w = BUF[base + 4u * b + j / 4u] >> (8u * (j % 4u) + select(0u, 4u, l >= 16u));
     let q = vec2<f32>(f32(w & 0xFu), f32((w >> 8u) & 0xFu)) - 8.0;
-    let d = unpack2x16float(BUF[base + row_pairs / 4u + b / 2u])[b % 2u];
+    let d = unpack2x16float(BUF[base + PFX_quant_words(row_pairs) + b / 2u])[b % 2u];
     return q * d;
 }
 

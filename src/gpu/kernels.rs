@@ -136,6 +136,9 @@ pub fn kv_source(ty: TensorType, prefix: &str, buf: &str, store: bool) -> String
     let mut s = kv_file(ty, false).to_string();
     if store {
         s.push_str(kv_file(ty, true));
+        if ty != TensorType::F16 {
+            s.push_str(include_str!("../../shaders/kv/quant_store.wgsl"));
+        }
     }
     s.replace("PFX_", &format!("{prefix}_")).replace("BUF", buf)
 }

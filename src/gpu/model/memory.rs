@@ -1,9 +1,7 @@
 //! What to tell a user whose model does not fit the memory they have: the
 //! largest context, and the quantized cache types, that would.
 
-use super::estimate_bytes;
 use crate::gpu::kernels::CacheTypes;
-use crate::model::{LlamaConfig, ModelWeights};
 use crate::quant::TensorType;
 
 /// A size as people read it: GiB, or MiB under one GiB.
@@ -18,18 +16,12 @@ fn size(b: u64) -> String {
 /// The largest context (positions per slot) whose whole need fits `budget`,
 /// or `None` when not even one position does.
 fn largest_context(
-    cfg: &LlamaConfig,
-    w: &ModelWeights,
-    n_batch: usize,
-    n_slots: usize,
+    need: &dyn Fn(usize, CacheTypes) -> u64,
     cache: CacheTypes,
     budget: u64,
     upto: usize,
 ) -> Option<usize> {
-    let fits = |n: usize| {
-        let (a, b, c) = estimate_bytes(cfg, w, n, n_batch, n_slots, cache);
-        a + b + c <= budget
-    };
+    let fits = |n: usize| need(n, cache) <= budget;
     if !fits(1) {
         return None;
     }
@@ -47,15 +39,14 @@ fn largest_context(
 }
 
 /// The one-line refusal of a configuration that needs `total` bytes with
-/// `budget` available, proposing a `-c` and cache types that fit.
-#[allow(clippy::too_many_arguments)]
+/// `budget` available, proposing a `-c` and cache types that fit; `need`
+/// gives the whole need for a context size and cache types.
 pub(super) fn refusal(
-    cfg: &LlamaConfig,
-    w: &ModelWeights,
+    need: &dyn Fn(usize, CacheTypes) -> u64,
     n_ctx: usize,
-    n_batch: usize,
     n_slots: usize,
     cache: CacheTypes,
+    quantizable: bool,
     budget: u64,
     total: u64,
 ) -> String {
@@ -67,19 +58,17 @@ pub(super) fn refusal(
         size(budget)
     );
     let mut offers = Vec::new();
-    if let Some(c) = largest_context(cfg, w, n_batch, n_slots, cache, budget, n_ctx) {
+    if let Some(c) = largest_context(need, cache, budget, n_ctx) {
         offers.push(format!("-c {}", c.min(n_ctx)));
     }
     let q8 = CacheTypes {
         k: TensorType::Q8_0,
         v: TensorType::Q8_0,
     };
-    let quantizable = cfg.head_dim % 32 == 0;
     if quantizable && cache != q8 {
-        let (a, b, c) = estimate_bytes(cfg, w, n_ctx, n_batch, n_slots, q8);
-        if a + b + c <= budget {
+        if need(n_ctx, q8) <= budget {
             offers.push(format!("-ctk q8_0 -ctv q8_0 (keeps -c {n_ctx})"));
-        } else if let Some(c) = largest_context(cfg, w, n_batch, n_slots, q8, budget, n_ctx) {
+        } else if let Some(c) = largest_context(need, q8, budget, n_ctx) {
             offers.push(format!("-ctk q8_0 -ctv q8_0 with -c {c}"));
         }
     }

@@ -213,15 +213,18 @@ impl GpuModel {
         );
         if let Some(budget) = opts.context.gpu_memory {
             if total > budget {
+                let need = |n: usize, cache: CacheTypes| {
+                    let (a, b, c) = estimate_bytes(&cfg, &w, n, n_batch, n_slots, cache);
+                    a + b + c
+                };
                 bail!(
                     "{}",
                     memory::refusal(
-                        &cfg,
-                        &w,
+                        &need,
                         n_ctx,
-                        n_batch,
                         n_slots,
                         opts.context.cache,
+                        cfg.head_dim % 32 == 0,
                         budget,
                         total
                     )
