@@ -161,7 +161,7 @@ def main():
     def mean(xs):
         return statistics.fmean(xs)
 
-    tests = list(samples[0].keys())
+    tests = list(dict.fromkeys(t for s in samples for t in s))
     wgpu = next((i for i, e in enumerate(engines) if isinstance(e, Wgpu)), None)
     print(f"model: {Path(args.model).name}; {args.rounds} rounds; "
           f"load average (1/5/15 min) before {' '.join(load_before)}, after {' '.join(load_after)}; "
