@@ -170,8 +170,8 @@ def main():
         extra = f", llama.cpp {e.commit}" if isinstance(e, LlamaCpp) else ""
         print(f"- {e.name} {e.backend}: {e.device}{extra}")
     print()
-    print("| engine | backend | test | t/s | llama-wgpu / this |")
-    print("| --- | --- | --- | ---: | ---: |")
+    print("| engine | backend | test | t/s | llama-wgpu / this | samples (t/s, by round) |")
+    print("| --- | --- | --- | ---: | ---: | --- |")
     for test in tests:
         for i, e in enumerate(engines):
             xs = samples[i].get(test)
@@ -181,7 +181,8 @@ def main():
             ratio = "-"
             if wgpu is not None and samples[wgpu].get(test):
                 ratio = f"{mean(samples[wgpu][test]) / mean(xs):.2f}"
-            print(f"| {e.name} | {e.backend} | {test} | {mean(xs):.2f} ± {sd:.2f} | {ratio} |")
+            each = ", ".join(f"{x:.2f}" for x in xs)
+            print(f"| {e.name} | {e.backend} | {test} | {mean(xs):.2f} ± {sd:.2f} | {ratio} | {each} |")
 
 
 if __name__ == "__main__":
