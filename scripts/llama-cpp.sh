@@ -56,26 +56,30 @@ fetch() {
   mkdir -p "$cache"
   local tarball="$cache/llama_cpp_python-$version.tar.gz"
   if [ ! -f "$tarball" ]; then
-    # PyPI's JSON API names the one sdist file of the release; its url may be
-    # relative (mirrors), so it is resolved against the API address.
-    local api="https://pypi.org/pypi/llama-cpp-python/$version/json"
+    # PyPI's JSON API names the one sdist file of the release. The project
+    # document (not the per-version one, which some mirrors lack) lists every
+    # release; a file's url may be relative (mirrors), so it is resolved
+    # against the API address.
+    local api="https://pypi.org/pypi/llama-cpp-python/json"
     local line
     line="$(curl -fsSL "$api" | python3 -c '
 import json, sys, urllib.parse
-api = sys.argv[1]
+api, version = sys.argv[1], sys.argv[2]
 d = json.load(sys.stdin)
-s = [u for u in d["urls"] if u["packagetype"] == "sdist"]
+s = [u for u in d["releases"].get(version, []) if u["packagetype"] == "sdist"]
 if not s:
-    sys.exit("no sdist in " + api)
+    sys.exit(f"no sdist of llama-cpp-python {version} in {api}")
 print(urllib.parse.urljoin(api, s[0]["url"]), s[0]["digests"]["sha256"])
-' "$api")" || die "cannot read $api"
+' "$api" "$version")" || die "cannot find the sdist through $api"
     local url="${line% *}" published="${line#* }"
     [ -z "$sha256" ] && sha256="$published"
     echo "downloading $url" >&2
     curl -fsSL -o "$tarball.part" "$url" || die "download of $url failed"
     mv "$tarball.part" "$tarball"
   fi
-  if [ "$sha256" != any ]; then
+  # An unpinned version without LLAMA_CPP_PYTHON_SHA256 was checked against
+  # PyPI's digest when it was downloaded.
+  if [ -n "$sha256" ] && [ "$sha256" != any ]; then
     echo "$sha256  $tarball" | sha256sum -c --quiet - || die "$tarball: sha256 is not $sha256"
   fi
   if [ ! -f "$src/CMakeLists.txt" ]; then
