@@ -3,18 +3,19 @@
 //! WGSL storage has no 8- or 16-bit types, so kernels read `array<u32>` (or
 //! `array<vec4<u32>>`). Most ggml blocks are whole words and are copied as
 //! they are ([`Packing::Words`]). Q4_0, Q5_0 and Q8_0 begin with a lone f16
-//! scale (18, 22, 34 bytes): their bytes are copied exactly as in the file
-//! and the kernels read each block at its natural byte offset
-//! ([`Packing::Bytes`]: two word loads and a shift where a field straddles a
-//! word), so a token reads the file's bytes and no more. Two other layouts
-//! were measured against it and are kept for `cargo bench` (see
-//! `docs/benchmarks.md`): the old one, blocks padded to whole words
-//! ([`Packing::Padded`], Q4_0 18 -> 20 bytes, +11%), and a
-//! structure-of-arrays layout ([`Packing::Soa`]: per chunk, the quants of all
-//! blocks as 16-byte vectors, then the other fields, then the f16 scales).
-//! Q3_K and Q6_K are padded at the end (110 -> 112, 210 -> 212: 1-2%). Float
-//! rows are zero-padded to a multiple of 32 elements so that every type is
-//! read in 32-element items by one matvec skeleton.
+//! scale (18, 22, 34 bytes), which used to be padded to a word (Q4_0 18 ->
+//! 20 bytes: +11% read per token). They are now stored as a
+//! structure of arrays ([`Packing::Soa`]: per buffer, the quants of every
+//! block as 16-byte vectors, Q5_0's high bits, then the f16 scales), so a
+//! token reads exactly the file's bytes, in aligned vector loads. Two
+//! layouts were measured against it and stay selectable for `cargo bench`
+//! (figures in `docs/benchmarks.md`): blocks at their natural byte offsets
+//! ([`Packing::Bytes`]: the file's bytes too, two word loads and a shift
+//! where a field straddles a word, as llama.cpp's WebGPU backend reads
+//! them) and the old padding ([`Packing::Padded`]). Q3_K and Q6_K are padded
+//! at the end (110 -> 112, 210 -> 212: 1-2%). Float rows are zero-padded to
+//! a multiple of 32 elements so that every type is read in 32-element items
+//! by one matvec skeleton.
 
 use crate::quant::TensorType;
 

@@ -423,6 +423,11 @@ impl Ops {
         v
     }
 
+    /// Dispatches of all layers (not the embedding) in a step of shape `s`.
+    pub fn layer_dispatches(&self, s: Shape) -> usize {
+        self.layers(s).len() - self.embed.len()
+    }
+
     /// Norm and output projection over `r` gathered rows.
     pub fn head(&self, r: usize) -> Vec<(&Dispatch, [u32; 3])> {
         let mut v = vec![(&self.head_norm, [r as u32, 1, 1])];
