@@ -1196,6 +1196,75 @@ fn fused_decode_kernels_match_cpu_for_every_type_portable() {
     fused_all_types(true);
 }
 
+/// Fused matrices split into row chunks (an artificially low binding
+/// limit: chunks of 10 rows, so Q/K/V's split points 37 and 42 fall inside
+/// chunks and gate/up pairs must stay whole) give exactly the unsplit
+/// results, decode and few-token.
+#[test]
+fn fused_matrices_split_into_chunks_match_unsplit() {
+    use llama_wgpu::gpu::weights::{FoldedNorm, Outputs};
+    let whole = common::gpu(false);
+    let split = common::gpu_with(GpuOptions {
+        max_binding_override: Some(2048),
+        ..Default::default()
+    });
+    let mut r = rng(43);
+    let (nq, nkv, nff, cols) = (37usize, 5usize, 21usize, 320usize);
+    let ty = TensorType::Q4_0;
+    let qkv_data = random_tensor(ty, (nq + 2 * nkv) * cols, &mut r, 1.0);
+    let ffn_data = random_tensor(ty, 2 * nff * cols, &mut r, 1.0);
+    let g: Vec<f32> = (0..cols).map(|_| r.random_range(0.5f32..1.5)).collect();
+    let x: Vec<f32> = (0..cols * 4)
+        .map(|_| r.random_range(-2.0f32..2.0))
+        .collect();
+    let run = |gpu: &Gpu, tokens: u32| -> Vec<Vec<f32>> {
+        let qkv = GpuMatrix::upload(gpu, "qkv", ty, nq + 2 * nkv, cols, &qkv_data).unwrap();
+        let ffn = GpuMatrix::upload(gpu, "ffn", ty, 2 * nff, cols, &ffn_data).unwrap();
+        let gb = gpu.storage_init("g", bytemuck::cast_slice(&g));
+        let xb = gpu.storage_init("x", bytemuck::cast_slice(&x));
+        let norm = Some(FoldedNorm {
+            weight: &gb,
+            n: cols,
+            eps: 1e-5,
+        });
+        let ys: Vec<wgpu::Buffer> = [nq, nkv, nkv, nff]
+            .iter()
+            .map(|&n| gpu.storage("y", (n * 4 * 4) as u64))
+            .collect();
+        let out = Outputs::Split3 {
+            ys: [&ys[0], &ys[1], &ys[2]],
+            y_stride: nq,
+            s_stride: nkv,
+            splits: [nq, nq + nkv],
+        };
+        let mut d = qkv.matvec_fused(gpu, &xb, cols, norm, out, tokens);
+        d.extend(ffn.matvec_fused(
+            gpu,
+            &xb,
+            cols,
+            norm,
+            Outputs::Glu {
+                y: &ys[3],
+                y_stride: nff,
+            },
+            tokens,
+        ));
+        gpu.run(&d.iter().collect::<Vec<_>>());
+        ys.iter()
+            .zip([nq, nkv, nkv, nff])
+            .map(|(b, n)| gpu.read_f32(b, n * tokens as usize).unwrap())
+            .collect()
+    };
+    for tokens in [1, 4] {
+        let chunks = GpuMatrix::upload(&split, "qkv", ty, nq + 2 * nkv, cols, &qkv_data)
+            .unwrap()
+            .chunks
+            .len();
+        assert!(chunks >= 4, "expected several chunks, got {chunks}");
+        assert_eq!(run(&whole, tokens), run(&split, tokens), "{tokens} tokens");
+    }
+}
+
 /// Decode attention for a step whose tokens belong to different sequences:
 /// each reads only its own slot of the cache, up to its own position
 /// (lengths 1 to past one 256-position chunk), with grouped-query heads
