@@ -1,4 +1,5 @@
-// Attention of one new token over the f16 KV cache, split over the sequence
+// Attention of one new token over the KV cache (read through `k_pair` /
+// `v_pair` of shaders/kv/, whatever the cache type), split over the sequence
 // (flash-decoding): `partial` handles CHUNK positions of one query head and
 // writes its running max, sum of exponentials and unnormalised output;
 // `combine` merges the chunks of each head. Long contexts thus give
@@ -31,7 +32,7 @@ struct Step {
 }
 
 @group(0) @binding(0) var<storage, read> Q: array<f32>;
-@group(0) @binding(1) var<storage, read> KC: array<u32>;   // [slot][pos][n_head_kv * head_dim / 2] f16 pairs
+@group(0) @binding(1) var<storage, read> KC: array<u32>;   // [slot][pos] rows of n_head_kv * head_dim / 2 pairs
 @group(0) @binding(2) var<storage, read> VC: array<u32>;
 @group(0) @binding(3) var<storage, read_write> OP: array<f32>;  // [decode token][head][chunk][head_dim]
 @group(0) @binding(4) var<storage, read_write> ML: array<vec2<f32>>;  // [decode token][head][chunk] (max, sum)
@@ -55,7 +56,7 @@ fn partial(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg:
         return; // past this token's causal window (the whole workgroup leaves)
     }
     let half_dim = P.head_dim / 2u;
-    let row_words = P.n_head_kv * half_dim;
+    let row_pairs = P.n_head_kv * half_dim;
     let kv_base = (h / (P.n_head / P.n_head_kv)) * half_dim;
     for (var d = lid; d < P.head_dim; d = d + WG) {
         q_sh[d] = Q[tok * P.q_stride + h * P.head_dim + d];
@@ -66,10 +67,10 @@ fn partial(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg:
     let n = min(CHUNK, n_pos - p0);
     var m_local = NEG_BIG;
     for (var i = lid; i < n; i = i + WG) {
-        let k = (base + p0 + i) * row_words + kv_base;
+        let k = base + p0 + i;
         var s = 0.0;
         for (var w = 0u; w < half_dim; w = w + 1u) {
-            let kk = unpack2x16float(KC[k + w]);
+            let kk = k_pair(k, kv_base + w, row_pairs);
             s = s + q_sh[2u * w] * kk.x + q_sh[2u * w + 1u] * kk.y;
         }
         s = s * P.scale;
@@ -90,7 +91,7 @@ fn partial(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg:
     for (var w = lid; w < half_dim; w = w + WG) {
         var acc = vec2<f32>(0.0);
         for (var i = 0u; i < n; i = i + 1u) {
-            acc = acc + p_sh[i] * unpack2x16float(VC[(base + p0 + i) * row_words + kv_base + w]);
+            acc = acc + p_sh[i] * v_pair(base + p0 + i, kv_base + w, row_pairs);
         }
         OP[slot * P.head_dim + 2u * w] = acc.x;
         OP[slot * P.head_dim + 2u * w + 1u] = acc.y;

@@ -1,6 +1,7 @@
 // Causal attention for a batch of new tokens (prefill), flash-attention style:
 // a workgroup takes QT consecutive query tokens of one query head and walks
-// the f16 KV cache in tiles of KT positions staged in workgroup memory, so
+// the KV cache in tiles of KT positions staged in workgroup memory as f16
+// pairs (dequantized on the way in for Q8_0 / Q4_0 caches, shaders/kv/), so
 // each K and V element is read from memory once per QT queries instead of
 // once per query. Online softmax (running max and sum, rescaled per tile):
 // no score matrix beyond one tile's.
@@ -35,7 +36,7 @@ struct Step {
 }
 
 @group(0) @binding(0) var<storage, read> Q: array<f32>;
-@group(0) @binding(1) var<storage, read> KC: array<u32>;   // [pos][n_head_kv * HEAD_DIM / 2] f16 pairs
+@group(0) @binding(1) var<storage, read> KC: array<u32>;   // [slot][pos] rows of n_head_kv * HEAD_DIM / 2 pairs
 @group(0) @binding(2) var<storage, read> VC: array<u32>;
 @group(0) @binding(3) var<storage, read_write> O: array<f32>;  // [token][head][HEAD_DIM]
 @group(0) @binding(4) var<uniform> P: Params;
@@ -63,7 +64,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
     let tok = first + qi;
     let live = tok < n_tok;
     let my_end = pos + tok + 1u;  // positions this query attends to
-    let row_words = P.n_head_kv * ROW;
+    let row_pairs = P.n_head_kv * ROW;
     let kv_base = (h / (P.n_head / P.n_head_kv)) * ROW;
 
     let q_base = min(tok, n_tok - 1u) * P.q_stride + h * HEAD_DIM + 2u * lane * SLICE;
@@ -82,9 +83,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
         let n = min(KT, end - p0);
         workgroupBarrier();
         for (var i = lid; i < n * ROW; i = i + WG) {
-            let src = (base + p0 + i / ROW) * row_words + kv_base + i % ROW;
-            k_sh[i] = KC[src];
-            v_sh[i] = VC[src];
+            let r = base + p0 + i / ROW;
+            k_sh[i] = k_word(r, kv_base + i % ROW, row_pairs);
+            v_sh[i] = v_word(r, kv_base + i % ROW, row_pairs);
         }
         workgroupBarrier();
         let part = (qi * LANES + lane) * KT;

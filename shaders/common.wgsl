@@ -30,3 +30,8 @@ fn i8x4(w: u32) -> vec4<f32> {
 // A very negative finite value: WGSL has no infinity literal, and exp() of
 // (this - any real score) is exactly 0.
 const NEG_BIG: f32 = -3.0e38;
+
+// Rounds half away from zero, as C's roundf (WGSL's round() goes to even).
+fn round_away(x: vec4<f32>) -> vec4<f32> {
+    return sign(x) * floor(abs(x) + 0.5);
+}

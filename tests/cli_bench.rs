@@ -276,3 +276,89 @@ fn parallel_rows_per_sequence_count() {
     // Three sequences share each step's weight reads.
     assert!(rows[3]["bytes_per_token"].as_u64() < rows[2]["bytes_per_token"].as_u64());
 }
+
+/// `-d`: tests after the cache holds d tokens, labelled as llama-bench's;
+/// the bytes per token count the KV cache read at that depth, in the
+/// cache's types (`-ctk/-ctv`, llama.cpp's spelling).
+#[test]
+fn depth_runs_after_a_filled_cache_and_counts_its_bytes() {
+    let rows = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec![
+            "--synthetic",
+            "tiny:q8_0",
+            "-p",
+            "8",
+            "-n",
+            "2",
+            "-d",
+            "0,200",
+            "-r",
+            "1",
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let out = bench(&args).success();
+        serde_json::from_slice::<serde_json::Value>(&out.get_output().stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let f16 = rows(&[]);
+    let tests: Vec<(String, u64)> = f16
+        .iter()
+        .map(|r| {
+            (
+                r["test"].as_str().unwrap().to_string(),
+                r["n_depth"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tests,
+        [("pp8", 0), ("tg2", 0), ("pp8", 200), ("tg2", 200)].map(|(t, d)| (t.to_string(), d))
+    );
+    let bytes = |rs: &[serde_json::Value], i: usize| rs[i]["bytes_per_token"].as_u64().unwrap();
+    // tiny: 2 layers x (K + V) x 128 values x 2 bytes = 1 KiB of f16 cache
+    // per position; tg2 at depth 200 reads 200.5 positions more on average.
+    let kv = |depth_bytes: u64, base: u64| depth_bytes - base;
+    assert_eq!(kv(bytes(&f16, 3), bytes(&f16, 1)), 200 * 1024);
+    // Q8_0 K and V: 136 bytes per 128 values.
+    let q8 = rows(&["-ctk", "q8_0", "-ctv", "q8_0"]);
+    assert_eq!(kv(bytes(&q8, 3), bytes(&q8, 1)), 200 * 2 * 2 * 136);
+    let md = bench(&[
+        "--synthetic",
+        "tiny:q8_0",
+        "-p",
+        "0",
+        "-n",
+        "2",
+        "-d",
+        "16",
+        "-r",
+        "1",
+    ])
+    .success();
+    let text = String::from_utf8(md.get_output().stdout.clone()).unwrap();
+    assert!(text.contains("tg2 @ d16"), "{text}");
+}
+
+#[test]
+fn bad_context_flags_are_one_line_errors() {
+    for (args, needle) in [
+        (vec!["-ctk", "q5_1"], "unsupported KV cache type 'q5_1'"),
+        (vec!["--cache-type-v", "bf16"], "--cache-type-v"),
+        (vec!["--gpu-memory", "lots"], "--gpu-memory"),
+        (vec!["--rope-scaling", "ntk"], "--rope-scaling 'ntk'"),
+        (vec!["--rope-freq-scale=-1"], "--rope-freq-scale"),
+        (vec!["--gpu-memory", "1M"], "more than the"),
+    ] {
+        let mut a = vec!["--synthetic", "tiny:q4_0", "-p", "0", "-n", "1", "-r", "1"];
+        a.extend(args.iter());
+        let out = bench(&a).failure();
+        let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -216,3 +216,47 @@ fn a_chat_template_file_replaces_the_models_template() {
     assert!(errors[0].contains("bad.jinja"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--context-shift`: a reply that fills the window goes on past it, the
+/// shift keeps the system prompt, and the next turn still works.
+#[test]
+fn context_shift_lets_a_reply_run_past_the_window_and_keeps_the_system_prompt() {
+    let out = Command::cargo_bin("llama-wgpu")
+        .unwrap()
+        .args(["-v", "chat", "-m"])
+        .arg(common::test_model_path())
+        .args(["--temp", "0", "-n", "40", "-c", "40", "--context-shift"])
+        .args(["--system", SYSTEM])
+        .write_stdin("Tell me a story about a dragon.\nThanks!\n")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        2,
+        "{stderr}"
+    );
+    let kept: Vec<usize> = stderr
+        .lines()
+        .filter_map(|l| {
+            l.split_once("context shift: kept the first ")
+                .map(|(_, r)| r)
+        })
+        .map(|r| r.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(!kept.is_empty(), "the first reply shifted: {stderr}");
+    // What is kept is the system prompt: the start of turn 1's prompt that
+    // turn 2 finds cached again.
+    let (p1, _, _) = turn_stats(&stderr, 1);
+    assert!(
+        kept[0] > 5 && kept[0] < p1,
+        "kept {kept:?} of a {p1}-token prompt: {stderr}"
+    );
+    let (_, r2, _) = turn_stats(&stderr, 2);
+    assert!(
+        r2 >= kept[0],
+        "turn 2 reuses the kept system prompt: {stderr}"
+    );
+}

@@ -99,3 +99,50 @@ fn errors_are_one_line() {
     assert!(err.contains("does not fit in the context"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `--context-shift`: generation runs past a full window (shifting, not
+/// re-processing), its tokens up to the first shift are those of a run
+/// without it, `-v` logs each shift and the JSON lists them.
+#[test]
+fn context_shift_generates_past_a_full_window() {
+    let model = common::test_model_path();
+    let run = |extra: &[&str]| {
+        let out = Command::cargo_bin("llama-wgpu")
+            .unwrap()
+            .args(["-v", "generate", "-m", model.to_str().unwrap()])
+            .args(["-p", "The capital of France is", "-c", "24", "--temp", "0"])
+            .args(["--ignore-eos", "--json"])
+            .args(extra)
+            .assert()
+            .success();
+        let o = out.get_output();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (v, String::from_utf8(o.stderr.clone()).unwrap())
+    };
+    let (full, _) = run(&["-n", "40"]);
+    assert_eq!(full["stop_reason"], "context_full");
+    let (shifted, log) = run(&["-n", "40", "--context-shift", "--keep", "2"]);
+    assert_eq!(shifted["stop_reason"], "length");
+    let ids = shifted["generated_ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 40);
+    let before = full["generated_ids"].as_array().unwrap();
+    assert_eq!(
+        &ids[..before.len()],
+        &before[..],
+        "identical until the first shift"
+    );
+    // 5 prompt tokens (no BOS in SmolLM2's vocabulary): keep 2, drop half
+    // of the other 22 whenever the 24 positions are full.
+    let shifts = shifted["context_shifts"].as_array().unwrap();
+    assert!(shifts.len() >= 2, "{shifts:?}");
+    assert!(
+        shifts.iter().all(|s| s == &serde_json::json!([2, 11])),
+        "{shifts:?}"
+    );
+    assert_eq!(
+        log.matches("context shift: kept the first 2 positions")
+            .count(),
+        shifts.len(),
+        "{log}"
+    );
+}

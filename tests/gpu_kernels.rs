@@ -535,11 +535,15 @@ fn swiglu_matches_cpu() {
 
 /// RoPE + KV store, then split-sequence attention with grouped-query heads,
 /// position by position up past two 256-position chunks, against the CPU's
-/// rope() and a plain softmax attention over the same f16-rounded cache.
+/// RoPE (YaRN, so the attention factor is applied too) and a plain softmax
+/// attention, for every cache type: the cache the GPU wrote is read back,
+/// checked against llama.cpp's quantizer on the CPU's rotated keys, and
+/// decoded on the CPU for the reference attention.
 #[test]
 fn rope_kv_and_attention_match_cpu_across_chunks() {
-    use llama_wgpu::gpu::kernels::ATTN_CHUNK;
-    use llama_wgpu::model::LlamaConfig;
+    use llama_wgpu::gpu::kernels::{cache_row_bytes, cache_store_pairs, CacheTypes, ATTN_CHUNK};
+    use llama_wgpu::model::{LlamaConfig, Rope, RopeScaling};
+    use TensorType::{F16, Q4_0, Q8_0};
     let c = LlamaConfig {
         n_layer: 1,
         n_embd: 512,
@@ -552,23 +556,43 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
         rope_freq_base: 10000.0,
         rope_freq_scale: 0.5,
         rope_dim: 48, // partial rotary: the last 8 pairs of each head pass through
+        rope_scaling: RopeScaling::Yarn {
+            orig_ctx: 256,
+            ext_factor: 1.0,
+            attn_factor: 1.0,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+        },
+        rope_freq_factors: None,
         rms_eps: 1e-5,
         tied_embeddings: true,
     };
+    let rope_ref = Rope::new(&c, 4096);
     let (hd, kv_dim, q_dim) = (c.head_dim, c.kv_dim(), c.n_head * c.head_dim);
     let n_ctx = 2 * ATTN_CHUNK as usize + 50;
     let max_chunks = n_ctx.div_ceil(ATTN_CHUNK as usize);
-    for portable in [false, true] {
+    for (portable, kt, vt) in [
+        (false, F16, F16),
+        (true, F16, F16),
+        (false, Q8_0, Q8_0),
+        (false, Q4_0, Q4_0),
+        (true, Q8_0, Q4_0),
+    ] {
+        let cache = CacheTypes { k: kt, v: vt };
         let gpu = common::gpu(portable);
         let mut r = rng(7);
         let pairs = c.rope_dim / 2;
         let mut table = Vec::with_capacity(n_ctx * pairs * 2);
         for p in 0..n_ctx {
             for i in 0..pairs {
-                let (sin, cos) = cpu::rope_angle(&c, p, i).sin_cos();
+                let (sin, cos) = rope_ref.angle(p, i).sin_cos();
                 table.extend([cos, sin]);
             }
         }
+        let (k_row, v_row) = (
+            cache_row_bytes(kt, kv_dim as u64),
+            cache_row_bytes(vt, kv_dim as u64),
+        );
         let cs = gpu.storage_init("cs", bytemuck::cast_slice(&table));
         let (q, k, v) = (
             gpu.storage("q", (q_dim * 4) as u64),
@@ -576,8 +600,8 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
             gpu.storage("v", (kv_dim * 4) as u64),
         );
         let (kc, vc) = (
-            gpu.storage("kc", (n_ctx * kv_dim * 2) as u64),
-            gpu.storage("vc", (n_ctx * kv_dim * 2) as u64),
+            gpu.storage("kc", n_ctx as u64 * k_row),
+            gpu.storage("vc", n_ctx as u64 * v_row),
         );
         let op = gpu.storage("op", (c.n_head * max_chunks * hd * 4) as u64);
         let ml = gpu.storage("ml", (c.n_head * max_chunks * 8) as u64);
@@ -596,7 +620,8 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
             rope_pairs: pairs as u32,
             q_stride: 0,
             kv_stride: 0,
-            _pad: [0; 2],
+            attn_factor: rope_ref.attn_factor,
+            _pad: 0,
         });
         let ap = gpu.uniform(&AttnParams {
             n_head: c.n_head as u32,
@@ -607,8 +632,11 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
             q_stride: 0,
             _pad: [0; 2],
         });
+        let nk = kv_dim / 2;
+        let invocations =
+            q_dim / 2 + nk.div_ceil(cache_store_pairs(kt)) + nk.div_ceil(cache_store_pairs(vt));
         let rope = gpu.dispatch(
-            Kernel::RopeKv,
+            Kernel::RopeKv { cache },
             &[
                 q.as_entire_binding(),
                 k.as_entire_binding(),
@@ -619,11 +647,7 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
                 rp.as_entire_binding(),
                 rows.as_entire_binding(),
             ],
-            [
-                ((c.n_head + c.n_head_kv) * hd / 2).div_ceil(64) as u32,
-                1,
-                1,
-            ],
+            [invocations.div_ceil(64) as u32, 1, 1],
         );
         let ab = [
             q.as_entire_binding(),
@@ -636,12 +660,12 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
             step.as_entire_binding(),
             rows.as_entire_binding(),
         ];
-        let partial = gpu.dispatch(Kernel::AttnPartial, &ab, [1, c.n_head as u32, 1]);
+        let partial = gpu.dispatch(Kernel::AttnPartial { cache }, &ab, [1, c.n_head as u32, 1]);
         let combine = gpu.dispatch(Kernel::AttnCombine, &ab, [c.n_head as u32, 1, 1]);
 
-        let (mut k_cache, mut v_cache) = (Vec::new(), Vec::new());
-        let f16 = |x: f32| half::f16::from_f32(x).to_f32();
+        let (mut k_rot, mut v_all) = (Vec::new(), Vec::new());
         let mut worst = 0.0f32;
+        let mut quant_off = 0usize;
         for pos in 0..n_ctx {
             // Spread 3 gives attention scores of several units: a peaked, not uniform, softmax.
             let mut qv: Vec<f32> = (0..q_dim).map(|_| r.random_range(-3.0f32..3.0)).collect();
@@ -679,13 +703,13 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
             gpu.queue.submit([enc.finish()]);
 
             for h in 0..c.n_head {
-                cpu::rope(&mut qv[h * hd..(h + 1) * hd], pos, &c);
+                rope_ref.rotate(&mut qv[h * hd..(h + 1) * hd], pos);
             }
             for h in 0..c.n_head_kv {
-                cpu::rope(&mut kv[h * hd..(h + 1) * hd], pos, &c);
+                rope_ref.rotate(&mut kv[h * hd..(h + 1) * hd], pos);
             }
-            k_cache.extend(kv.iter().map(|&x| f16(x)));
-            v_cache.extend(vv.iter().map(|&x| f16(x)));
+            k_rot.extend_from_slice(&kv);
+            v_all.extend_from_slice(&vv);
             if ![0, 1, 255, 256, 257, 511, 512, n_ctx - 1].contains(&pos) {
                 continue;
             }
@@ -693,6 +717,40 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
             let q_gpu = gpu.read_f32(&q, q_dim).unwrap();
             let e = common::max_abs_diff(&q_gpu, &qv);
             assert!(e <= 1e-5, "pos {pos}: rotated q differs by {e}");
+            // The cache as the GPU wrote it, decoded on the CPU.
+            let n_rows = pos + 1;
+            let k_cache = decode_cache_rows(
+                kt,
+                &gpu.read_bytes(&kc, n_rows as u64 * k_row).unwrap(),
+                kv_dim,
+            );
+            let v_cache = decode_cache_rows(
+                vt,
+                &gpu.read_bytes(&vc, n_rows as u64 * v_row).unwrap(),
+                kv_dim,
+            );
+            // Against llama.cpp's quantizer on the CPU's rotated keys: a
+            // value may round the other way when the rotations differ by
+            // an ulp at a .5 boundary (at most one quantization step).
+            for (name, ty, got, want) in [("k", kt, &k_cache, &k_rot), ("v", vt, &v_cache, &v_all)]
+            {
+                let want = cpu::round_through(ty, &want[..n_rows * kv_dim]);
+                for (row, (g, w)) in got.chunks(kv_dim).zip(want.chunks(kv_dim)).enumerate() {
+                    for (b, (gb, wb)) in g.chunks(32).zip(w.chunks(32)).enumerate() {
+                        let amax = wb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+                        let step = amax / if ty == Q8_0 { 127.0 } else { 8.0 };
+                        for (x, y) in gb.iter().zip(wb) {
+                            if x != y {
+                                quant_off += 1;
+                                assert!(
+                                    ty != F16 && (x - y).abs() <= step * 1.01,
+                                    "{cache:?} {name} row {row} block {b}: gpu {x} cpu {y}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
             let got = gpu.read_f32(&out, q_dim).unwrap();
             for h in 0..c.n_head {
                 let g = h / c.gqa_group();
@@ -715,16 +773,49 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
                     // hundred terms in another order, plus exp() differing by ulps: 2e-5.
                     assert!(
                         err <= 2e-5,
-                        "portable {portable} pos {pos} head {h} dim {d}: gpu {} cpu {want}",
+                        "{cache:?} portable {portable} pos {pos} head {h} dim {d}: gpu {} cpu {want}",
                         got[h * hd + d]
                     );
                 }
             }
         }
         eprintln!(
-            "attention (portable {portable}): max abs error {worst:.2e} over {n_ctx} positions"
+            "attention {cache:?} (portable {portable}): max abs error {worst:.2e} over {n_ctx} positions; {quant_off} cached values one quantization step from llama.cpp's quantizer"
+        );
+        // Rounding ties are rare: a kernel that quantized differently would be far above this.
+        assert!(
+            quant_off <= 200,
+            "{cache:?}: {quant_off} cached values differ from llama.cpp's quantizer"
         );
     }
+}
+
+/// Rows of a KV cache buffer in the GPU's layout (shaders/kv/: a row's
+/// quants, then its f16 scales) as f32, through the CPU's dequantizer of
+/// llama.cpp's block format.
+fn decode_cache_rows(ty: TensorType, bytes: &[u8], n: usize) -> Vec<f32> {
+    use llama_wgpu::gpu::kernels::cache_row_bytes;
+    use llama_wgpu::quant::dequantize_to_vec;
+    let row = cache_row_bytes(ty, n as u64) as usize;
+    let quant_bytes = match ty {
+        TensorType::F16 => {
+            return bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect()
+        }
+        TensorType::Q8_0 => n,
+        _ => n / 2,
+    };
+    let per_block = quant_bytes / (n / 32);
+    let mut blocks = Vec::new();
+    for r in bytes.chunks_exact(row) {
+        for b in 0..n / 32 {
+            blocks.extend_from_slice(&r[quant_bytes + 2 * b..quant_bytes + 2 * b + 2]);
+            blocks.extend_from_slice(&r[b * per_block..(b + 1) * per_block]);
+        }
+    }
+    dequantize_to_vec(ty, &blocks, bytes.len() / row * n).unwrap()
 }
 
 /// Batched causal attention (prefill's tiled kernel) against a plain softmax
@@ -733,38 +824,48 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
 /// tiles and KV tiles. Rows past the batch in the output stay untouched.
 #[test]
 fn tiled_batch_attention_matches_cpu() {
-    use llama_wgpu::gpu::kernels::ATTN_TILE_Q;
+    use llama_wgpu::gpu::kernels::{CacheTypes, ATTN_TILE_Q};
+    use TensorType::{F16, Q4_0, Q8_0};
     let gpu = common::gpu(false);
     let mut r = rng(17);
-    let f16 = |x: f32| half::f16::from_f32(x);
     const SENTINEL: f32 = -777.0;
-    for (hd, n_head, n_head_kv, pos, t) in [
-        (64, 6, 2, 0, 37),
-        (80, 4, 4, 300, 20),
-        (128, 8, 2, 33, 1),
-        (64, 9, 3, 70, 64),
+    for (hd, n_head, n_head_kv, pos, t, kt, vt) in [
+        (64, 6, 2, 0, 37, F16, F16),
+        (80, 4, 4, 300, 20, F16, F16),
+        (128, 8, 2, 33, 1, F16, F16),
+        (64, 9, 3, 70, 64, F16, F16),
+        (64, 6, 2, 0, 37, Q8_0, Q8_0),
+        (128, 8, 2, 33, 20, Q4_0, Q4_0),
+        (64, 9, 3, 70, 64, Q8_0, Q4_0),
     ] {
+        let cache = CacheTypes { k: kt, v: vt };
         let (kv_dim, q_dim) = (n_head_kv * hd, n_head * hd);
         let n_pos = pos + t;
         // The sequence's slot starts at cache row 11: rows before it belong to
         // another sequence and must not be read.
         const FIRST_ROW: usize = 11;
         // Spread 3: scores of several units, a peaked softmax.
-        let kc: Vec<half::f16> = (0..n_pos * kv_dim)
-            .map(|_| f16(r.random_range(-3.0f32..3.0)))
+        let kf: Vec<f32> = (0..n_pos * kv_dim)
+            .map(|_| r.random_range(-3.0f32..3.0))
             .collect();
-        let vc: Vec<half::f16> = (0..n_pos * kv_dim)
-            .map(|_| f16(r.random_range(-1.0f32..1.0)))
+        let vf: Vec<f32> = (0..n_pos * kv_dim)
+            .map(|_| r.random_range(-1.0f32..1.0))
             .collect();
-        let other = vec![f16(1000.0); FIRST_ROW * kv_dim];
-        let kc_slots: Vec<half::f16> = other.iter().chain(&kc).copied().collect();
-        let vc_slots: Vec<half::f16> = other.iter().chain(&vc).copied().collect();
+        // What the kernel computes with: the cache as the CPU decodes it,
+        // then rounded to f16 (the kernel stages decoded tiles in workgroup
+        // memory as f16 pairs; a decoded d x q is exact in f32, so both
+        // sides round the same value).
+        let staged = |ty, x: &[f32]| cpu::round_through(F16, &cpu::round_through(ty, x));
+        let (kc, vc) = (staged(kt, &kf), staged(vt, &vf));
+        let other = vec![1000.0f32; FIRST_ROW * kv_dim];
+        let kc_slots = encode_cache_rows(kt, &[other.clone(), kf].concat(), kv_dim);
+        let vc_slots = encode_cache_rows(vt, &[other, vf].concat(), kv_dim);
         let q: Vec<f32> = (0..t * q_dim)
             .map(|_| r.random_range(-3.0f32..3.0))
             .collect();
         let qb = gpu.storage_init("q", bytemuck::cast_slice(&q));
-        let kb = gpu.storage_init("kc", bytemuck::cast_slice(&kc_slots));
-        let vb = gpu.storage_init("vc", bytemuck::cast_slice(&vc_slots));
+        let kb = gpu.storage_init("kc", &kc_slots);
+        let vb = gpu.storage_init("vc", &vc_slots);
         let meta: Vec<RowMeta> = (0..t)
             .map(|i| RowMeta {
                 cache_row: FIRST_ROW as u32,
@@ -792,6 +893,7 @@ fn tiled_batch_attention_matches_cpu() {
         let d = gpu.dispatch(
             Kernel::AttnTile {
                 head_dim: hd as u32,
+                cache,
             },
             &[
                 qb.as_entire_binding(),
@@ -816,18 +918,12 @@ fn tiled_batch_attention_matches_cpu() {
                 let g = h / (n_head / n_head_kv);
                 let qh = &q[i * q_dim + h * hd..][..hd];
                 let mut s: Vec<f32> = (0..=pos + i)
-                    .map(|p| {
-                        let k: Vec<f32> = kc[p * kv_dim + g * hd..][..hd]
-                            .iter()
-                            .map(|x| x.to_f32())
-                            .collect();
-                        cpu::dot(qh, &k) / (hd as f32).sqrt()
-                    })
+                    .map(|p| cpu::dot(qh, &kc[p * kv_dim + g * hd..][..hd]) / (hd as f32).sqrt())
                     .collect();
                 cpu::softmax(&mut s);
                 for dim in 0..hd {
                     let want: f32 = (0..=pos + i)
-                        .map(|p| s[p] * vc[p * kv_dim + g * hd + dim].to_f32())
+                        .map(|p| s[p] * vc[p * kv_dim + g * hd + dim])
                         .sum();
                     let err = (got[i * q_dim + h * hd + dim] - want).abs();
                     worst = worst.max(err);
@@ -835,16 +931,43 @@ fn tiled_batch_attention_matches_cpu() {
                     // in [-1, 1], sums in another order, exp() within ulps.
                     assert!(
                         err <= 2e-5,
-                        "head_dim {hd} pos {pos} token {i} head {h} dim {dim}: gpu {} cpu {want}",
+                        "{cache:?} head_dim {hd} pos {pos} token {i} head {h} dim {dim}: gpu {} cpu {want}",
                         got[i * q_dim + h * hd + dim]
                     );
                 }
             }
         }
         eprintln!(
-            "tiled attention head_dim {hd}, pos {pos}, {t} tokens: max abs error {worst:.2e}"
+            "tiled attention {cache:?} head_dim {hd}, pos {pos}, {t} tokens: max abs error {worst:.2e}"
         );
     }
+}
+
+/// Values as KV cache rows of `n` in the GPU's layout (shaders/kv/):
+/// llama.cpp's quantizer per block, then each row's quants followed by its
+/// f16 scales (the inverse of `decode_cache_rows`).
+fn encode_cache_rows(ty: TensorType, x: &[f32], n: usize) -> Vec<u8> {
+    use llama_wgpu::gpu::kernels::cache_row_bytes;
+    if ty == TensorType::F16 {
+        return x
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect();
+    }
+    let row = cache_row_bytes(ty, n as u64) as usize;
+    let block = ty.type_size();
+    let mut out = Vec::new();
+    for r in x.chunks(n) {
+        let q = llama_wgpu::quant::quantize(ty, r).unwrap();
+        let mut bytes = vec![0u8; row];
+        let per = block - 2;
+        for (b, blk) in q.chunks(block).enumerate() {
+            bytes[b * per..(b + 1) * per].copy_from_slice(&blk[2..]);
+            bytes[n / 32 * per + 2 * b..n / 32 * per + 2 * b + 2].copy_from_slice(&blk[..2]);
+        }
+        out.extend(bytes);
+    }
+    out
 }
 
 /// Random weights written on the GPU (synthetic benchmark models): for every
@@ -1349,7 +1472,13 @@ fn decode_attention_over_sequences_in_different_slots() {
                 rows.as_entire_binding(),
             ];
             let d = toks.len() as u32;
-            let partial = gpu.dispatch(Kernel::AttnPartial, &ab, [n_chunks, n_head as u32, d]);
+            let partial = gpu.dispatch(
+                Kernel::AttnPartial {
+                    cache: Default::default(),
+                },
+                &ab,
+                [n_chunks, n_head as u32, d],
+            );
             let combine = gpu.dispatch(Kernel::AttnCombine, &ab, [n_head as u32, d, 1]);
             gpu.run(&[&partial, &combine]);
             let got = gpu.read_f32(&ob, rows_total * q_dim).unwrap();

@@ -217,6 +217,7 @@ fn kv_cache_of_all_slots_is_planned_before_upload() {
                 n_ctx,
                 n_batch: 8,
                 n_slots,
+                context: Default::default(),
             },
             &|_, _| {},
         )
@@ -236,6 +237,7 @@ fn kv_cache_of_all_slots_is_planned_before_upload() {
             n_ctx: 64,
             n_batch: 8,
             n_slots: 5,
+            context: Default::default(),
         },
         &|_, _| {},
     )
@@ -259,6 +261,7 @@ fn rows_of_one_step_get_their_own_top_k() {
             n_ctx: 16,
             n_batch: 8,
             n_slots: 2,
+            context: Default::default(),
         },
         &|_, _| {},
     )
@@ -354,7 +357,11 @@ fn layers_of_mixed_types_keep_separate_products_and_match_cpu() {
     // The separate path ran: a decode step has SwiGLU and per-layer norms.
     let p = gm.profile_decode(Some(1)).unwrap();
     for family in ["swiglu", "matvec_q8_0", "matvec_q4_k"] {
-        assert!(p.ms.iter().any(|(f, _)| f == family), "{family}: {:?}", p.ms);
+        assert!(
+            p.ms.iter().any(|(f, _)| f == family),
+            "{family}: {:?}",
+            p.ms
+        );
     }
     // A 12-token prompt in one step (the few-token matvec) and, with -b 40,
     // a 40-token one (the matmul): last logits as the CPU's.
@@ -378,4 +385,41 @@ fn layers_of_mixed_types_keep_separate_products_and_match_cpu() {
             "mixed prefill {n}: {e} (scale {scale})"
         );
     }
+}
+
+/// Pipelined greedy decoding (step t+1 submitted before step t's id is
+/// read) gives exactly the ids of step-by-step greedy decoding, and a
+/// discarded step gives its position back.
+#[test]
+fn pipelined_greedy_matches_step_by_step_greedy() {
+    let shape = LlamaShape::tiny();
+    let g = Gguf::from_bytes(synthetic_gguf(&shape, TensorType::Q4_K, 31).unwrap()).unwrap();
+    let gpu = common::gpu(false);
+    let mut a = load_gpu(gpu.clone(), &g, 64);
+    let mut b = load_gpu(gpu, &g, 64);
+    let prompt = [5u32, 99, 400, 7];
+    let mut want = vec![a.prefill_greedy(&prompt).unwrap()];
+    for _ in 0..20 {
+        want.push(a.forward_greedy(None).unwrap());
+    }
+    let mut got = vec![b.prefill_greedy(&prompt).unwrap()];
+    b.greedy_submit(None).unwrap();
+    for _ in 0..20 {
+        // Two in flight: the next is submitted before the previous is read.
+        b.greedy_submit(None).unwrap();
+        assert_eq!(b.greedy_in_flight(), 2);
+        assert!(b.greedy_submit(None).is_err(), "at most two in flight");
+        got.push(b.greedy_collect().unwrap());
+    }
+    assert_eq!(got, want);
+    assert_eq!(b.n_past(), prompt.len() + 21);
+    b.greedy_discard().unwrap();
+    assert_eq!(b.n_past(), prompt.len() + 20);
+    assert_eq!(b.n_past(), a.n_past());
+    // Other calls refuse to run over a step in flight, and work after it.
+    b.greedy_submit(None).unwrap();
+    assert!(b.forward(1).is_err());
+    let next = b.greedy_collect().unwrap();
+    assert_eq!(next, a.forward_greedy(None).unwrap());
+    assert_eq!(b.forward(1).unwrap(), a.forward(1).unwrap());
 }

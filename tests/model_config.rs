@@ -105,9 +105,15 @@ fn unsupported_or_broken_metadata_gives_errors_that_name_the_problem() {
     );
     let e = config_error(
         "llama.rope.scaling.type",
+        Some(Value::String("longrope".into())),
+    );
+    assert!(e.contains("'longrope'"), "{e}");
+    // YaRN is read (tests/rope_scaling.rs), and needs its factor.
+    let e = config_error(
+        "llama.rope.scaling.type",
         Some(Value::String("yarn".into())),
     );
-    assert!(e.contains("yarn"), "{e}");
+    assert!(e.contains("llama.rope.scaling.factor"), "{e}");
     let e = config_error("llama.expert_count", Some(Value::U32(8)));
     assert!(e.contains("mixture-of-experts"), "{e}");
     let e = config_error("llama.attention.head_count", Some(Value::U32(0)));

@@ -60,6 +60,7 @@ fn sequences_decoded_together_match_each_alone() {
             n_ctx: 64,
             n_batch: 8,
             n_slots: 4,
+            context: Default::default(),
         },
         &|_, _| {},
     )

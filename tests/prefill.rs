@@ -66,6 +66,7 @@ fn synthetic_models_of_every_type_prefill_like_decode() {
                     n_ctx: 320,
                     n_batch: 64,
                     n_slots: 1,
+                    context: Default::default(),
                 },
                 &|_, _| {},
             )

@@ -22,6 +22,7 @@ fn engine(n_parallel: usize) -> Engine {
         n_ctx: Some(256),
         n_batch: None,
         n_parallel,
+        context: Default::default(),
         quiet: true,
     })
     .expect("load SmolLM2")
@@ -84,6 +85,7 @@ fn concurrent_greedy_requests_match_each_run_alone() {
         stop: Vec::new(),
         ignore_eos: true,
         top_logits: 0,
+        context_shift: None,
     };
     let mut expected = Vec::new();
     for p in PROMPTS {

@@ -38,6 +38,16 @@ pub struct BenchArgs {
     /// Prompt tokens per batched step (-b, as llama.cpp).
     #[arg(short = 'b', long, default_value_t = crate::gpu::DEFAULT_BATCH)]
     pub batch_size: usize,
+    /// Context depths (comma-separated, as llama-bench's -d): each test runs
+    /// after the KV cache already holds this many tokens (filled by an
+    /// untimed prefill, once per depth).
+    #[arg(
+        short = 'd',
+        long = "n-depth",
+        value_delimiter = ',',
+        default_value = "0"
+    )]
+    pub n_depth: Vec<usize>,
     /// Sequences processed together (comma-separated, like
     /// llama-batched-bench): tg N generates for N sequences in the same
     /// steps, pp N prefills N prompts; rows report aggregate tokens/s.
@@ -58,6 +68,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub peak_gbps: Option<f64>,
     #[command(flatten)]
+    pub context: super::common::ContextArgs,
+    #[command(flatten)]
     pub gpu: GpuArgs,
 }
 
@@ -75,6 +87,8 @@ pub struct BenchRow {
     pub n_gen: usize,
     /// Sequences run together; tokens_per_second is their aggregate.
     pub n_parallel: usize,
+    /// Tokens in each sequence's KV cache before the test.
+    pub n_depth: usize,
     pub repetitions: usize,
     pub tokens_per_second: f64,
     pub tokens_per_second_stddev: f64,
@@ -167,10 +181,11 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 
 /// Bytes read per decoded token at `pos` when `n` sequences decode
 /// together: every weight matrix once per step (one embedding row per
-/// sequence), shared by the n tokens, plus each sequence's KV cache up to `pos`.
+/// sequence), shared by the n tokens, plus each sequence's KV cache up to
+/// `pos` in the cache's types.
 fn bytes_per_token(cfg: &LlamaConfig, m: &GpuModel, pos: usize, n: usize) -> u64 {
     let embd_row = m.token_embd_row_bytes();
-    let kv = 2 * cfg.n_layer as u64 * (pos as u64 + 1) * cfg.kv_dim() as u64 * 2;
+    let kv = (pos as u64 + 1) * m.kv_bytes_per_position();
     let matrices = m.weight_bytes - m.token_embd_bytes()
         + if cfg.tied_embeddings {
             m.token_embd_bytes()
@@ -195,7 +210,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let peak = args.peak_gbps.or_else(|| peak_for(&gpu.info.name));
     let max_pp = args.n_prompt.iter().copied().max().unwrap_or(0);
     let max_tg = args.n_gen.iter().copied().max().unwrap_or(0);
-    let n_ctx = (max_pp.max(max_tg) + 1).max(16);
+    let max_depth = args.n_depth.iter().copied().max().unwrap_or(0);
+    let n_ctx = (max_depth + max_pp.max(max_tg) + 1).max(16);
+    let context = args.context.options()?;
     let mut sources: Vec<(Gguf, String)> = Vec::new();
     for p in &args.model.resolve(false)? {
         let name = p
@@ -230,48 +247,57 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             &gpu,
             &g,
             name,
-            n_ctx,
-            args.batch_size,
-            n_slots,
+            &LoadOptions {
+                n_ctx,
+                n_batch: args.batch_size,
+                n_slots,
+                context: context.clone(),
+            },
         )?);
     }
 
-    let mut tests: Vec<(String, usize, usize, usize)> = Vec::new();
-    for &par in &args.parallel {
-        tests.extend(
-            args.n_prompt
-                .iter()
-                .filter(|&&n| n > 0)
-                .map(|&n| (format!("pp{n}"), n, 0, par)),
-        );
-    }
-    for &par in &args.parallel {
-        tests.extend(
-            args.n_gen
-                .iter()
-                .filter(|&&n| n > 0)
-                .map(|&n| (format!("tg{n}"), 0, n, par)),
-        );
+    let mut tests: Vec<Test> = Vec::new();
+    for &depth in &args.n_depth {
+        for &par in &args.parallel {
+            tests.extend(args.n_prompt.iter().filter(|&&n| n > 0).map(|&n| Test {
+                name: format!("pp{n}"),
+                pp: n,
+                tg: 0,
+                par,
+                depth,
+            }));
+        }
+        for &par in &args.parallel {
+            tests.extend(args.n_gen.iter().filter(|&&n| n > 0).map(|&n| Test {
+                name: format!("tg{n}"),
+                pp: 0,
+                tg: n,
+                par,
+                depth,
+            }));
+        }
     }
     let mut rows = Vec::new();
-    for (test, pp, tg, par) in tests {
+    for t in tests {
+        let (pp, tg, par, depth) = (t.pp, t.tg, t.par, t.depth);
+        let test = t.name;
         let mut samples = vec![Vec::new(); models.len()];
         // One warm-up run (pipeline compilation, caches), then the measured
         // ones, each repetition going through every model in turn.
         for rep in 0..=args.repetitions {
             for (b, samples) in models.iter_mut().zip(&mut samples) {
-                let s = b.run(pp, tg, par)?;
+                let s = b.run(pp, tg, par, depth)?;
                 if rep > 0 {
                     samples.push((pp.max(tg) * par) as f64 / s);
                 }
             }
-            eprint!("\r{test} x{par}: run {rep}/{}", args.repetitions);
+            eprint!("\r{test} x{par} d{depth}: run {rep}/{}", args.repetitions);
         }
         eprintln!();
         for (b, samples) in models.iter().zip(samples) {
             let (mean, std) = mean_std(&samples);
             let positions = pp.max(tg);
-            let bytes = (0..positions)
+            let bytes = (depth..depth + positions)
                 .map(|p| bytes_per_token(&b.model.cfg, &b.model, p, par))
                 .sum::<u64>()
                 / positions as u64;
@@ -290,6 +316,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 n_prompt: pp,
                 n_gen: tg,
                 n_parallel: par,
+                n_depth: depth,
                 repetitions: args.repetitions,
                 tokens_per_second: mean,
                 tokens_per_second_stddev: std,
@@ -314,7 +341,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 .iter_mut()
                 .find(|b| b.name == r.model)
                 .expect("every row has its model");
-            let p = b.profile(r.n_prompt, r.n_gen, r.n_parallel)?;
+            let p = b.profile(r.n_prompt, r.n_gen, r.n_parallel, r.n_depth)?;
             let per = (r.n_prompt.max(r.n_gen.min(PROFILE_MAX_STEPS)) * r.n_parallel) as f64;
             r.profile_ms_per_token = Some(p.ms.into_iter().map(|(f, ms)| (f, ms / per)).collect());
             r.profile_method = Some(p.method.to_string());
@@ -332,6 +359,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     print_rows(&rows, &args.output)
 }
 
+/// One test of the table: pp or tg, for `par` sequences, after `depth` tokens.
+struct Test {
+    name: String,
+    pp: usize,
+    tg: usize,
+    par: usize,
+    depth: usize,
+}
+
 /// One model loaded for benchmarking, with what its rows report.
 struct Bench {
     name: String,
@@ -339,6 +375,9 @@ struct Bench {
     params: u64,
     types: String,
     model: GpuModel,
+    /// The depth and slot count the KV cache was last filled for: tests at
+    /// one depth only overwrite positions past it, so it is filled once.
+    filled: (usize, usize),
 }
 
 impl Bench {
@@ -346,9 +385,7 @@ impl Bench {
         gpu: &std::sync::Arc<Gpu>,
         g: &Gguf,
         name: String,
-        n_ctx: usize,
-        n_batch: usize,
-        n_slots: usize,
+        opts: &LoadOptions,
     ) -> Result<Bench> {
         let cfg = LlamaConfig::from_gguf(g)?;
         let weights = ModelWeights::resolve(g, &cfg)?;
@@ -361,40 +398,52 @@ impl Bench {
             .collect();
         types.sort();
         types.dedup();
-        let model = GpuModel::load(
-            gpu.clone(),
-            g,
-            &LoadOptions {
-                n_ctx,
-                n_batch,
-                n_slots,
-            },
-            &|_, _| {},
-        )?;
+        let model = GpuModel::load(gpu.clone(), g, opts, &|_, _| {})?;
         Ok(Bench {
             name,
             size_bytes: g.tensor_bytes_total(),
             params: g.tensors.iter().map(|t| t.n_elements()).sum(),
             types: types.join(","),
             model,
+            filled: (0, 0),
         })
+    }
+
+    /// Fills the first `n` slots with `depth` tokens (untimed), unless they
+    /// already hold them.
+    fn fill(&mut self, depth: usize, n: usize) -> Result<()> {
+        if depth == 0 || (self.filled.0 == depth && self.filled.1 >= n) {
+            return Ok(());
+        }
+        let tokens = self.tokens(depth);
+        for slot in 0..n {
+            self.model
+                .prefill_at(slot, 0, &tokens, BatchOutput::None, None)?;
+        }
+        self.filled = (depth, n);
+        Ok(())
     }
 
     /// A pp run (every prompt, chunked as prefill does) or the first
     /// `PROFILE_MAX_STEPS` steps of a tg run, with every dispatch timed.
-    fn profile(&mut self, pp: usize, tg: usize, n: usize) -> Result<Profile> {
+    fn profile(&mut self, pp: usize, tg: usize, n: usize, depth: usize) -> Result<Profile> {
         let mut total = Profile::default();
-        self.model.reset();
+        self.fill(depth, n)?;
         if pp > 0 {
             let tokens = self.tokens(pp);
             for slot in 0..n {
-                self.model
-                    .prefill_at(slot, 0, &tokens, BatchOutput::Greedy, Some(&mut total))?;
+                self.model.prefill_at(
+                    slot,
+                    depth,
+                    &tokens,
+                    BatchOutput::Greedy,
+                    Some(&mut total),
+                )?;
             }
             return Ok(total);
         }
         for step in 0..tg.min(PROFILE_MAX_STEPS) {
-            self.decode_step(step, n, Some(&mut total))?;
+            self.decode_step(depth + step, step == 0, n, Some(&mut total))?;
         }
         Ok(total)
     }
@@ -407,14 +456,20 @@ impl Bench {
 
     /// One greedy decode step of `n` sequences at position `pos`, each
     /// feeding back the GPU's own choice (no token leaves the GPU before
-    /// the readback of the step's ids).
-    fn decode_step(&mut self, pos: usize, n: usize, profile: Option<&mut Profile>) -> Result<()> {
+    /// the readback of the step's ids) after the `first` step.
+    fn decode_step(
+        &mut self,
+        pos: usize,
+        first_step: bool,
+        n: usize,
+        profile: Option<&mut Profile>,
+    ) -> Result<()> {
         let first = self.tokens(n);
         let rows: Vec<DecodeInput> = (0..n)
             .map(|s| DecodeInput {
                 slot: s,
                 pos,
-                token: if pos == 0 {
+                token: if first_step {
                     TokenSource::Id(first[s])
                 } else {
                     TokenSource::PreviousArgmax(s)
@@ -436,20 +491,20 @@ impl Bench {
     }
 
     /// Seconds for one pp (prefill of `pp` tokens in each of `n` slots) or
-    /// tg (`tg` greedy decode steps of `n` sequences from an empty context,
-    /// as llama-bench's tg) run.
-    fn run(&mut self, pp: usize, tg: usize, n: usize) -> Result<f64> {
+    /// tg (`tg` greedy decode steps of `n` sequences, as llama-bench's tg)
+    /// run, after `depth` tokens in each sequence's cache.
+    fn run(&mut self, pp: usize, tg: usize, n: usize, depth: usize) -> Result<f64> {
         let tokens = self.tokens(pp);
-        self.model.reset();
+        self.fill(depth, n)?;
         let t = Instant::now();
         if pp > 0 {
             for slot in 0..n {
                 self.model
-                    .prefill_at(slot, 0, &tokens, BatchOutput::Greedy, None)?;
+                    .prefill_at(slot, depth, &tokens, BatchOutput::Greedy, None)?;
             }
         } else {
-            for pos in 0..tg {
-                self.decode_step(pos, n, None)?;
+            for step in 0..tg {
+                self.decode_step(depth + step, step == 0, n, None)?;
             }
         }
         Ok(t.elapsed().as_secs_f64())
@@ -458,12 +513,16 @@ impl Bench {
 
 impl BenchRow {
     /// The test as the tables show it: `tg32`, or `tg32 x4` for 4 sequences.
+    /// `tg32 @ d4096` after 4096 tokens of context, as llama-bench.
     fn label(&self) -> String {
-        if self.n_parallel == 1 {
-            self.test.clone()
-        } else {
-            format!("{} x{}", self.test, self.n_parallel)
+        let mut l = self.test.clone();
+        if self.n_parallel != 1 {
+            l.push_str(&format!(" x{}", self.n_parallel));
         }
+        if self.n_depth > 0 {
+            l.push_str(&format!(" @ d{}", self.n_depth));
+        }
+        l
     }
 }
 
@@ -477,11 +536,11 @@ fn print_rows(rows: &[BenchRow], format: &str) -> Result<()> {
             }
         }
         "csv" => {
-            writeln!(out, "model,size_bytes,params,types,backend,adapter,driver,test,n_parallel,tokens_per_second,stddev,bytes_per_token,effective_gbps,percent_of_peak")?;
+            writeln!(out, "model,size_bytes,params,types,backend,adapter,driver,test,n_parallel,n_depth,tokens_per_second,stddev,bytes_per_token,effective_gbps,percent_of_peak")?;
             for r in rows {
                 writeln!(
                     out,
-                    "\"{}\",{},{},\"{}\",{},\"{}\",\"{}\",{},{},{:.3},{:.3},{},{:.3},{}",
+                    "\"{}\",{},{},\"{}\",{},\"{}\",\"{}\",{},{},{},{:.3},{:.3},{},{:.3},{}",
                     r.model,
                     r.size_bytes,
                     r.params,
@@ -491,6 +550,7 @@ fn print_rows(rows: &[BenchRow], format: &str) -> Result<()> {
                     r.driver,
                     r.test,
                     r.n_parallel,
+                    r.n_depth,
                     r.tokens_per_second,
                     r.tokens_per_second_stddev,
                     r.bytes_per_token,

@@ -23,7 +23,13 @@ pub struct ChatArgs {
     /// Jinja chat template, or a tokenizer_config.json with one (default: the model's).
     #[arg(long)]
     pub chat_template: Option<PathBuf>,
-    /// Context size in tokens (default: the model's, at most 4096).
+    /// When a reply fills the context, keep the system prompt, drop half of
+    /// the rest and go on, shifting the cached keys on the GPU instead of
+    /// cutting the reply (llama.cpp's --context-shift; -v logs each shift).
+    #[arg(long)]
+    pub context_shift: bool,
+    /// Context size in tokens (default: the model's, at most 4096; 0: the
+    /// model's whole training context).
     #[arg(short = 'c', long)]
     pub ctx_size: Option<usize>,
     /// Tokens per reply at most (-1: until end of turn or a full context).
@@ -34,6 +40,8 @@ pub struct ChatArgs {
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub context: super::common::ContextArgs,
     #[command(flatten)]
     pub gpu: GpuArgs,
 }
@@ -50,6 +58,7 @@ struct Chat {
     /// Room a prompt must leave for the reply.
     reserve: usize,
     turn: usize,
+    context_shift: bool,
 }
 
 /// Why a turn produced no reply without the chat having to end.
@@ -71,6 +80,18 @@ impl Chat {
         let add_bos =
             tok.adds_bos() && !bos_text.is_some_and(|b| !b.is_empty() && text.starts_with(b));
         Ok(tok.encode(&text, add_bos, true)?)
+    }
+
+    /// How many first ids of the prompt `ids` are the system prompt (with
+    /// BOS): what a context shift keeps.
+    fn system_tokens(&self, ids: &[u32]) -> Result<usize> {
+        let Some(system) = &self.system else {
+            return Ok(super::generate::keep_positions(&self.engine, ids, 0));
+        };
+        let text = self.template.render(std::slice::from_ref(system), false)?;
+        let tok = &self.engine.tokenizer;
+        let sys = tok.encode(&text, tok.adds_bos(), true)?;
+        Ok(sys.iter().zip(ids).take_while(|(a, b)| a == b).count())
     }
 
     /// The prompt ids for `user` after the history, dropping the oldest
@@ -133,15 +154,23 @@ impl Chat {
             ids.len(),
             ids.len() - reuse
         );
+        if self.context_shift {
+            self.opts.context_shift = Some(self.system_tokens(&ids)?);
+        }
         let g = self.engine.generate(&ids[reuse..], &self.opts, on_text)?;
         // Stops other than end-of-turn leave the last sampled token unprocessed.
         self.cached = ids;
         self.cached.extend(&g.generated_ids);
+        // A shift dropped positions from the cache: drop the same ids.
+        for &(keep, discard) in &g.context_shifts {
+            self.cached
+                .drain(keep..(keep + discard).min(self.cached.len()));
+        }
         self.cached.truncate(self.engine.model.n_past());
         self.history.push(ChatMessage::new("user", user));
         self.history.push(ChatMessage::new("assistant", g.text));
         if g.stop_reason == StopReason::ContextFull {
-            eprintln!("(reply cut: the context is full; older turns will be dropped)");
+            eprintln!("(reply cut: the context is full; older turns will be dropped; --context-shift goes on instead)");
         }
         Ok(Ok(g.stop_reason))
     }
@@ -197,6 +226,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         model,
         load: args.load.spec(),
         gpu: args.gpu.options(),
+        context: args.context.options()?,
         n_ctx: args.ctx_size,
         quiet: args.quiet,
     })?;
@@ -227,9 +257,11 @@ pub fn run(args: &ChatArgs) -> Result<()> {
             stop: Vec::new(),
             ignore_eos: false,
             top_logits: 0,
+            context_shift: None,
         },
         reserve,
         turn: 0,
+        context_shift: args.context_shift,
     };
     if interactive {
         interactive_loop(&mut chat)

@@ -135,12 +135,97 @@ impl ModelListArgs {
     }
 }
 
-/// llama.cpp spells the repository option `-hf`, which clap would read as
-/// `-h -f`: rewrite it to `--hf` before parsing.
+/// llama.cpp spells some options with one dash and several letters (`-hf`,
+/// `-ctk`, `-ctv`), which clap would read as bundled short flags: rewrite
+/// them to their long forms before parsing.
 pub fn rewrite_llama_cpp_flags(
     args: impl IntoIterator<Item = std::ffi::OsString>,
 ) -> Vec<std::ffi::OsString> {
     args.into_iter()
-        .map(|a| if a == "-hf" { "--hf".into() } else { a })
+        .map(|a| match a.to_str() {
+            Some("-hf") => "--hf".into(),
+            Some("-ctk") => "--cache-type-k".into(),
+            Some("-ctv") => "--cache-type-v".into(),
+            _ => a,
+        })
         .collect()
+}
+
+/// How the context is kept (generate, chat, perplexity, serve, bench):
+/// llama.cpp's cache-type and RoPE flags, and a memory budget.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ContextArgs {
+    /// KV cache type for K: f16, q8_0 or q4_0 (llama.cpp's -ctk).
+    #[arg(long = "cache-type-k", value_name = "TYPE", default_value = "f16")]
+    pub cache_type_k: String,
+    /// KV cache type for V: f16, q8_0 or q4_0 (llama.cpp's -ctv).
+    #[arg(long = "cache-type-v", value_name = "TYPE", default_value = "f16")]
+    pub cache_type_v: String,
+    /// RoPE base frequency (default: the model's).
+    #[arg(long)]
+    pub rope_freq_base: Option<f32>,
+    /// RoPE frequency scale: 1/N stretches the context N times (default: the model's).
+    #[arg(long)]
+    pub rope_freq_scale: Option<f32>,
+    /// RoPE scaling: none, linear or yarn (default: the model's).
+    #[arg(long)]
+    pub rope_scaling: Option<String>,
+    /// YaRN: the original context the model was trained with (default: the model's).
+    #[arg(long)]
+    pub yarn_orig_ctx: Option<usize>,
+    /// GPU memory the model may use, e.g. 8G, 7.5GiB, 512M (a bare number is
+    /// GiB). Checked before anything is uploaded; a configuration that does
+    /// not fit is refused with a -c or cache type that would.
+    #[arg(long, value_name = "SIZE")]
+    pub gpu_memory: Option<String>,
+}
+
+impl ContextArgs {
+    pub fn options(&self) -> anyhow::Result<crate::gpu::ContextOptions> {
+        let ty = |flag: &str, v: &str| {
+            crate::gpu::parse_cache_type(v).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+        };
+        Ok(crate::gpu::ContextOptions {
+            cache: crate::gpu::CacheTypes {
+                k: ty("--cache-type-k", &self.cache_type_k)?,
+                v: ty("--cache-type-v", &self.cache_type_v)?,
+            },
+            rope: crate::model::RopeOverrides {
+                freq_base: self.rope_freq_base,
+                freq_scale: self.rope_freq_scale,
+                scaling: self.rope_scaling.clone(),
+                yarn_orig_ctx: self.yarn_orig_ctx,
+            },
+            gpu_memory: self
+                .gpu_memory
+                .as_deref()
+                .map(parse_size)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--gpu-memory: {e}"))?,
+        })
+    }
+}
+
+/// A memory size: a number with an optional K, M, G or T suffix (binary
+/// units; `B` / `iB` accepted); a bare number is GiB.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let body = lower.trim_end_matches("ib").trim_end_matches('b');
+    let (num, mult) = match body.chars().last() {
+        Some('k') => (&body[..body.len() - 1], 1u64 << 10),
+        Some('m') => (&body[..body.len() - 1], 1 << 20),
+        Some('g') => (&body[..body.len() - 1], 1 << 30),
+        Some('t') => (&body[..body.len() - 1], 1 << 40),
+        _ if body.len() == lower.len() => (body, 1 << 30),
+        _ => (body, 1),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (e.g. 8G, 512M)"))?;
+    if !(v > 0.0 && v.is_finite()) || v * mult as f64 > u64::MAX as f64 / 2.0 {
+        return Err(format!("'{s}' is not a positive size"));
+    }
+    Ok((v * mult as f64) as u64)
 }

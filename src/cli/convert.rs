@@ -45,6 +45,11 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
         quantize: args.ty,
     };
     let g = crate::engine::open_model_with(&args.input, &spec)?;
+    if g.opt_str("llama.rope.scaling.type").ok().flatten() == Some("dynamic") {
+        eprintln!(
+            "note: the model's dynamic (NTK-aware) RoPE scaling is written as llama.rope.scaling.type = dynamic, which this engine reads and llama.cpp does not"
+        );
+    }
     // Written beside the target and renamed, so a failed run leaves no half file.
     let tmp = args.output.with_extension("gguf.partial");
     let file =

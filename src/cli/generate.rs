@@ -77,7 +77,8 @@ pub struct GenerateArgs {
     /// Tokens to generate (-1: until end of generation or a full context).
     #[arg(short = 'n', long, default_value_t = -1, allow_negative_numbers = true)]
     pub n_predict: i64,
-    /// Context size in tokens (default: the model's, at most 4096).
+    /// Context size in tokens (default: the model's, at most 4096; 0: the
+    /// model's whole training context).
     #[arg(short = 'c', long)]
     pub ctx_size: Option<usize>,
     /// Prompt tokens processed per batched step.
@@ -91,6 +92,15 @@ pub struct GenerateArgs {
     /// Keep generating past end-of-generation tokens.
     #[arg(long)]
     pub ignore_eos: bool,
+    /// When the context is full, keep the first --keep tokens, drop half of
+    /// the rest and go on, shifting the cached keys on the GPU instead of
+    /// re-processing (llama.cpp's --context-shift; -v logs each shift).
+    #[arg(long)]
+    pub context_shift: bool,
+    /// Prompt tokens a context shift keeps (after BOS, which is always
+    /// kept; -1: the whole prompt).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub keep: i64,
     /// Do not echo the prompt before the generated text.
     #[arg(long)]
     pub no_display_prompt: bool,
@@ -103,6 +113,8 @@ pub struct GenerateArgs {
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub context: super::common::ContextArgs,
     #[command(flatten)]
     pub gpu: GpuArgs,
 }
@@ -119,6 +131,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         model: model.clone(),
         load: args.load.spec(),
         gpu: args.gpu.options(),
+        context: args.context.options()?,
         n_ctx: args.ctx_size,
         n_batch: args.batch_size,
         n_parallel: 1,
@@ -131,6 +144,9 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         stop: args.stop.clone(),
         ignore_eos: args.ignore_eos,
         top_logits: args.top_logits,
+        context_shift: args
+            .context_shift
+            .then(|| keep_positions(&engine, &ids, args.keep)),
     };
     let mut stdout = std::io::stdout().lock();
     if !args.json && !args.no_display_prompt {
@@ -158,6 +174,14 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     } else {
         writeln!(stdout)?;
     }
+    if !result.context_shifts.is_empty() {
+        eprintln!(
+            "context shifts: {} (each kept {} positions and dropped {})",
+            result.context_shifts.len(),
+            result.context_shifts[0].0,
+            result.context_shifts[0].1
+        );
+    }
     eprintln!(
         "load: {:.0} ms | prompt: {} tokens in {:.0} ms ({:.1} tok/s) | generation: {} tokens in {:.0} ms ({:.1} tok/s) | stop: {:?}",
         t.load_ms,
@@ -170,4 +194,15 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         result.stop_reason
     );
     Ok(())
+}
+
+/// Positions a context shift keeps for `--keep`, as llama.cpp counts them:
+/// BOS always, then `keep` prompt tokens (-1: all of them).
+pub(crate) fn keep_positions(engine: &Engine, ids: &[u32], keep: i64) -> usize {
+    let bos = usize::from(!ids.is_empty() && ids.first() == engine.tokenizer.bos_id().as_ref());
+    if keep < 0 {
+        ids.len()
+    } else {
+        (keep as usize).saturating_add(bos).min(ids.len())
+    }
 }

@@ -30,6 +30,8 @@ pub struct PerplexityArgs {
     #[arg(short, long)]
     pub quiet: bool,
     #[command(flatten)]
+    pub context: super::common::ContextArgs,
+    #[command(flatten)]
     pub gpu: GpuArgs,
 }
 
@@ -50,6 +52,7 @@ pub fn run(args: &PerplexityArgs) -> Result<()> {
         model,
         load: args.load.spec(),
         gpu: args.gpu.options(),
+        context: args.context.options()?,
         n_ctx: Some(c),
         quiet: args.quiet || args.json,
     })?;

@@ -23,7 +23,8 @@ pub struct ServeArgs {
     /// Sequences decoded together (slots).
     #[arg(long = "parallel", short = 'P', default_value_t = 4)]
     pub parallel: usize,
-    /// Context size per slot in tokens (default: the model's, at most 4096).
+    /// Context size per slot in tokens (default: the model's, at most 4096;
+    /// 0: the model's whole training context).
     #[arg(short = 'c', long)]
     pub ctx_size: Option<usize>,
     /// Requests that may wait for a free slot; one more gets 503 with Retry-After.
@@ -40,15 +41,14 @@ pub struct ServeArgs {
     #[arg(long)]
     pub chat_template: Option<PathBuf>,
     #[command(flatten)]
+    pub context: super::common::ContextArgs,
+    #[command(flatten)]
     pub gpu: GpuArgs,
 }
 
 pub fn run(args: &ServeArgs) -> Result<()> {
     if args.parallel == 0 {
         bail!("--parallel must be at least 1");
-    }
-    if args.ctx_size == Some(0) {
-        bail!("-c must be at least 1");
     }
     let api_key = args
         .api_key
@@ -81,6 +81,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             model,
             load: args.load.spec(),
             gpu: args.gpu.options(),
+            context: args.context.options()?,
             n_ctx: args.ctx_size,
             n_batch: None,
             n_parallel: args.parallel,

@@ -16,7 +16,9 @@ use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 
 use crate::gguf::Gguf;
-use crate::gpu::{BatchOutput, Gpu, GpuModel, GpuOptions, LoadOptions, Output, MAX_TOP_K};
+use crate::gpu::{
+    BatchOutput, ContextOptions, Gpu, GpuModel, GpuOptions, LoadOptions, Output, MAX_TOP_K,
+};
 use crate::model::LlamaConfig;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 pub use sampler::{Sampler, SamplerParams};
@@ -35,12 +37,15 @@ pub struct EngineOptions {
     /// Adapters to merge and quantization to apply at load.
     pub load: crate::hf::LoadSpec,
     pub gpu: GpuOptions,
-    /// KV cache length; `None`: the model's training context, at most [`DEFAULT_CTX`].
+    /// KV cache length; `None`: the model's training context, at most
+    /// [`DEFAULT_CTX`]; 0: the whole training context.
     pub n_ctx: Option<usize>,
     /// Prompt tokens per batched step (`None`: the default).
     pub n_batch: Option<usize>,
     /// Sequence slots in the KV cache (`--parallel`), each of `n_ctx` positions.
     pub n_parallel: usize,
+    /// KV cache types, RoPE overrides, memory budget.
+    pub context: ContextOptions,
     /// No progress bar.
     pub quiet: bool,
 }
@@ -76,6 +81,10 @@ pub struct GenerateOptions {
     pub ignore_eos: bool,
     /// Also return the K best raw logits at every generated position.
     pub top_logits: usize,
+    /// llama.cpp's `--context-shift`: when the context is full, keep this
+    /// many first positions, drop half of the rest and go on (`None`: stop
+    /// with [`StopReason::ContextFull`]).
+    pub context_shift: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -97,6 +106,9 @@ pub struct Generation {
     pub timings: Timings,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_logits: Option<Vec<Vec<(u32, f32)>>>,
+    /// Context shifts, in order: (positions kept, positions dropped after them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub context_shifts: Vec<(usize, usize)>,
 }
 
 /// The K largest logits, best first (ties: lower id first).
@@ -198,7 +210,11 @@ impl Engine {
                 cfg.n_vocab
             );
         }
-        let n_ctx = opts.n_ctx.unwrap_or(cfg.n_ctx_train.min(DEFAULT_CTX));
+        let n_ctx = match opts.n_ctx {
+            None => cfg.n_ctx_train.min(DEFAULT_CTX),
+            Some(0) => cfg.n_ctx_train,
+            Some(n) => n,
+        };
         let gpu = Gpu::new(&opts.gpu)?;
         let pb = progress_bar(opts.quiet, 1);
         let on_progress = |done: u64, total: u64| {
@@ -214,6 +230,7 @@ impl Engine {
                 n_slots: opts.n_parallel.max(1),
                 n_ctx,
                 n_batch: opts.n_batch.unwrap_or(crate::gpu::DEFAULT_BATCH),
+                context: opts.context.clone(),
             },
             &on_progress,
         )
@@ -281,7 +298,16 @@ impl Engine {
         let mut stop = StopFilter::new(&opts.stop);
         let t1 = Instant::now();
         let mut steps = 0usize;
+        let mut shifts = Vec::new();
         let reason = loop {
+            if greedy_on_gpu && self.model.greedy_in_flight() == 0 {
+                // The step after `next` runs while the CPU looks at `next`
+                // (pipelined: its id is read back only after the checks).
+                // Past an end of generation it is discarded below.
+                if make_room(&mut self.model, opts, &mut shifts)? {
+                    self.model.greedy_submit(None)?;
+                }
+            }
             if !opts.ignore_eos && self.tokenizer.is_end_of_generation(next) {
                 break StopReason::EndOfGeneration;
             }
@@ -299,13 +325,15 @@ impl Engine {
             if opts.n_predict.is_some_and(|n| generated.len() >= n) {
                 break StopReason::Length;
             }
-            if self.model.n_past() >= n_ctx {
-                break StopReason::ContextFull;
-            }
             next = if greedy_on_gpu {
-                // The chosen token is already on the GPU: nothing is sent back.
-                self.model.forward_greedy(None)?
+                if self.model.greedy_in_flight() == 0 {
+                    break StopReason::ContextFull;
+                }
+                self.model.greedy_collect()?
             } else {
+                if !make_room(&mut self.model, opts, &mut shifts)? {
+                    break StopReason::ContextFull;
+                }
                 let out = match readback(&sampler, &recent, opts) {
                     BatchOutput::TopK(k) => Output::TopK(self.model.forward_top_k(next, k)?),
                     _ => Output::Logits(self.model.forward(next)?),
@@ -314,6 +342,8 @@ impl Engine {
             };
             steps += 1;
         };
+        // A step submitted for a token that ended generation is not part of it.
+        self.model.greedy_discard()?;
         let gen_s = t1.elapsed().as_secs_f64();
         if reason != StopReason::StopString {
             let tail = stream.finish();
@@ -342,8 +372,34 @@ impl Engine {
                 generation_tokens_per_second: rate(steps, gen_s),
             },
             top_logits: (opts.top_logits > 0).then_some(top_logits),
+            context_shifts: shifts,
         })
     }
+}
+
+/// Makes room for one more position in slot 0: true if there is (after a
+/// context shift when the window is full and `opts` allows it).
+fn make_room(
+    model: &mut GpuModel,
+    opts: &GenerateOptions,
+    shifts: &mut Vec<(usize, usize)>,
+) -> Result<bool> {
+    let n_ctx = model.n_ctx;
+    if model.n_past() < n_ctx {
+        return Ok(true);
+    }
+    let Some(keep) = opts.context_shift else {
+        return Ok(false);
+    };
+    let keep = keep.min(n_ctx - 2);
+    let discard = (n_ctx - keep) / 2;
+    model.shift(keep, discard)?;
+    tracing::info!(
+        "context shift: kept the first {keep} positions, dropped the next {discard}, moved {} down (keys re-rotated on the GPU)",
+        n_ctx - keep - discard
+    );
+    shifts.push((keep, discard));
+    Ok(true)
 }
 
 /// What a sampling step reads back: the best n logits selected on the GPU

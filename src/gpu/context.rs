@@ -336,6 +336,21 @@ impl Gpu {
 
     /// Waits for all submitted work; fails if any GPU error was reported
     /// since the last wait (the results would then be garbage).
+    /// Waits for one submission (not for the ones after it), then reports
+    /// any GPU error as [`Gpu::wait`] does.
+    pub fn wait_for(&self, index: wgpu::SubmissionIndex) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
+            .map_err(|e| anyhow!("GPU wait failed: {e}"))?;
+        match self.errors.take() {
+            Some(msg) => bail!("GPU error: {msg}"),
+            None => Ok(()),
+        }
+    }
+
     pub fn wait(&self) -> Result<()> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())

@@ -41,6 +41,7 @@ const SWIGLU: &str = include_str!("../../shaders/swiglu.wgsl");
 const ARGMAX: &str = include_str!("../../shaders/argmax.wgsl");
 const TOPK: &str = include_str!("../../shaders/topk.wgsl");
 const FILL: &str = include_str!("../../shaders/fill.wgsl");
+const KV_SHIFT: &str = include_str!("../../shaders/kv_shift.wgsl");
 
 const K_SCALE_MIN: &str = include_str!("../../shaders/dequant/k_scale_min.wgsl");
 
@@ -99,6 +100,80 @@ fn dequant_file(ty: TensorType) -> &'static str {
     }
 }
 
+/// Element types of the KV cache: K and V each f16 (the default), Q8_0 or
+/// Q4_0 (llama.cpp's `--cache-type-k/-v`), chosen independently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CacheTypes {
+    pub k: TensorType,
+    pub v: TensorType,
+}
+
+impl Default for CacheTypes {
+    fn default() -> CacheTypes {
+        CacheTypes {
+            k: TensorType::F16,
+            v: TensorType::F16,
+        }
+    }
+}
+
+/// The cache types the kernels read and write.
+pub const CACHE_TYPES: [TensorType; 3] = [TensorType::F16, TensorType::Q8_0, TensorType::Q4_0];
+
+/// A cache type by llama.cpp's name (`f16`, `q8_0`, `q4_0`).
+pub fn parse_cache_type(name: &str) -> Result<TensorType, String> {
+    CACHE_TYPES
+        .into_iter()
+        .find(|t| t.name().eq_ignore_ascii_case(name))
+        .ok_or_else(|| format!("unsupported KV cache type '{name}' (supported: f16, q8_0, q4_0)"))
+}
+
+/// Bytes of one cache row of `n` values (see shaders/kv/): f16 2 per value;
+/// Q8_0 and Q4_0 llama.cpp's 34 and 18 bytes per block of 32, their f16
+/// scales packed two a word (2 bytes more when a row has an odd block count).
+pub fn cache_row_bytes(ty: TensorType, n: u64) -> u64 {
+    let scale_words = n.div_ceil(64);
+    match ty {
+        TensorType::Q8_0 => n + 4 * scale_words,
+        TensorType::Q4_0 => n / 2 + 4 * scale_words,
+        _ => 2 * n,
+    }
+}
+
+/// Pairs of values one store call of the cache type writes (`PFX_GROUP` in
+/// shaders/kv/): a quantized cache stores two blocks (one scale word) at once.
+pub fn cache_store_pairs(ty: TensorType) -> usize {
+    if ty == TensorType::F16 {
+        1
+    } else {
+        32
+    }
+}
+
+fn kv_file(ty: TensorType, store: bool) -> &'static str {
+    match (ty, store) {
+        (TensorType::Q8_0, false) => include_str!("../../shaders/kv/q8_0.wgsl"),
+        (TensorType::Q8_0, true) => include_str!("../../shaders/kv/q8_0_store.wgsl"),
+        (TensorType::Q4_0, false) => include_str!("../../shaders/kv/q4_0.wgsl"),
+        (TensorType::Q4_0, true) => include_str!("../../shaders/kv/q4_0_store.wgsl"),
+        (_, false) => include_str!("../../shaders/kv/f16.wgsl"),
+        (_, true) => include_str!("../../shaders/kv/f16_store.wgsl"),
+    }
+}
+
+/// The cache row reader (`{prefix}_pair`, `{prefix}_word`) of type `ty` over
+/// the storage buffer `buf`, and with `store` its writer (`{prefix}_store`).
+pub fn kv_source(ty: TensorType, prefix: &str, buf: &str, store: bool) -> String {
+    let mut s = kv_file(ty, false).to_string();
+    if store {
+        s.push_str(kv_file(ty, true));
+        if ty != TensorType::F16 {
+            s.push_str(include_str!("../../shaders/kv/quant_store.wgsl"));
+        }
+    }
+    s.replace("PFX_", &format!("{prefix}_")).replace("BUF", buf)
+}
+
 /// Every kernel variant the engine can build; the key of the pipeline cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
@@ -127,14 +202,24 @@ pub enum Kernel {
         pack: Packing,
     },
     RmsNorm,
-    RopeKv,
+    /// RoPE on Q and K, K and V written into the cache in its types.
+    RopeKv {
+        cache: CacheTypes,
+    },
     /// Decode attention (one token), split over the context: partial
     /// results per 256 positions, then their combination.
-    AttnPartial,
+    AttnPartial {
+        cache: CacheTypes,
+    },
     AttnCombine,
     /// Causal attention for a batch of tokens (prefill), for one head size.
     AttnTile {
         head_dim: u32,
+        cache: CacheTypes,
+    },
+    /// Context shift: cached keys re-rotated to new positions.
+    KvShift {
+        k: TensorType,
     },
     Swiglu,
     Argmax,
@@ -178,10 +263,11 @@ impl Kernel {
             Kernel::Matmul { ty, .. } => format!("matmul_{}", ty.name().to_lowercase()),
             Kernel::Embedding { .. } => "embedding".into(),
             Kernel::RmsNorm => "rmsnorm".into(),
-            Kernel::RopeKv => "rope_kv".into(),
-            Kernel::AttnPartial | Kernel::AttnCombine | Kernel::AttnTile { .. } => {
+            Kernel::RopeKv { .. } => "rope_kv".into(),
+            Kernel::AttnPartial { .. } | Kernel::AttnCombine | Kernel::AttnTile { .. } => {
                 "attention".into()
             }
+            Kernel::KvShift { .. } => "kv_shift".into(),
             Kernel::Swiglu => "swiglu".into(),
             Kernel::Argmax => "argmax".into(),
             Kernel::TopK => "topk".into(),
@@ -191,7 +277,7 @@ impl Kernel {
 
     fn entry_point(&self) -> &'static str {
         match self {
-            Kernel::AttnPartial => "partial",
+            Kernel::AttnPartial { .. } => "partial",
             Kernel::AttnCombine => "combine",
             _ => "main",
         }
@@ -212,10 +298,11 @@ impl Kernel {
             Kernel::Matmul { .. } => vec![Read, Read, ReadWrite, Uniform],
             Kernel::Embedding { .. } => vec![Read, Read, ReadWrite, Uniform],
             Kernel::RmsNorm => vec![Read, Read, ReadWrite, Uniform],
-            Kernel::RopeKv => vec![
+            Kernel::RopeKv { .. } => vec![
                 ReadWrite, Read, Read, Read, ReadWrite, ReadWrite, Uniform, Read,
             ],
-            Kernel::AttnPartial | Kernel::AttnCombine => vec![
+            Kernel::KvShift { .. } => vec![Read, ReadWrite, Read, Uniform],
+            Kernel::AttnPartial { .. } | Kernel::AttnCombine => vec![
                 Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform, Uniform, Read,
             ],
             Kernel::AttnTile { .. } => vec![Read, Read, Read, ReadWrite, Uniform, Uniform, Read],
@@ -258,7 +345,10 @@ impl Kernel {
     fn reduces(&self) -> bool {
         matches!(
             self,
-            Kernel::Matvec { .. } | Kernel::RmsNorm | Kernel::AttnPartial | Kernel::AttnCombine
+            Kernel::Matvec { .. }
+                | Kernel::RmsNorm
+                | Kernel::AttnPartial { .. }
+                | Kernel::AttnCombine
         )
     }
 
@@ -274,7 +364,7 @@ impl Kernel {
             _ => (WG, 1, 1),
         };
         let head_dim = match self {
-            Kernel::AttnTile { head_dim } => *head_dim,
+            Kernel::AttnTile { head_dim, .. } => *head_dim,
             _ => 0,
         };
         let regs = match self {
@@ -316,9 +406,32 @@ impl Kernel {
                 s.push_str(EMBEDDING);
             }
             Kernel::RmsNorm => s.push_str(RMSNORM),
-            Kernel::RopeKv => s.push_str(ROPE_KV),
-            Kernel::AttnPartial | Kernel::AttnCombine => s.push_str(ATTENTION),
-            Kernel::AttnTile { .. } => s.push_str(ATTENTION_TILE),
+            Kernel::RopeKv { cache } => {
+                s.push_str(&kv_source(cache.k, "k", "KC", true));
+                s.push_str(&kv_source(cache.v, "v", "VC", true));
+                s.push_str(ROPE_KV);
+            }
+            Kernel::AttnPartial { cache } | Kernel::AttnTile { cache, .. } => {
+                s.push_str(&kv_source(cache.k, "k", "KC", false));
+                s.push_str(&kv_source(cache.v, "v", "VC", false));
+                s.push_str(if matches!(self, Kernel::AttnTile { .. }) {
+                    ATTENTION_TILE
+                } else {
+                    ATTENTION
+                });
+            }
+            Kernel::AttnCombine => {
+                // Same module as the partial kernel; the cache is not read.
+                let c = CacheTypes::default();
+                s.push_str(&kv_source(c.k, "k", "KC", false));
+                s.push_str(&kv_source(c.v, "v", "VC", false));
+                s.push_str(ATTENTION);
+            }
+            Kernel::KvShift { k } => {
+                s.push_str(&kv_source(*k, "k", "KC", false));
+                s.push_str(&kv_source(*k, "s", "KS", true));
+                s.push_str(KV_SHIFT);
+            }
             Kernel::Swiglu => s.push_str(SWIGLU),
             Kernel::Argmax => s.push_str(ARGMAX),
             Kernel::TopK => s.push_str(TOPK),
@@ -382,16 +495,20 @@ impl Kernel {
                 out.push(Kernel::Matmul { ty, pack, regs: 16 });
             }
         }
+        for k in CACHE_TYPES {
+            for v in CACHE_TYPES {
+                let cache = CacheTypes { k, v };
+                out.push(Kernel::RopeKv { cache });
+                out.push(Kernel::AttnPartial { cache });
+                for head_dim in [32, 64, 80, 128, 256] {
+                    out.push(Kernel::AttnTile { head_dim, cache });
+                }
+            }
+            out.push(Kernel::KvShift { k });
+        }
         out.extend([
             Kernel::RmsNorm,
-            Kernel::RopeKv,
-            Kernel::AttnPartial,
             Kernel::AttnCombine,
-            Kernel::AttnTile { head_dim: 32 },
-            Kernel::AttnTile { head_dim: 64 },
-            Kernel::AttnTile { head_dim: 80 },
-            Kernel::AttnTile { head_dim: 128 },
-            Kernel::AttnTile { head_dim: 256 },
             Kernel::Swiglu,
             Kernel::Argmax,
             Kernel::TopK,
@@ -638,7 +755,10 @@ impl Dispatch {
 /// Kernels whose shader reads a 1-D workgroup index as `y * nx + x`, so a
 /// long 1-D grid can be split over two dimensions.
 fn takes_split_grid(k: Kernel) -> bool {
-    matches!(k, Kernel::Matvec { .. } | Kernel::Fill | Kernel::Swiglu)
+    matches!(
+        k,
+        Kernel::Matvec { .. } | Kernel::Fill | Kernel::Swiglu | Kernel::KvShift { .. }
+    )
 }
 
 /// `groups` within `max` per dimension: unchanged, split (a 1-D grid of a

@@ -8,7 +8,8 @@ pub mod params;
 pub mod weights;
 
 pub use context::{list_adapters, AdapterSummary, Gpu, GpuFeatures, GpuOptions, Tuning};
+pub use kernels::{parse_cache_type, CacheTypes};
 pub use model::{
-    estimate_bytes, BatchOutput, ChunkInput, DecodeInput, GpuModel, LoadOptions, Output, Profile,
-    StepInput, StepOutput, TokenSource, DEFAULT_BATCH, MAX_TOP_K,
+    estimate_bytes, BatchOutput, ChunkInput, ContextOptions, DecodeInput, GpuModel, LoadOptions,
+    Output, Profile, StepInput, StepOutput, TokenSource, DEFAULT_BATCH, MAX_TOP_K,
 };

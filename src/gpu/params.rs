@@ -19,7 +19,9 @@ pub struct RopeParams {
     pub rope_pairs: u32,
     pub q_stride: u32,
     pub kv_stride: u32,
-    pub _pad: [u32; 2],
+    /// YaRN's magnitude correction of rotated Q and K values (1 otherwise).
+    pub attn_factor: f32,
+    pub _pad: u32,
 }
 
 #[repr(C)]
@@ -87,4 +89,19 @@ pub struct FillParams {
     pub seed: u32,
     pub row_words: u32,
     pub cols: u32,
+}
+
+/// A context shift (`shaders/kv_shift.wgsl`): rows `src_row..+n_rows` of
+/// positions `old_pos..` re-rotated to positions `new_pos..`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ShiftParams {
+    pub src_row: u32,
+    pub n_rows: u32,
+    pub old_pos: u32,
+    pub new_pos: u32,
+    pub row_pairs: u32,
+    pub half_dim: u32,
+    pub rope_pairs: u32,
+    pub _pad: u32,
 }

@@ -30,9 +30,33 @@ pub struct HfConfig {
     pub rope_theta: f32,
     /// Linear RoPE scaling factor (`None`: no scaling).
     pub rope_linear_factor: Option<f32>,
+    /// YaRN, dynamic or llama3 scaling (`None` for none or linear).
+    pub rope_scaling: Option<HfRope>,
     pub tie_word_embeddings: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_id: Option<u32>,
+}
+
+/// The RoPE scalings of transformers' `rope_type` beyond linear.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HfRope {
+    Yarn {
+        factor: f32,
+        orig_ctx: usize,
+        /// transformers' `attention_factor` (default `0.1 ln(factor) + 1`).
+        attention_factor: Option<f32>,
+        beta_fast: Option<f32>,
+        beta_slow: Option<f32>,
+    },
+    Dynamic {
+        factor: f32,
+    },
+    Llama3 {
+        factor: f32,
+        low_freq_factor: f32,
+        high_freq_factor: f32,
+        orig_ctx: usize,
+    },
 }
 
 impl HfConfig {
@@ -132,33 +156,68 @@ impl HfConfig {
                 c.get("rope_scaling").filter(|v| !v.is_null()),
             ),
         };
-        let rope_linear_factor = match scaling {
-            None => None,
-            Some(s) => {
-                let ty = s
-                    .get("rope_type")
-                    .or_else(|| s.get("type"))
-                    .and_then(Json::as_str)
-                    .unwrap_or("default");
-                match ty {
-                    "default" => None,
-                    "linear" => {
-                        let f = f32_key(s, "factor")?
-                            .ok_or("RoPE scaling 'linear' without 'factor'")?;
-                        if f <= 0.0 {
-                            return Err(format!("RoPE scaling factor {f} must be positive"));
-                        }
-                        Some(f)
-                    }
-                    other => {
-                        return Err(format!(
-                        "RoPE scaling type '{other}' is not supported (supported: default, linear)"
+        let max_position_embeddings = usize_key("max_position_embeddings")?.unwrap_or(2048);
+        let (mut rope_linear_factor, mut rope_scaling) = (None, None);
+        if let Some(sc) = scaling {
+            let ty = sc
+                .get("rope_type")
+                .or_else(|| sc.get("type"))
+                .and_then(Json::as_str)
+                .unwrap_or("default");
+            let factor = || -> Result<f32, String> {
+                let f = f32_key(sc, "factor")?
+                    .ok_or(format!("RoPE scaling '{ty}' without 'factor'"))?;
+                if f <= 0.0 {
+                    return Err(format!("RoPE scaling factor {f} must be positive"));
+                }
+                Ok(f)
+            };
+            let orig = |default: usize| -> Result<usize, String> {
+                match sc.get("original_max_position_embeddings") {
+                    None | Some(Json::Null) => Ok(default),
+                    Some(v) => v
+                        .as_u64()
+                        .filter(|&x| x > 0 && x < 1 << 32)
+                        .map(|x| x as usize)
+                        .ok_or_else(|| {
+                            format!(
+                                "original_max_position_embeddings {v} should be a positive integer"
+                            )
+                        }),
+                }
+            };
+            match ty {
+                "default" => {}
+                "linear" => rope_linear_factor = Some(factor()?),
+                "yarn" => {
+                    let factor = factor()?;
+                    rope_scaling = Some(HfRope::Yarn {
+                        factor,
+                        orig_ctx: orig(max_position_embeddings)?,
+                        attention_factor: f32_key(sc, "attention_factor")?,
+                        beta_fast: f32_key(sc, "beta_fast")?,
+                        beta_slow: f32_key(sc, "beta_slow")?,
+                    })
+                }
+                "dynamic" => rope_scaling = Some(HfRope::Dynamic { factor: factor()? }),
+                "llama3" => {
+                    let need = |k: &str| {
+                        f32_key(sc, k)?.ok_or(format!("RoPE scaling 'llama3' without '{k}'"))
+                    };
+                    rope_scaling = Some(HfRope::Llama3 {
+                        factor: factor()?,
+                        low_freq_factor: need("low_freq_factor")?,
+                        high_freq_factor: need("high_freq_factor")?,
+                        orig_ctx: orig(8192)?,
+                    })
+                }
+                other => {
+                    return Err(format!(
+                        "RoPE scaling type '{other}' is not supported (supported: default, linear, yarn, dynamic, llama3)"
                     ))
-                    }
                 }
             }
-        };
-        let max_position_embeddings = usize_key("max_position_embeddings")?.unwrap_or(2048);
+        }
         // Mistral 7B v0.1 attends to the last 4096 positions only; this
         // engine (as llama.cpp for these models) attends to all of them.
         if let Some(w) = usize_key("sliding_window")? {
@@ -187,6 +246,7 @@ impl HfConfig {
             rms_norm_eps: f32_key(c, "rms_norm_eps")?.unwrap_or(1e-6),
             rope_theta: rope_theta.unwrap_or(10000.0),
             rope_linear_factor,
+            rope_scaling,
             tie_word_embeddings: c
                 .get("tie_word_embeddings")
                 .and_then(Json::as_bool)
@@ -233,7 +293,62 @@ impl HfConfig {
             ));
             m.push(("llama.rope.scaling.factor".into(), Value::F32(f)));
         }
+        let kv = |k: &str, v: Value| (format!("llama.rope.scaling.{k}"), v);
+        match &self.rope_scaling {
+            None | Some(HfRope::Llama3 { .. }) => {} // llama3: the rope_freqs.weight tensor
+            Some(HfRope::Yarn {
+                factor,
+                orig_ctx,
+                attention_factor,
+                beta_fast,
+                beta_slow,
+            }) => {
+                m.push(kv("type", Value::String("yarn".into())));
+                m.push(kv("factor", Value::F32(*factor)));
+                m.push(kv("original_context_length", Value::U32(*orig_ctx as u32)));
+                // The engine (as llama.cpp) multiplies the attention factor by
+                // YaRN's own 1 + 0.1 ln(factor); transformers' value is the product.
+                if let Some(a) = attention_factor {
+                    let own = 1.0 + 0.1 * factor.ln();
+                    m.push(kv("attn_factor", Value::F32(a / own)));
+                }
+                if let Some(b) = beta_fast {
+                    m.push(kv("yarn_beta_fast", Value::F32(*b)));
+                }
+                if let Some(b) = beta_slow {
+                    m.push(kv("yarn_beta_slow", Value::F32(*b)));
+                }
+            }
+            Some(HfRope::Dynamic { factor }) => {
+                m.push(kv("type", Value::String("dynamic".into())));
+                m.push(kv("factor", Value::F32(*factor)));
+                m.push(kv(
+                    "original_context_length",
+                    Value::U32(self.max_position_embeddings as u32),
+                ));
+            }
+        }
         m
+    }
+
+    /// Llama 3.1's `rope_freqs.weight` values for a `llama3` config.
+    pub fn rope_freq_factors(&self) -> Option<Vec<f32>> {
+        match self.rope_scaling {
+            Some(HfRope::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                orig_ctx,
+            }) => Some(crate::model::rope::llama3_freq_factors(
+                self.rope_theta as f64,
+                self.head_dim,
+                factor as f64,
+                low_freq_factor as f64,
+                high_freq_factor as f64,
+                orig_ctx,
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -257,6 +372,42 @@ mod tests {
     }
 
     #[test]
+    fn rope_scalings_become_llama_cpp_keys() {
+        let with = |p: Json| {
+            let mut c = base();
+            c["max_position_embeddings"] = json!(16384);
+            c["rope_scaling"] = p;
+            HfConfig::from_json(&c).unwrap()
+        };
+        let key = |c: &HfConfig, k: &str| {
+            c.metadata()
+                .into_iter()
+                .find(|(n, _)| n == &format!("llama.rope.scaling.{k}"))
+                .map(|(_, v)| v)
+        };
+        let y = with(json!({"rope_type": "yarn", "factor": 4.0,
+            "original_max_position_embeddings": 4096, "attention_factor": 1.5}));
+        assert_eq!(key(&y, "type"), Some(Value::String("yarn".into())));
+        assert_eq!(key(&y, "original_context_length"), Some(Value::U32(4096)));
+        let Some(Value::F32(a)) = key(&y, "attn_factor") else {
+            panic!("no attn_factor")
+        };
+        assert!((a * (1.0 + 0.1 * 4f32.ln()) - 1.5).abs() < 1e-6);
+        let d = with(json!({"type": "dynamic", "factor": 2.0}));
+        assert_eq!(key(&d, "type"), Some(Value::String("dynamic".into())));
+        assert_eq!(key(&d, "original_context_length"), Some(Value::U32(16384)));
+        let l = with(
+            json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}),
+        );
+        assert_eq!(key(&l, "type"), None);
+        let f = l.rope_freq_factors().unwrap();
+        assert_eq!(f.len(), l.head_dim / 2);
+        assert_eq!(f[0], 1.0);
+        assert_eq!(*f.last().unwrap(), 8.0);
+    }
+
+    #[test]
     fn reads_both_layouts_and_refuses_what_it_cannot_run() {
         let c = HfConfig::from_json(&base()).unwrap();
         assert_eq!(
@@ -270,7 +421,11 @@ mod tests {
         assert_eq!((c.rope_theta, c.rope_linear_factor), (1e4, Some(4.0)));
         assert!(
             err(|c| c["rope_scaling"] = json!({"rope_type": "llama3", "factor": 8.0}))
-                .contains("'llama3' is not supported")
+                .contains("without 'low_freq_factor'")
+        );
+        assert!(
+            err(|c| c["rope_scaling"] = json!({"rope_type": "longrope", "factor": 8.0}))
+                .contains("'longrope' is not supported")
         );
         assert!(err(|c| c["attention_bias"] = json!(true)).contains("attention_bias"));
         assert!(

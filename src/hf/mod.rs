@@ -284,6 +284,14 @@ pub fn open_folder(dir: &Path) -> Result<Gguf, HfError> {
             bytes,
         });
     }
+    if let Some(f) = cfg.rope_freq_factors() {
+        tensors.push(TensorEntry {
+            name: "rope_freqs.weight".into(),
+            dims: vec![f.len() as u64],
+            ty: TensorType::F32,
+            bytes: TensorBytes::owned(quantize(TensorType::F32, &f).expect("f32")),
+        });
+    }
     let name = dir
         .canonicalize()
         .ok()

@@ -5,8 +5,8 @@
 //! residual, norm, SwiGLU, residual; then the final norm and the logits.
 
 use crate::gguf::{Gguf, GgufError};
-use crate::model::{LlamaConfig, ModelWeights, Weight};
-use crate::quant::dequantize_to_vec;
+use crate::model::{LlamaConfig, ModelWeights, Rope, Weight};
+use crate::quant::{dequantize_to_vec, TensorType};
 
 /// A dense row-major f32 matrix: `rows` rows of `cols` values.
 pub struct Matrix {
@@ -64,6 +64,12 @@ pub struct CpuModel {
     /// default (the reference is f32 throughout); tests turn it on to separate
     /// kernel error from storage precision.
     pub kv_f16: bool,
+    /// Round cached keys (`.0`) and values (`.1`) through these block
+    /// formats instead (Q8_0, Q4_0: the GPU's quantized cache types), with
+    /// llama.cpp's reference quantizers.
+    pub kv_quant: Option<(TensorType, TensorType)>,
+    /// RoPE frequencies (for the context `set_context` last chose).
+    rope: Rope,
 }
 
 impl CpuModel {
@@ -99,14 +105,52 @@ impl CpuModel {
             k_cache: vec![Vec::new(); cfg.n_layer],
             v_cache: vec![Vec::new(); cfg.n_layer],
             kv_f16: false,
+            kv_quant: None,
+            rope: Rope::new(&cfg, cfg.n_ctx_train),
             layers,
             cfg,
         })
     }
 
+    /// RoPE frequencies for a KV cache of `n_ctx` positions (only NTK-aware
+    /// "dynamic" scaling depends on it), and llama.cpp's RoPE overrides.
+    pub fn set_context(
+        &mut self,
+        n_ctx: usize,
+        o: &crate::model::RopeOverrides,
+    ) -> Result<(), String> {
+        self.cfg.apply(o)?;
+        self.rope = Rope::new(&self.cfg, n_ctx);
+        Ok(())
+    }
+
     /// Positions held in the KV cache.
     pub fn n_past(&self) -> usize {
         self.k_cache[0].len() / self.cfg.kv_dim()
+    }
+
+    /// Context shift as the GPU's: keeps the first `keep` positions, drops
+    /// `discard` after them, and re-rotates the keys of the rest to their
+    /// new positions (rounded again through the cache's type).
+    pub fn shift(&mut self, keep: usize, discard: usize) {
+        let (n, kv_dim, hd) = (self.n_past(), self.cfg.kv_dim(), self.cfg.head_dim);
+        assert!(keep + discard <= n, "shift past the cached positions");
+        for l in 0..self.cfg.n_layer {
+            self.k_cache[l].drain(keep * kv_dim..(keep + discard) * kv_dim);
+            self.v_cache[l].drain(keep * kv_dim..(keep + discard) * kv_dim);
+            for p in keep..n - discard {
+                let row = &mut self.k_cache[l][p * kv_dim..(p + 1) * kv_dim];
+                for h in row.chunks_mut(hd) {
+                    self.rope.rerotate(h, p + discard, p);
+                }
+                let rounded = match self.kv_quant {
+                    Some((kt, _)) => round_through(kt, row),
+                    None if self.kv_f16 => round_through(TensorType::F16, row),
+                    None => continue,
+                };
+                row.copy_from_slice(&rounded);
+            }
+        }
     }
 
     pub fn reset(&mut self) {
@@ -128,12 +172,15 @@ impl CpuModel {
             let mut k = matvec(&layer.wk, &xb);
             let v = matvec(&layer.wv, &xb);
             for h in 0..c.n_head {
-                rope(&mut q[h * hd..(h + 1) * hd], pos, c);
+                self.rope.rotate(&mut q[h * hd..(h + 1) * hd], pos);
             }
             for h in 0..c.n_head_kv {
-                rope(&mut k[h * hd..(h + 1) * hd], pos, c);
+                self.rope.rotate(&mut k[h * hd..(h + 1) * hd], pos);
             }
-            if self.kv_f16 {
+            if let Some((kt, vt)) = self.kv_quant {
+                self.k_cache[l].extend(round_through(kt, &k));
+                self.v_cache[l].extend(round_through(vt, &v));
+            } else if self.kv_f16 {
                 let round = |x: &f32| half::f16::from_f32(*x).to_f32();
                 self.k_cache[l].extend(k.iter().map(round));
                 self.v_cache[l].extend(v.iter().map(round));
@@ -191,22 +238,13 @@ pub fn rmsnorm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
     x.iter().zip(weight).map(|(v, w)| v * scale * w).collect()
 }
 
-/// Rotary position embedding as GGUF llama files expect it: the converter
-/// permuted Q and K rows so that rotation pairs are adjacent, `(x[2i], x[2i+1])`
-/// (llama.cpp's "normal" RoPE mode).
-pub fn rope(head: &mut [f32], pos: usize, c: &LlamaConfig) {
-    for i in 0..c.rope_dim / 2 {
-        let (sin, cos) = rope_angle(c, pos, i).sin_cos();
-        let (a, b) = (head[2 * i], head[2 * i + 1]);
-        head[2 * i] = a * cos - b * sin;
-        head[2 * i + 1] = a * sin + b * cos;
+/// `x` quantized to `ty` blocks and back (F16: rounded through f16).
+pub fn round_through(ty: TensorType, x: &[f32]) -> Vec<f32> {
+    if ty == TensorType::F16 {
+        return x.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect();
     }
-}
-
-/// The rotation angle of pair `i` at position `pos`.
-pub fn rope_angle(c: &LlamaConfig, pos: usize, i: usize) -> f32 {
-    let freq = c.rope_freq_base.powf(-2.0 * i as f32 / c.rope_dim as f32);
-    pos as f32 * c.rope_freq_scale * freq
+    let bytes = crate::quant::quantize(ty, x).expect("a cache row is whole blocks");
+    dequantize_to_vec(ty, &bytes, x.len()).expect("just quantized")
 }
 
 pub fn softmax(x: &mut [f32]) {

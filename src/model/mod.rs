@@ -3,8 +3,10 @@
 
 mod config;
 pub mod cpu;
+pub mod rope;
 pub mod synthetic;
 mod tensors;
 
-pub use config::LlamaConfig;
+pub use config::{LlamaConfig, RopeOverrides};
+pub use rope::{Rope, RopeScaling};
 pub use tensors::{LayerWeights, ModelWeights, Weight};

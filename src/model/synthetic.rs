@@ -166,6 +166,30 @@ pub fn synthetic_gguf_mixed(
     Ok(synthetic_writer(shape, ty, output_ty, Some(seed))?.to_bytes())
 }
 
+/// As [`synthetic_gguf`], with RoPE scaling metadata (`llama.rope.*` keys
+/// the base model does not set) and a `rope_freqs.weight` tensor.
+pub fn synthetic_gguf_rope(
+    shape: &LlamaShape,
+    ty: TensorType,
+    seed: u64,
+    rope_keys: &[(String, Value)],
+    rope_freqs: Option<&[f32]>,
+) -> Result<Vec<u8>, String> {
+    let mut w = synthetic_writer(shape, ty, ty, Some(seed))?;
+    for (k, v) in rope_keys {
+        w.kv(k, v.clone());
+    }
+    if let Some(f) = rope_freqs {
+        w.tensor(
+            "rope_freqs.weight",
+            &[f.len() as u64],
+            TensorType::F32,
+            bytemuck::cast_slice(f).to_vec(),
+        );
+    }
+    Ok(w.to_bytes())
+}
+
 /// The header and tensor table of [`synthetic_gguf_mixed`]'s model, without
 /// tensor data (for `Gguf::header_only`): `bench --synthetic` generates the
 /// weights on the GPU, so even a 70B shape costs no host memory or time.

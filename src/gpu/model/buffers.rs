@@ -52,6 +52,9 @@ pub(crate) struct StepBuffers {
     pub topk_out: wgpu::Buffer,
     pub topk_params: wgpu::Buffer,
     pub staging: wgpu::Buffer,
+    /// Where pipelined greedy steps land their ids, alternately (one may be
+    /// mapped while the next step writes the other).
+    pub greedy_staging: [wgpu::Buffer; 2],
 }
 
 /// Bytes of [`StepBuffers`] for these capacities (the memory estimate).
@@ -130,6 +133,14 @@ impl StepBuffers {
                 size: (head_cap * (cfg.n_vocab * 4).max(MAX_TOP_K * 8) + head_cap * 4) as u64,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
+            }),
+            greedy_staging: [0, 1].map(|i| {
+                gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&format!("greedy readback {i}")),
+                    size: 16,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
             }),
         }
     }

@@ -15,7 +15,9 @@
 
 mod buffers;
 mod kv_cache;
+mod memory;
 mod ops;
+mod pipeline;
 mod profile;
 mod step;
 mod weights;
@@ -24,10 +26,11 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 
+use super::kernels::CacheTypes;
 use super::weights::GpuMatrix;
 use super::Gpu;
 use crate::gguf::Gguf;
-use crate::model::{LlamaConfig, ModelWeights, Weight};
+use crate::model::{LlamaConfig, ModelWeights, RopeOverrides, Weight};
 use buffers::{step_bytes, StepBuffers, MULTI_MAX};
 use kv_cache::KvCache;
 use ops::Ops;
@@ -45,6 +48,22 @@ pub struct LoadOptions {
     pub n_batch: usize,
     /// Sequences the KV cache holds at once (`--parallel`).
     pub n_slots: usize,
+    /// Cache types, RoPE overrides, memory budget.
+    pub context: ContextOptions,
+}
+
+/// How the context is kept: the KV cache's types, RoPE, and the memory the
+/// whole model may take.
+#[derive(Clone, Debug, Default)]
+pub struct ContextOptions {
+    /// Element types of the KV cache (`-ctk`, `-ctv`).
+    pub cache: CacheTypes,
+    /// llama.cpp's `--rope-*` / `--yarn-*` overrides of the file's RoPE.
+    pub rope: RopeOverrides,
+    /// The GPU memory the model may use (`--gpu-memory`); `None`: no budget
+    /// beyond the adapter's buffer and binding limits (wgpu does not expose
+    /// an adapter's memory size or free memory).
+    pub gpu_memory: Option<u64>,
 }
 
 /// Default prompt-processing batch: weights are read once per this many tokens.
@@ -59,6 +78,7 @@ impl LoadOptions {
             n_ctx,
             n_batch: DEFAULT_BATCH,
             n_slots: 1,
+            context: ContextOptions::default(),
         }
     }
 }
@@ -73,6 +93,10 @@ pub struct GpuModel {
     pub n_slots: usize,
     /// Position of slot 0 for the single-sequence calls.
     n_past: usize,
+    /// Pipelined greedy steps of slot 0 not yet read back, oldest first.
+    in_flight: std::collections::VecDeque<pipeline::Pending>,
+    /// The greedy staging buffer the next pipelined step uses.
+    next_staging: usize,
     /// Bytes of weights on the GPU.
     pub weight_bytes: u64,
     pub kv_bytes: u64,
@@ -93,6 +117,7 @@ pub fn estimate_bytes(
     n_ctx: usize,
     n_batch: usize,
     n_slots: usize,
+    cache: CacheTypes,
 ) -> (u64, u64, u64) {
     let mat = |w: &Weight| GpuMatrix::gpu_bytes(w.ty, w.rows(), w.cols());
     let mut weights = mat(&w.token_embd) + (cfg.n_embd * 4) as u64;
@@ -106,10 +131,14 @@ pub fn estimate_bytes(
             .sum::<u64>()
             + (2 * cfg.n_embd * 4) as u64;
     }
-    let kv = 2 * (cfg.n_layer * n_slots * n_ctx * cfg.kv_dim() * 2) as u64;
+    let row = |t| super::kernels::cache_row_bytes(t, cfg.kv_dim() as u64);
+    let position = row(cache.k) + row(cache.v);
+    let kv = cfg.n_layer as u64 * n_slots as u64 * n_ctx as u64 * position;
     let (cap, head_cap) = capacities(n_batch, n_slots);
-    let scratch =
-        step_bytes(cfg, cap, head_cap, n_slots, n_ctx) + (n_ctx * cfg.rope_dim * 4) as u64;
+    // Step buffers, the RoPE table, the context-shift scratch.
+    let scratch = step_bytes(cfg, cap, head_cap, n_slots, n_ctx)
+        + (n_ctx * cfg.rope_dim * 4) as u64
+        + n_ctx as u64 * row(cache.k).max(row(cache.v));
     (weights, kv, scratch)
 }
 
@@ -128,7 +157,8 @@ impl GpuModel {
         opts: &LoadOptions,
         progress: &dyn Fn(u64, u64),
     ) -> Result<GpuModel> {
-        let cfg = LlamaConfig::from_gguf(g)?;
+        let mut cfg = LlamaConfig::from_gguf(g)?;
+        cfg.apply(&opts.context.rope).map_err(anyhow::Error::msg)?;
         let w = ModelWeights::resolve(g, &cfg)?;
         let (n_ctx, n_slots) = (opts.n_ctx, opts.n_slots);
         if n_ctx == 0 {
@@ -143,7 +173,7 @@ impl GpuModel {
                 cfg.head_dim
             );
         }
-        let kv_plan = KvCache::plan(&cfg, n_ctx, n_slots, gpu.max_binding)?;
+        let kv_plan = KvCache::plan(&cfg, n_ctx, n_slots, opts.context.cache, gpu.max_binding)?;
         let chunks = n_ctx.div_ceil(super::kernels::ATTN_CHUNK as usize) as u64;
         let partials = (n_slots as u64)
             .checked_mul(cfg.n_head as u64 * chunks * cfg.head_dim as u64 * 4)
@@ -168,22 +198,45 @@ impl GpuModel {
                 gpu.max_binding
             );
         }
-        let (weight_bytes, kv_bytes, scratch) = estimate_bytes(&cfg, &w, n_ctx, n_batch, n_slots);
+        let (weight_bytes, kv_bytes, scratch) =
+            estimate_bytes(&cfg, &w, n_ctx, n_batch, n_slots, opts.context.cache);
         debug_assert_eq!(kv_bytes, kv_plan.total_bytes);
         let total = weight_bytes + kv_bytes + scratch;
         tracing::info!(
-            "GPU memory needed: {:.1} MiB (weights {:.1}, KV cache {:.1} for {n_slots} x {n_ctx} positions, scratch {:.1})",
+            "GPU memory needed: {:.1} MiB (weights {:.1}, KV cache {:.1} for {n_slots} x {n_ctx} positions as K {} / V {}, scratch {:.1})",
             total as f64 / 1048576.0,
             weight_bytes as f64 / 1048576.0,
             kv_bytes as f64 / 1048576.0,
+            opts.context.cache.k,
+            opts.context.cache.v,
             scratch as f64 / 1048576.0
         );
+        if let Some(budget) = opts.context.gpu_memory {
+            if total > budget {
+                let need = |n: usize, cache: CacheTypes| {
+                    let (a, b, c) = estimate_bytes(&cfg, &w, n, n_batch, n_slots, cache);
+                    a + b + c
+                };
+                bail!(
+                    "{}",
+                    memory::refusal(
+                        &need,
+                        n_ctx,
+                        n_slots,
+                        opts.context.cache,
+                        cfg.head_dim % 32 == 0,
+                        budget,
+                        total
+                    )
+                );
+            }
+        }
         // Out-of-memory errors during upload are captured and reported with the estimate.
         let oom = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let built = (|| -> Result<GpuModel> {
             let weights =
                 GpuWeights::load(&gpu, g, &w, cfg.tied_embeddings, weight_bytes, progress)?;
-            let cache = KvCache::new(&gpu, &cfg, n_ctx, &kv_plan);
+            let cache = KvCache::new(&gpu, &cfg, n_ctx, opts.context.cache, &kv_plan);
             let bufs = StepBuffers::new(&gpu, &cfg, cap, head_cap, n_slots, n_ctx);
             let ops = Ops::build(&gpu, &cfg, &weights, &cache, &bufs);
             let embd_bytes =
@@ -195,6 +248,8 @@ impl GpuModel {
                 n_batch,
                 n_slots,
                 n_past: 0,
+                in_flight: Default::default(),
+                next_staging: 0,
                 weight_bytes,
                 kv_bytes,
                 embd_bytes,
@@ -227,6 +282,17 @@ impl GpuModel {
         self.embd_row_bytes
     }
 
+    /// KV cache bytes one position of one sequence takes (all layers, K and
+    /// V): what attention reads per cached token.
+    pub fn kv_bytes_per_position(&self) -> u64 {
+        self.cfg.n_layer as u64 * (self.cache.k_row_bytes + self.cache.v_row_bytes)
+    }
+
+    /// Element types of the KV cache.
+    pub fn cache_types(&self) -> crate::gpu::CacheTypes {
+        self.cache.types
+    }
+
     /// Positions slot 0 holds (single-sequence calls).
     pub fn n_past(&self) -> usize {
         self.n_past
@@ -234,7 +300,38 @@ impl GpuModel {
 
     /// Forgets slot 0's context (its KV entries are overwritten from position 0).
     pub fn reset(&mut self) {
+        // Nothing may still write into the cache or a mapped buffer.
+        let _ = self.greedy_discard();
         self.n_past = 0;
+    }
+
+    /// Context shift of `slot` holding `n_past` positions (llama.cpp's
+    /// `--context-shift`): keeps the first `keep`, drops the `discard` after
+    /// them and moves the rest down, re-rotating their keys on the GPU, so
+    /// the slot then holds `n_past - discard` positions without
+    /// re-processing any token.
+    pub fn shift_slot(
+        &mut self,
+        slot: usize,
+        n_past: usize,
+        keep: usize,
+        discard: usize,
+    ) -> Result<()> {
+        if slot >= self.n_slots {
+            bail!("context shift: slot {slot} of {}", self.n_slots);
+        }
+        if self.greedy_in_flight() > 0 {
+            bail!("context shift while a pipelined greedy step is in flight");
+        }
+        self.cache
+            .shift(&self.gpu, &self.cfg, slot, n_past, keep, discard)
+    }
+
+    /// [`Self::shift_slot`] on slot 0 (single-sequence calls).
+    pub fn shift(&mut self, keep: usize, discard: usize) -> Result<()> {
+        self.shift_slot(0, self.n_past, keep, discard)?;
+        self.n_past -= discard;
+        Ok(())
     }
 
     /// Rewinds slot 0 to `n` positions (keeps its first `n` KV entries).

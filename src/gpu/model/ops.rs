@@ -16,7 +16,9 @@
 //! matrices by row ranges and keeps its norm and SwiGLU dispatches. Layers
 //! whose Q/K/V or gate/up differ in type keep separate products.
 
-use crate::gpu::kernels::{Dispatch, Kernel, ATTN_TILE_Q, MATMUL_TILE_T, WG};
+use crate::gpu::kernels::{
+    cache_store_pairs, CacheTypes, Dispatch, Kernel, ATTN_TILE_Q, MATMUL_TILE_T, WG,
+};
 use crate::gpu::params::{AttnParams, CountParams, NormParams, RopeParams};
 use crate::gpu::weights::{FoldedNorm, GpuMatrix, Outputs};
 use crate::gpu::Gpu;
@@ -111,6 +113,15 @@ pub(crate) struct Ops {
     ff_pad: u32,
 }
 
+/// Invocations of the RoPE/KV-store kernel: one per Q pair, one per
+/// `GROUP` pairs of K and of V (a quantized cache stores two blocks at once).
+fn rope_kv_invocations(cfg: &LlamaConfig, kv: CacheTypes) -> u32 {
+    let nk = cfg.kv_dim() / 2;
+    (cfg.n_head * cfg.head_dim / 2
+        + nk.div_ceil(cache_store_pairs(kv.k))
+        + nk.div_ceil(cache_store_pairs(kv.v))) as u32
+}
+
 /// What a step runs: `rows` tokens, the first `chunk` of them one
 /// sequence's prompt chunk, the others decode tokens whose longest context
 /// spans `n_chunks` attention chunks.
@@ -162,8 +173,10 @@ impl Ops {
             rope_pairs: (cfg.rope_dim / 2) as u32,
             q_stride: (q_pad / 2) as u32,
             kv_stride: (kv_pad / 2) as u32,
-            _pad: [0; 2],
+            attn_factor: cache.attn_factor,
+            _pad: 0,
         });
+        let kv = cache.types;
         let attn_params = gpu.uniform(&AttnParams {
             n_head: cfg.n_head as u32,
             n_head_kv: cfg.n_head_kv as u32,
@@ -304,7 +317,7 @@ impl Ops {
                 LayerOps {
                     attn_in,
                     rope_kv: gpu.dispatch(
-                        Kernel::RopeKv,
+                        Kernel::RopeKv { cache: kv },
                         &[
                             b.q.as_entire_binding(),
                             b.k.as_entire_binding(),
@@ -315,15 +328,12 @@ impl Ops {
                             rope_params.as_entire_binding(),
                             b.rows.as_entire_binding(),
                         ],
-                        [
-                            ((cfg.n_head + cfg.n_head_kv) * hd / 2).div_ceil(WG as usize) as u32,
-                            1,
-                            1,
-                        ],
+                        [rope_kv_invocations(cfg, kv).div_ceil(WG), 1, 1],
                     ),
                     attn_tile: attn(
                         Kernel::AttnTile {
                             head_dim: hd as u32,
+                            cache: kv,
                         },
                         &[
                             b.att.as_entire_binding(),
@@ -332,7 +342,7 @@ impl Ops {
                             b.rows.as_entire_binding(),
                         ],
                     ),
-                    attn_partial: attn(Kernel::AttnPartial, &split),
+                    attn_partial: attn(Kernel::AttnPartial { cache: kv }, &split),
                     attn_combine: attn(Kernel::AttnCombine, &split),
                     wo: proj(&lw.wo, &b.att, q_pad, &b.x, e_pad, true),
                     ffn_in,

@@ -184,8 +184,9 @@ impl GpuModel {
         Ok(())
     }
 
-    /// Writes the step's inputs and lists its commands.
-    fn plan<'s>(&'s self, s: &StepInput) -> Result<Plan<'s>> {
+    /// Writes the step's inputs and lists its commands; outputs are copied
+    /// into `staging` (mapped for reading afterwards).
+    fn plan<'s>(&'s self, s: &StepInput, staging: &'s wgpu::Buffer) -> Result<Plan<'s>> {
         self.check_step(s)?;
         let b = &self.bufs;
         let q = &self.gpu.queue;
@@ -331,13 +332,13 @@ impl GpuModel {
                 match ops.last_mut() {
                     Some(Op::Copy(s0, o0, dst, d0, n0))
                         if std::ptr::eq(*s0, src)
-                            && std::ptr::eq(*dst, &b.staging)
+                            && std::ptr::eq(*dst, staging)
                             && *o0 + *n0 == off
                             && *d0 + *n0 == staging_bytes =>
                     {
                         *n0 += bytes;
                     }
-                    _ => ops.push(Op::Copy(src, off, &b.staging, staging_bytes, bytes)),
+                    _ => ops.push(Op::Copy(src, off, staging, staging_bytes, bytes)),
                 }
                 reads.push((w, staging_bytes));
                 staging_bytes += bytes;
@@ -349,6 +350,50 @@ impl GpuModel {
             staging_bytes,
             chunk_rows,
         })
+    }
+
+    /// Records `ops` into one command buffer and submits it.
+    pub(super) fn submit(&self, ops: &[Op]) -> wgpu::SubmissionIndex {
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        let mut i = 0;
+        while i < ops.len() {
+            match ops[i] {
+                Op::Copy(src, so, dst, doff, n) => {
+                    enc.copy_buffer_to_buffer(src, so, dst, doff, n);
+                    i += 1;
+                }
+                Op::Run(..) => {
+                    let mut pass = enc.begin_compute_pass(&Default::default());
+                    while let Some(Op::Run(d, g)) = ops.get(i) {
+                        d.encode_with(&mut pass, *g);
+                        i += 1;
+                    }
+                }
+            }
+        }
+        self.gpu.queue.submit([enc.finish()])
+    }
+
+    /// Plans a greedy decode step of slot 0 whose id lands in `staging`.
+    pub(super) fn plan_greedy<'s>(
+        &'s self,
+        token: TokenSource,
+        staging: &'s wgpu::Buffer,
+    ) -> Result<Vec<Op<'s>>> {
+        let d = [DecodeInput {
+            slot: 0,
+            pos: self.n_past,
+            token,
+            out: BatchOutput::Greedy,
+        }];
+        let plan = self.plan(
+            &StepInput {
+                chunk: None,
+                decode: &d,
+            },
+            staging,
+        )?;
+        Ok(plan.ops)
     }
 
     /// Runs one step (one submission) and returns what each sequence asked for.
@@ -363,28 +408,14 @@ impl GpuModel {
         s: &StepInput,
         profile: Option<&mut Profile>,
     ) -> Result<StepOutput> {
-        let plan = self.plan(s)?;
+        if self.greedy_in_flight() > 0 {
+            bail!("a pipelined greedy step is still in flight (collect or discard it first)");
+        }
+        let plan = self.plan(s, &self.bufs.staging)?;
         match profile {
             Some(p) => p.add(self.time_ops(&plan.ops)?),
             None => {
-                let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-                let mut i = 0;
-                while i < plan.ops.len() {
-                    match plan.ops[i] {
-                        Op::Copy(src, so, dst, doff, n) => {
-                            enc.copy_buffer_to_buffer(src, so, dst, doff, n);
-                            i += 1;
-                        }
-                        Op::Run(..) => {
-                            let mut pass = enc.begin_compute_pass(&Default::default());
-                            while let Some(Op::Run(d, g)) = plan.ops.get(i) {
-                                d.encode_with(&mut pass, *g);
-                                i += 1;
-                            }
-                        }
-                    }
-                }
-                self.gpu.queue.submit([enc.finish()]);
+                self.submit(&plan.ops);
             }
         }
         let raw = if plan.staging_bytes > 0 {
