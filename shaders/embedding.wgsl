@@ -16,7 +16,8 @@ struct Params {
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<storage, read> W: array<u32>;
+// W (binding 0) is declared by the layout prelude (dequant/words.wgsl,
+// lone_scale.wgsl or soa.wgsl) with `dequant(row, it)`.
 @group(0) @binding(1) var<storage, read> T: array<u32>;
 @group(0) @binding(2) var<storage, read_write> Y: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> P: Params;
@@ -28,7 +29,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (token < P.first_row || token >= P.first_row + P.rows || it >= P.items) {
         return;
     }
-    let w = dequant_item((token - P.first_row) * P.row_words + (it / ITEMS_PER_BLOCK) * BLOCK_WORDS, it % ITEMS_PER_BLOCK);
+    let w = dequant(token - P.first_row, it);
     for (var i = 0u; i < 8u; i = i + 1u) {
         Y[gid.y * P.y_stride + it * 8u + i] = w[i];
     }

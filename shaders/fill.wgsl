@@ -10,10 +10,11 @@
 
 struct Params {
     words: u32,        // words to write
-    block_words: u32,  // quantized: words per block
-    scale_word: u32,   // quantized: the block word holding the f16 scale(s)
-    scale_halves: u32, // bit 0: low half is a scale, bit 1: high half
-    mode: u32,         // 0 quantized, 1 f32, 2 f16, 3 bf16, 4 f32 norm
+    block_words: u32,  // mode 0: words per block; mode 5: bytes per block
+    scale_word: u32,   // mode 0: the block word holding the f16 scale(s); mode 6: first scale word
+    scale_halves: u32, // mode 0: bit 0: low half is a scale, bit 1: high half
+    mode: u32,         // quantized: 0 word-aligned blocks, 5 blocks at byte offsets, 6 structure
+                       // of arrays (scales from scale_word on); 1 f32, 2 f16, 3 bf16, 4 f32 norm
     seed: u32,
     row_words: u32,    // float modes: words per (padded) row
     cols: u32,         // float modes: real elements per row
@@ -73,6 +74,21 @@ fn random_word(i: u32) -> u32 {
                 if ((P.scale_halves & 2u) != 0u) {
                     w = (w & 0x0000FFFFu) | (scale_half(h2) << 16u);
                 }
+            }
+        }
+        case 5u: {
+            // Blocks back to back at byte offsets: a scale starts at every
+            // multiple of block_words bytes (all even).
+            if ((4u * i) % P.block_words == 0u) {
+                w = (w & 0xFFFF0000u) | scale_half(h1);
+            }
+            if ((4u * i + 2u) % P.block_words == 0u) {
+                w = (w & 0x0000FFFFu) | (scale_half(h2) << 16u);
+            }
+        }
+        case 6u: {
+            if (i >= P.scale_word) {
+                w = scale_half(h1) | (scale_half(h2) << 16u);
             }
         }
         case 1u, 4u: {

@@ -28,16 +28,21 @@ const MM_WG: u32 = RS * TS;
 
 struct Params {
     rows: u32,        // rows in this chunk of W
-    row_words: u32,
+    row_words: u32,   // u32 words per row (word-aligned layouts)
     items: u32,       // 32-element items per row
     accumulate: u32,  // 1: Y += X W^T (fused residual)
     y_offset: u32,    // column of Y where this chunk's first row goes
     x_stride: u32,    // vec4s between tokens in X
     y_stride: u32,    // floats between tokens in Y
     n_tokens: u32,
+    row_begin: u32,   // output i is row row_begin + row_step * i of this chunk
+    row_step: u32,    // (a range of a fused QKV, or every other row of gate/up)
+    n_out: u32,       // outputs of this dispatch
+    _pad: u32,
 }
 
-@group(0) @binding(0) var<storage, read> W: array<u32>;
+// W (binding 0) is declared by the layout prelude (dequant/words.wgsl,
+// lone_scale.wgsl or soa.wgsl) with `dequant(row, it)`.
 @group(0) @binding(1) var<storage, read> X: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> Y: array<f32>;
 @group(0) @binding(3) var<uniform> P: Params;
@@ -60,8 +65,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
     for (var it = 0u; it < P.items; it = it + 1u) {
         workgroupBarrier();
         for (var r = lid; r < TILE; r = r + MM_WG) {
-            let w_base = min(row0 + r, P.rows - 1u) * P.row_words;
-            let w = dequant_item(w_base + (it / ITEMS_PER_BLOCK) * BLOCK_WORDS, it % ITEMS_PER_BLOCK);
+            let w = dequant(P.row_begin + P.row_step * min(row0 + r, P.n_out - 1u), it);
             for (var k = 0u; k < 8u; k = k + 1u) {
                 w_sh[k * TILE + r] = w[k];
             }
@@ -97,7 +101,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
         let tok = tok0 + tg + TS * j;
         for (var i = 0u; i < TR; i = i + 1u) {
             let row = row0 + rg + RS * i;
-            if (row < P.rows) {
+            if (row < P.n_out) {
                 let y = tok * P.y_stride + P.y_offset + row;
                 let v = acc[j][i / 4u][i % 4u];
                 if (P.accumulate != 0u) {

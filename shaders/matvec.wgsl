@@ -3,8 +3,9 @@
 // tokens (several sequences decoding together, short prompt chunks).
 //
 // Assembled at pipeline creation from: a header (WG, GROUP, ROWS, TOKENS),
-// common.wgsl, a reduction (reduce_subgroup.wgsl or reduce_shared.wgsl), one
-// dequant/<type>.wgsl (BLOCK_WORDS, ITEMS_PER_BLOCK, dequant_item) and this file.
+// common.wgsl, a reduction (reduce_subgroup.wgsl or reduce_shared.wgsl), the
+// weight decoder for the type and layout (`dequant(row, it)`, see
+// kernels::dequant_source) and this file.
 //
 // GROUP invocations share ROWS (1..16) consecutive rows: they stride over the
 // rows' 32-element items, so neighbouring invocations read neighbouring blocks
@@ -20,27 +21,53 @@
 
 struct Params {
     rows: u32,        // rows in this chunk of W
-    row_words: u32,   // u32 words per row in the GPU layout
+    row_words: u32,   // u32 words per row (word-aligned layouts)
     items: u32,       // 32-element items per row
     accumulate: u32,  // 1: y += W x (fuses the residual add), 0: y = W x
-    y_offset: u32,    // where this chunk's first row goes in y
+    y_offset: u32,    // where this chunk's first row (GLU: pair) goes in y
     x_offset: u32,    // in vec4 units
     x_stride: u32,    // vec4s between tokens in X
     y_stride: u32,    // floats between tokens in Y
+    row0: u32,        // split outputs: this chunk's first row in W
+    token0: u32,      // split outputs: this dispatch's first token
+    split1: u32,      // split outputs: first row of W that goes to Y1
+    split2: u32,      // split outputs: first row of W that goes to Y2
+    s_stride: u32,    // split outputs: floats between tokens in Y1 and Y2
+    norm_n: u32,      // NORM: elements of x (the mean's divisor)
+    eps: f32,         // NORM: RMSNorm epsilon
+    _pad: u32,
 }
 
-@group(0) @binding(0) var<storage, read> W: array<u32>;
 @group(0) @binding(1) var<storage, read> X: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> Y: array<f32>;
 @group(0) @binding(3) var<uniform> P: Params;
+// W (binding 0) is declared by the layout prelude (dequant/words.wgsl,
+// lone_scale.wgsl or soa.wgsl) with `dequant(row, it)`; the norm weights
+// (`norm_weight`) and the outputs (`put`) by the generated header and
+// matvec_put*.wgsl.
 
+// W rows per output row: with OUT_GLU, gate and up rows alternate in W
+// (interleaved at upload), and a group computes both rows of each pair.
+const RW: u32 = select(1u, 2u, OUT_GLU);
+// W rows per group.
+const EROWS: u32 = ROWS * RW;
 const GROUPS_PER_WG: u32 = WG / GROUP;
-const NACC: u32 = (ROWS * TOKENS + 3u) / 4u;
+const NACC: u32 = (EROWS * TOKENS + 3u) / 4u;
+// Sums of squares of X per token (NORM), four to a vec4.
+const NSS: u32 = (TOKENS + 3u) / 4u;
 // vec4 sums per invocation per reduction round (8 KiB of workgroup memory).
 const RED: u32 = 8u;
 var<workgroup> red_m: array<vec4<f32>, select(1u, WG * RED, TOKENS > 1u)>;
 // X of every token for one item, kept in registers when several rows share it.
 const XREG: u32 = select(1u, 8u * TOKENS, ROWS > 1u);
+// Per token: 1 / RMS(x) with NORM, else 1.
+var<private> scale: array<f32, TOKENS>;
+
+// Where sum (W row r of the group, token j) is kept: pairs (gate, up) of
+// the same output and token side by side, so one vec4 holds both.
+fn acc_index(r: u32, j: u32) -> u32 {
+    return ((r / RW) * TOKENS + j) * RW + r % RW;
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32,
@@ -48,43 +75,69 @@ fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(num_workgroups) nwg: vec3<u32>) {
     let lane = lid % GROUP;
     // Large matrices are dispatched as a 2D grid (at most 65535 per dimension).
-    let first = ((wg.y * nwg.x + wg.x) * GROUPS_PER_WG + lid / GROUP) * ROWS;
+    let first = ((wg.y * nwg.x + wg.x) * GROUPS_PER_WG + lid / GROUP) * EROWS;
     // Rows past the end are clamped onto the last row: their sums are computed
     // and never written, which keeps every invocation in the same control flow.
     var acc: array<vec4<f32>, NACC>;
+    var ss: array<vec4<f32>, NSS>;
     if (first < P.rows) {
         for (var it = lane; it < P.items; it = it + GROUP) {
             let xo = P.x_offset + it * 8u;
             var x: array<vec4<f32>, XREG>;
             if (ROWS > 1u) {
                 for (var i = 0u; i < 8u * TOKENS; i = i + 1u) {
-                    x[i] = X[xo + (i / 8u) * P.x_stride + i % 8u];
+                    let v = X[xo + (i / 8u) * P.x_stride + i % 8u];
+                    if (NORM) {
+                        let j = i / 8u;
+                        ss[j / 4u][j % 4u] = ss[j / 4u][j % 4u] + dot(v, v);
+                    }
+                    x[i] = v * norm_weight(it * 8u + i % 8u);
                 }
             }
-            let block = (it / ITEMS_PER_BLOCK) * BLOCK_WORDS;
-            let item = it % ITEMS_PER_BLOCK;
-            for (var r = 0u; r < ROWS; r = r + 1u) {
-                let w = dequant_item(min(first + r, P.rows - 1u) * P.row_words + block, item);
+            for (var r = 0u; r < EROWS; r = r + 1u) {
+                let w = dequant(min(first + r, P.rows - 1u), it);
                 for (var j = 0u; j < TOKENS; j = j + 1u) {
                     var s = 0.0;
                     for (var i = 0u; i < 8u; i = i + 1u) {
                         if (ROWS > 1u) {
                             s = s + dot(w[i], x[j * 8u + i]);
                         } else {
-                            s = s + dot(w[i], X[xo + j * P.x_stride + i]);
+                            let v = X[xo + j * P.x_stride + i];
+                            if (NORM && r == 0u) {
+                                ss[j / 4u][j % 4u] = ss[j / 4u][j % 4u] + dot(v, v);
+                            }
+                            s = s + dot(w[i], v * norm_weight(it * 8u + i));
                         }
                     }
-                    let a = r * TOKENS + j;
+                    let a = acc_index(r, j);
                     acc[a / 4u][a % 4u] = acc[a / 4u][a % 4u] + s;
                 }
             }
         }
     }
+    // RMSNorm folded in: W (g * x / rms) = (W (g * x)) / rms, and the group's
+    // lanes together visited every item of x, so its sums of squares are one
+    // more reduction.
+    for (var j = 0u; j < TOKENS; j = j + 1u) {
+        scale[j] = 1.0;
+    }
+    if (NORM) {
+        for (var c = 0u; c < NSS; c = c + 1u) {
+            let t = group_sum4(ss[c], lid);
+            for (var e = 0u; e < 4u; e = e + 1u) {
+                if (4u * c + e < TOKENS) {
+                    scale[4u * c + e] = 1.0 / sqrt(t[e] / f32(P.norm_n) + P.eps);
+                }
+            }
+        }
+    }
     if (TOKENS == 1u) {
-        // Decode: one vec4 of sums, the subgroup reduction where there is one.
-        let total = group_sum4(acc[0], lid);
-        if (lane == 0u) {
-            store(first, 0u, total);
+        // Decode: a vec4 of sums at a time, the subgroup reduction where there is one.
+        for (var c = 0u; c < NACC; c = c + 1u) {
+            let total = group_sum4(acc[c], lid);
+            if (lane == 0u) {
+                store(first, c, total);
+            }
         }
     } else {
         // Many sums per invocation: through workgroup memory in rounds of
@@ -112,19 +165,23 @@ fn main(@builtin(local_invocation_index) lid: u32,
     }
 }
 
-// Writes accumulator vec4 `c` (sums a = 4c..4c+3: row a / TOKENS, token
-// a % TOKENS) of the group whose first row is `first`.
+// Writes accumulator vec4 `c` (sums a = 4c..4c+3, see acc_index) of the
+// group whose first row is `first`; with OUT_GLU, silu(gate) * up of each pair.
 fn store(first: u32, c: u32, total: vec4<f32>) {
     for (var e = 0u; e < 4u; e = e + 1u) {
         let a = c * 4u + e;
-        let row = first + a / TOKENS;
-        if (a < ROWS * TOKENS && row < P.rows) {
-            let y = (a % TOKENS) * P.y_stride + P.y_offset + row;
-            if (P.accumulate != 0u) {
-                Y[y] = Y[y] + total[e];
-            } else {
-                Y[y] = total[e];
-            }
+        let q = a / RW;
+        let j = q % TOKENS;
+        let row = first + (q / TOKENS) * RW + a % RW;
+        if (a >= EROWS * TOKENS || row >= P.rows || a % RW != 0u) {
+            continue;
         }
+        var v = total[e] * scale[j];
+        if (OUT_GLU) {
+            // e is even here: the up sum is the next one.
+            let u = total[min(e + 1u, 3u)] * scale[j];
+            v = v / (1.0 + exp(-v)) * u;
+        }
+        put(row / RW, j, v);
     }
 }

@@ -169,11 +169,19 @@ fn profile_reports_every_kernel_family_with_its_method() {
         "matvec_q5_k",
         "rope_kv",
         "attention",
-        "swiglu",
         "argmax",
     ] {
         assert!(p[family].as_f64().unwrap() > 0.0, "{family}: {p:?}");
     }
+    // Decode folds SwiGLU into the gate/up matvec (and the layers' norms
+    // into the matvecs: only the head's RMSNorm is left): 7 dispatches a
+    // layer, one submission per token; the 32-token prefill chunk keeps its
+    // norms and SwiGLU (12 a layer).
+    assert!(!p.contains_key("swiglu"), "{p:?}");
+    assert_eq!(row["dispatches_per_layer"], 7, "{row}");
+    assert_eq!(row["submissions_per_token"], 1.0, "{row}");
+    assert_eq!(v[0]["dispatches_per_layer"], 12, "{}", v[0]);
+    assert!(row["dispatches_per_token"].as_f64().unwrap() > 7.0, "{row}");
     // The output projection of a tiny Q5_K model is Q6_K (llama.cpp's rule).
     assert!(p.contains_key("matvec_q6_k"), "{p:?}");
     assert!(!p.contains_key("matmul_q5_k"), "{p:?}");

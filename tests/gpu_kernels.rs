@@ -219,6 +219,70 @@ fn matmul_matches_cpu_for_every_type_portable() {
     matmul_all_types(true);
 }
 
+/// The layouts `cargo bench` measures against the engine's for Q4_0, Q5_0
+/// and Q8_0 (padded to words, structure of arrays) compute the same
+/// products (matvec one and several tokens, matmul) and embeddings, on odd
+/// shapes: rows of 5 blocks put every other row at a half-word offset, and
+/// the chunked (split) upload gives each chunk its own scales region.
+#[test]
+fn every_measured_layout_matches_cpu() {
+    use llama_wgpu::gpu::layout::{GpuLayout, Packing};
+    let gpu = common::gpu(false);
+    let split = common::gpu_with(GpuOptions {
+        max_binding_override: Some(4096),
+        ..Default::default()
+    });
+    let mut r = rng(31);
+    for ty in [TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0] {
+        for &pack in Packing::choices(ty) {
+            // The 67 x 320 matrix in 4096-byte bindings: 3 chunks of 22 + 1 rows.
+            for (rows, cols, g) in [(37, 160, &gpu), (67, 320, &split), (1, 32, &gpu)] {
+                let data = random_tensor(ty, rows * cols, &mut r, 1.0);
+                let w = dequantize_to_vec(ty, &data, rows * cols).unwrap();
+                let x: Vec<f32> = (0..cols * 3)
+                    .map(|_| r.random_range(-1.0f32..1.0))
+                    .collect();
+                let lay = GpuLayout::packed(ty, pack);
+                {
+                    let m = GpuMatrix::upload_packed(g, "w", lay, rows, cols, &data).unwrap();
+                    let what = format!("{ty} {pack:?} {rows}x{cols} in {} chunks", m.chunks.len());
+                    let got = gpu_matvec(g, &m, &x[..cols], None);
+                    check_matvec(ty, &w, rows, cols, &x[..cols], &got, None);
+                    let got = gpu_matmul(g, &m, &x, 3, rows, None);
+                    for t in 0..3 {
+                        let xt = &x[t * cols..(t + 1) * cols];
+                        check_matvec(ty, &w, rows, cols, xt, &got[t * rows..(t + 1) * rows], None);
+                    }
+                    let stride = cols.div_ceil(32) * 32;
+                    let mut xp = vec![0.0f32; stride * 4];
+                    for t in 0..3 {
+                        xp[t * stride..t * stride + cols]
+                            .copy_from_slice(&x[t * cols..(t + 1) * cols]);
+                    }
+                    let xb = g.storage_init("x", bytemuck::cast_slice(&xp));
+                    let yb = g.storage("y", (rows * 4 * 4) as u64);
+                    let d = m.matvec_tokens(g, &xb, stride, &yb, rows, 0, false, 4);
+                    g.run(&d.iter().collect::<Vec<_>>());
+                    let got = g.read_f32(&yb, rows * 3).unwrap();
+                    for t in 0..3 {
+                        let xt = &x[t * cols..(t + 1) * cols];
+                        check_matvec(ty, &w, rows, cols, xt, &got[t * rows..(t + 1) * rows], None);
+                    }
+                    for token in [0u32, rows as u32 / 2, rows as u32 - 1] {
+                        let tb = g.storage_init("tok", bytemuck::bytes_of(&[token, 0, 0, 0]));
+                        let yb = g.storage("y", (stride * 4) as u64);
+                        let d = m.embedding(g, &tb, 0, &yb, 0);
+                        g.run(&d.iter().collect::<Vec<_>>());
+                        let got = g.read_f32(&yb, cols).unwrap();
+                        let want = &w[token as usize * cols..(token as usize + 1) * cols];
+                        assert_eq!(got, want, "{what}: embedding row {token}");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Dequantizing one row on the GPU is exact: same f32 operations as the CPU,
 /// except that a compiler may fuse q * d + m into one rounding (Q4_1, Q5_1,
 /// K-quant mins), hence a tolerance of one part in 1e6 of the row's largest value.
@@ -1055,6 +1119,273 @@ fn few_token_matvec_matches_cpu_for_every_type_with_optional_features() {
 #[test]
 fn few_token_matvec_matches_cpu_for_every_type_portable() {
     multi_all_types(true);
+}
+
+/// The fused decode kernels against the CPU: RMSNorm folded into one
+/// matvec over Q, K and V's rows that writes three buffers, and into one
+/// over interleaved gate/up rows with SwiGLU in its epilogue; and the
+/// matmul reading those fused matrices by row ranges (prefill). Every type
+/// on odd shapes (37 query rows, 5 KV rows, 21 FFN rows: split points and
+/// pairs across row groups), 1, 3 and 16 tokens, under the GPU and the
+/// CPU-adapter tunings. Tolerances: the matvec's on the normalised input
+/// (the norm's scale is applied to the sum instead of to x: a few ulps
+/// more), and for SwiGLU that error carried through silu(g) * u (|silu'| <=
+/// 1.1).
+fn fused_all_types(portable: bool) {
+    use llama_wgpu::gpu::weights::{FoldedNorm, Outputs};
+    // (matvec rows, group, multi rows, multi tokens): the GPU defaults
+    // portable (GPUs without subgroups), the CPU-adapter defaults with
+    // subgroups (lavapipe's own path); each half the time of both.
+    let tuning = if portable {
+        (1, 64, 1, 16)
+    } else {
+        (4, 8, 8, 4)
+    };
+    {
+        let (mr, group, multi_rows, multi_tokens) = tuning;
+        let gpu = common::gpu_with(GpuOptions {
+            no_f16: portable,
+            no_subgroups: portable,
+            no_timestamps: portable,
+            matvec_rows: Some(mr),
+            matvec_group: Some(group),
+            multi_rows: Some(multi_rows),
+            multi_tokens: Some(multi_tokens),
+            ..Default::default()
+        });
+        let mut r = rng(41);
+        const SENTINEL: f32 = -777.0;
+        let (nq, nkv, nff) = (37usize, 5usize, 21usize);
+        for ty in TensorType::ALL {
+            let cols = shapes(ty)[0].1;
+            let row_bytes = ty.row_bytes(cols).unwrap();
+            let parts: Vec<Vec<u8>> = [nq, nkv, nkv, nff, nff]
+                .iter()
+                .map(|&n| random_tensor(ty, n * cols, &mut r, 1.0))
+                .collect();
+            let deq: Vec<Vec<f32>> = parts
+                .iter()
+                .map(|p| dequantize_to_vec(ty, p, p.len() / row_bytes * cols).unwrap())
+                .collect();
+            let qkv = GpuMatrix::upload(&gpu, "qkv", ty, nq + 2 * nkv, cols, &parts[..3].concat())
+                .unwrap();
+            let mut inter = Vec::new();
+            for i in 0..nff {
+                inter.extend_from_slice(&parts[3][i * row_bytes..(i + 1) * row_bytes]);
+                inter.extend_from_slice(&parts[4][i * row_bytes..(i + 1) * row_bytes]);
+            }
+            let gate_up = GpuMatrix::upload(&gpu, "gate_up", ty, 2 * nff, cols, &inter).unwrap();
+            let g: Vec<f32> = (0..cols).map(|_| r.random_range(0.5f32..1.5)).collect();
+            let gb = gpu.storage_init("g", bytemuck::cast_slice(&g));
+            let stride = cols.div_ceil(32) * 32;
+            for t in [1usize, 3, 16] {
+                let width = t.next_power_of_two();
+                let x: Vec<f32> = (0..cols * t)
+                    .map(|_| r.random_range(-2.0f32..2.0))
+                    .collect();
+                let xn: Vec<Vec<f32>> = (0..t)
+                    .map(|j| cpu::rmsnorm(&x[j * cols..(j + 1) * cols], &g, 1e-5))
+                    .collect();
+                // Spare token rows past t hold stale values, as in a real step.
+                let mut xp = vec![0.25f32; stride * width];
+                for j in 0..t {
+                    xp[j * stride..j * stride + cols].copy_from_slice(&x[j * cols..(j + 1) * cols]);
+                    xp[j * stride + cols..(j + 1) * stride].fill(0.0);
+                }
+                let xb = gpu.storage_init("x", bytemuck::cast_slice(&xp));
+                let norm = Some(FoldedNorm {
+                    weight: &gb,
+                    n: cols,
+                    eps: 1e-5,
+                });
+                let ybuf = |n: usize| {
+                    gpu.storage_init("y", bytemuck::cast_slice(&vec![SENTINEL; n * width]))
+                };
+                let (qb, kb, vb) = (ybuf(nq + 1), ybuf(nkv + 2), ybuf(nkv + 2));
+                let out = Outputs::Split3 {
+                    ys: [&qb, &kb, &vb],
+                    y_stride: nq + 1,
+                    s_stride: nkv + 2,
+                    splits: [nq, nq + nkv],
+                };
+                let d = qkv.matvec_fused(&gpu, &xb, stride, norm, out, width as u32);
+                let hb = ybuf(nff + 1);
+                let mut all = d;
+                all.extend(gate_up.matvec_fused(
+                    &gpu,
+                    &xb,
+                    stride,
+                    norm,
+                    Outputs::Glu {
+                        y: &hb,
+                        y_stride: nff + 1,
+                    },
+                    width as u32,
+                ));
+                gpu.run(&all.iter().collect::<Vec<_>>());
+                for (buf, w, rows, ys) in [
+                    (&qb, &deq[0], nq, nq + 1),
+                    (&kb, &deq[1], nkv, nkv + 2),
+                    (&vb, &deq[2], nkv, nkv + 2),
+                ] {
+                    let got = gpu.read_f32(buf, ys * width).unwrap();
+                    for j in 0..t {
+                        check_matvec(ty, w, rows, cols, &xn[j], &got[j * ys..j * ys + rows], None);
+                        assert!(
+                            got[j * ys + rows..(j + 1) * ys]
+                                .iter()
+                                .all(|&v| v == SENTINEL),
+                            "{ty} t={t}: wrote past its rows"
+                        );
+                    }
+                }
+                let got = gpu.read_f32(&hb, (nff + 1) * width).unwrap();
+                for j in 0..t {
+                    for i in 0..nff {
+                        fn row(m: &[f32], i: usize, cols: usize) -> &[f32] {
+                            &m[i * cols..(i + 1) * cols]
+                        }
+                        let (gs, us) = (
+                            cpu::dot(row(&deq[3], i, cols), &xn[j]),
+                            cpu::dot(row(&deq[4], i, cols), &xn[j]),
+                        );
+                        let mag = |m: &[f32]| {
+                            row(m, i, cols)
+                                .iter()
+                                .zip(&xn[j])
+                                .map(|(a, b)| (a * b).abs())
+                                .sum::<f32>()
+                        };
+                        let (eg, eu) = (2e-5 * mag(&deq[3]), 2e-5 * mag(&deq[4]));
+                        let want = cpu::silu(gs) * us;
+                        let bound = 1.1 * eg * (us.abs() + eu) + cpu::silu(gs).abs() * eu + 1e-30;
+                        let v = got[j * (nff + 1) + i];
+                        assert!(
+                            (v - want).abs() <= bound,
+                            "{ty} t={t} ffn row {i}: gpu {v} cpu {want} (bound {bound:e})"
+                        );
+                    }
+                    assert_eq!(
+                        got[j * (nff + 1) + nff],
+                        SENTINEL,
+                        "{ty} t={t}: SwiGLU wrote past its rows"
+                    );
+                }
+            }
+            // Prefill reads the fused matrices by row ranges (7 tokens, normalised input).
+            let n = 7;
+            let xs: Vec<f32> = (0..cols * n)
+                .map(|_| r.random_range(-1.0f32..1.0))
+                .collect();
+            let mut xp = vec![0.0f32; stride * n];
+            for j in 0..n {
+                xp[j * stride..j * stride + cols].copy_from_slice(&xs[j * cols..(j + 1) * cols]);
+            }
+            let xb = gpu.storage_init("x", bytemuck::cast_slice(&xp));
+            for (m, rows, w, what) in [
+                (&qkv, (nq, 1, nkv), &deq[1], "k range"),
+                (&qkv, (nq + nkv, 1, nkv), &deq[2], "v range"),
+                (&gate_up, (0, 2, nff), &deq[3], "gate rows"),
+                (&gate_up, (1, 2, nff), &deq[4], "up rows"),
+            ] {
+                let yb = gpu.storage("y", (rows.2 * n * 4) as u64);
+                let d = m.matmul_rows(&gpu, &xb, stride, &yb, rows.2, false, n, rows);
+                gpu.run(&d.iter().collect::<Vec<_>>());
+                let got = gpu.read_f32(&yb, rows.2 * n).unwrap();
+                for j in 0..n {
+                    let _ = what;
+                    check_matvec(
+                        ty,
+                        w,
+                        rows.2,
+                        cols,
+                        &xs[j * cols..(j + 1) * cols],
+                        &got[j * rows.2..(j + 1) * rows.2],
+                        None,
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_decode_kernels_match_cpu_for_every_type_with_optional_features() {
+    fused_all_types(false);
+}
+
+#[test]
+fn fused_decode_kernels_match_cpu_for_every_type_portable() {
+    fused_all_types(true);
+}
+
+/// Fused matrices split into row chunks (an artificially low binding
+/// limit: chunks of 10 rows, so Q/K/V's split points 37 and 42 fall inside
+/// chunks and gate/up pairs must stay whole) give exactly the unsplit
+/// results, decode and few-token.
+#[test]
+fn fused_matrices_split_into_chunks_match_unsplit() {
+    use llama_wgpu::gpu::weights::{FoldedNorm, Outputs};
+    let whole = common::gpu(false);
+    let split = common::gpu_with(GpuOptions {
+        max_binding_override: Some(2048),
+        ..Default::default()
+    });
+    let mut r = rng(43);
+    let (nq, nkv, nff, cols) = (37usize, 5usize, 21usize, 320usize);
+    let ty = TensorType::Q4_0;
+    let qkv_data = random_tensor(ty, (nq + 2 * nkv) * cols, &mut r, 1.0);
+    let ffn_data = random_tensor(ty, 2 * nff * cols, &mut r, 1.0);
+    let g: Vec<f32> = (0..cols).map(|_| r.random_range(0.5f32..1.5)).collect();
+    let x: Vec<f32> = (0..cols * 4)
+        .map(|_| r.random_range(-2.0f32..2.0))
+        .collect();
+    let run = |gpu: &Gpu, tokens: u32| -> Vec<Vec<f32>> {
+        let qkv = GpuMatrix::upload(gpu, "qkv", ty, nq + 2 * nkv, cols, &qkv_data).unwrap();
+        let ffn = GpuMatrix::upload(gpu, "ffn", ty, 2 * nff, cols, &ffn_data).unwrap();
+        let gb = gpu.storage_init("g", bytemuck::cast_slice(&g));
+        let xb = gpu.storage_init("x", bytemuck::cast_slice(&x));
+        let norm = Some(FoldedNorm {
+            weight: &gb,
+            n: cols,
+            eps: 1e-5,
+        });
+        let ys: Vec<wgpu::Buffer> = [nq, nkv, nkv, nff]
+            .iter()
+            .map(|&n| gpu.storage("y", (n * 4 * 4) as u64))
+            .collect();
+        let out = Outputs::Split3 {
+            ys: [&ys[0], &ys[1], &ys[2]],
+            y_stride: nq,
+            s_stride: nkv,
+            splits: [nq, nq + nkv],
+        };
+        let mut d = qkv.matvec_fused(gpu, &xb, cols, norm, out, tokens);
+        d.extend(ffn.matvec_fused(
+            gpu,
+            &xb,
+            cols,
+            norm,
+            Outputs::Glu {
+                y: &ys[3],
+                y_stride: nff,
+            },
+            tokens,
+        ));
+        gpu.run(&d.iter().collect::<Vec<_>>());
+        ys.iter()
+            .zip([nq, nkv, nkv, nff])
+            .map(|(b, n)| gpu.read_f32(b, n * tokens as usize).unwrap())
+            .collect()
+    };
+    for tokens in [1, 4] {
+        let chunks = GpuMatrix::upload(&split, "qkv", ty, nq + 2 * nkv, cols, &qkv_data)
+            .unwrap()
+            .chunks
+            .len();
+        assert!(chunks >= 4, "expected several chunks, got {chunks}");
+        assert_eq!(run(&whole, tokens), run(&split, tokens), "{tokens} tokens");
+    }
 }
 
 /// Decode attention for a step whose tokens belong to different sequences:

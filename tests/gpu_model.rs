@@ -311,6 +311,82 @@ fn rows_of_one_step_get_their_own_top_k() {
     }
 }
 
+/// Layers whose V and up projections have another type than Q/K and gate
+/// (as in llama.cpp's _M quantizations) keep separate products, with their
+/// own RMSNorm and SwiGLU dispatches, instead of the fused ones; decode and
+/// a prefill chunk still match the CPU.
+#[test]
+fn layers_of_mixed_types_keep_separate_products_and_match_cpu() {
+    use llama_wgpu::gguf::{TensorBytes, TensorEntry};
+    use llama_wgpu::quant::{dequantize_to_vec, quantize};
+    let shape = LlamaShape::tiny();
+    let base = Gguf::from_bytes(synthetic_gguf(&shape, TensorType::Q4_K, 13).unwrap()).unwrap();
+    let tensors = base
+        .tensors
+        .iter()
+        .map(|t| {
+            let data = base.tensor_data(t);
+            let ty = TensorType::from_ggml_id(t.type_id).unwrap();
+            let (ty, bytes) =
+                if t.name.ends_with("attn_v.weight") || t.name.ends_with("ffn_up.weight") {
+                    let n = t.dims.iter().product::<u64>() as usize;
+                    let x = dequantize_to_vec(ty, data, n).unwrap();
+                    (TensorType::Q8_0, quantize(TensorType::Q8_0, &x).unwrap())
+                } else {
+                    (ty, data.to_vec())
+                };
+            TensorEntry {
+                name: t.name.clone(),
+                dims: t.dims.clone(),
+                ty,
+                bytes: TensorBytes::owned(bytes),
+            }
+        })
+        .collect();
+    let g = Gguf::assemble(
+        std::path::Path::new("mixed"),
+        base.metadata.clone(),
+        tensors,
+    )
+    .unwrap();
+    let mut cpu = CpuModel::load(&g).unwrap();
+    cpu.kv_f16 = true;
+    let mut gm = load_gpu(common::gpu(false), &g, 64);
+    let err = compare(&mut cpu, &mut gm, &[1, 5, 9], 6, F16_KV_TOL, "mixed types");
+    eprintln!("mixed types: max |logit diff| = {err:.2e}");
+    // The separate path ran: a decode step has SwiGLU and per-layer norms.
+    let p = gm.profile_decode(Some(1)).unwrap();
+    for family in ["swiglu", "matvec_q8_0", "matvec_q4_k"] {
+        assert!(
+            p.ms.iter().any(|(f, _)| f == family),
+            "{family}: {:?}",
+            p.ms
+        );
+    }
+    // A 12-token prompt in one step (the few-token matvec) and, with -b 40,
+    // a 40-token one (the matmul): last logits as the CPU's.
+    for n in [12usize, 40] {
+        let prompt: Vec<u32> = (0..n as u32).map(|i| (i * 37 + 3) % 1000).collect();
+        cpu.reset();
+        gm.reset();
+        let mut want = Vec::new();
+        for &t in &prompt {
+            want = cpu.forward(t);
+        }
+        let got = gm
+            .prefill(&prompt, llama_wgpu::gpu::BatchOutput::LastLogits)
+            .unwrap()
+            .into_logits()
+            .unwrap();
+        let scale = want.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        let e = common::max_abs_diff(&want, &got);
+        assert!(
+            e <= F16_KV_TOL * scale.max(1.0),
+            "mixed prefill {n}: {e} (scale {scale})"
+        );
+    }
+}
+
 /// Pipelined greedy decoding (step t+1 submitted before step t's id is
 /// read) gives exactly the ids of step-by-step greedy decoding, and a
 /// discarded step gives its position back.

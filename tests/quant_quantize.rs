@@ -126,7 +126,8 @@ fn quantize_on_load_changes_logits_by_the_expected_error() {
     // q4_k: 6.5%, 17.7%). The bounds allow a factor 1 to 4, and the weight
     // error itself the per-type bound of the round-trip test on uniform data.
     for (ty, weight_bound, bytes_per_weight) in [
-        (TensorType::Q8_0, 0.006, 36.0 / 32.0),
+        // GPU bytes per weight: the file's (Q8_0 as a structure of arrays, 34 bytes a block).
+        (TensorType::Q8_0, 0.006, 34.0 / 32.0),
         (TensorType::Q4_K, 0.08, 144.0 / 256.0),
     ] {
         let spec = LoadSpec {

@@ -104,6 +104,15 @@ pub struct BenchRow {
     pub profile_ms_per_token: Option<std::collections::BTreeMap<String, f64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile_method: Option<String>,
+    /// Dispatches one layer records in this test's steps (`--profile`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatches_per_layer: Option<usize>,
+    /// Dispatches and queue submissions per token of this test, as the
+    /// normal (untimed) path records them (`--profile`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatches_per_token: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submissions_per_token: Option<f64>,
 }
 
 /// Memory bandwidth of common GPUs (GB/s), matched by a substring of the adapter name.
@@ -318,6 +327,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 percent_of_peak: peak.map(|p| 100.0 * gbps / p),
                 profile_ms_per_token: None,
                 profile_method: None,
+                dispatches_per_layer: None,
+                dispatches_per_token: None,
+                submissions_per_token: None,
             });
         }
     }
@@ -333,6 +345,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             let per = (r.n_prompt.max(r.n_gen.min(PROFILE_MAX_STEPS)) * r.n_parallel) as f64;
             r.profile_ms_per_token = Some(p.ms.into_iter().map(|(f, ms)| (f, ms / per)).collect());
             r.profile_method = Some(p.method.to_string());
+            r.dispatches_per_token = Some(p.dispatches as f64 / per);
+            r.submissions_per_token = Some(p.steps as f64 / per);
+            // A pp step is one prompt chunk, a tg step one token per sequence.
+            r.dispatches_per_layer = Some(if r.n_prompt > 0 {
+                let chunk = r.n_prompt.min(b.model.n_batch);
+                b.model.dispatches_per_layer(chunk, chunk)
+            } else {
+                b.model.dispatches_per_layer(r.n_parallel, 0)
+            });
         }
     }
     print_rows(&rows, &args.output)
@@ -639,6 +660,27 @@ fn print_profiles(out: &mut impl Write, rows: &[BenchRow]) -> Result<()> {
         }
         let cells: String = totals.iter().map(|t| format!(" {t:.3} | |")).collect();
         writeln!(out, "| total |{cells}")?;
+        let counts = |f: fn(&BenchRow) -> Option<String>| -> String {
+            tests
+                .iter()
+                .map(|r| format!(" {} | |", f(r).unwrap_or_default()))
+                .collect()
+        };
+        writeln!(
+            out,
+            "| dispatches per layer |{}",
+            counts(|r| r.dispatches_per_layer.map(|d| d.to_string()))
+        )?;
+        writeln!(
+            out,
+            "| dispatches per token |{}",
+            counts(|r| r.dispatches_per_token.map(|d| format!("{d:.1}")))
+        )?;
+        writeln!(
+            out,
+            "| submissions per token |{}",
+            counts(|r| r.submissions_per_token.map(|d| format!("{d:.3}")))
+        )?;
     }
     Ok(())
 }

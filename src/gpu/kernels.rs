@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
+use super::layout::Packing;
 use super::Gpu;
 use crate::quant::TensorType;
 
@@ -28,6 +29,8 @@ const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const REDUCE_SHARED: &str = include_str!("../../shaders/reduce_shared.wgsl");
 const REDUCE_SUBGROUP: &str = include_str!("../../shaders/reduce_subgroup.wgsl");
 const MATVEC: &str = include_str!("../../shaders/matvec.wgsl");
+const MATVEC_PUT: &str = include_str!("../../shaders/matvec_put.wgsl");
+const MATVEC_PUT_SPLIT: &str = include_str!("../../shaders/matvec_put_split.wgsl");
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
 const RMSNORM: &str = include_str!("../../shaders/rmsnorm.wgsl");
@@ -42,13 +45,41 @@ const KV_SHIFT: &str = include_str!("../../shaders/kv_shift.wgsl");
 
 const K_SCALE_MIN: &str = include_str!("../../shaders/dequant/k_scale_min.wgsl");
 
-/// The per-type weight decoder (`dequant_item`) with the helpers it needs.
-pub fn dequant_source(ty: TensorType) -> String {
+const WORDS: &str = include_str!("../../shaders/dequant/words.wgsl");
+const LONE_SCALE: &str = include_str!("../../shaders/dequant/lone_scale.wgsl");
+const SOA: &str = include_str!("../../shaders/dequant/soa.wgsl");
+
+/// The weight decoder for `ty` in `pack`: the binding `W` and
+/// `dequant(row, it)` (item `it` of row `row` of a buffer), with the
+/// helpers they need.
+pub fn dequant_source(ty: TensorType, pack: Packing) -> String {
     let helpers = match ty {
         TensorType::Q4_K | TensorType::Q5_K => K_SCALE_MIN,
         _ => "",
     };
-    format!("{helpers}\n{}", dequant_file(ty))
+    let (prelude, file) = match pack {
+        Packing::Words => (WORDS, dequant_file(ty)),
+        Packing::Padded => (
+            WORDS,
+            match ty {
+                TensorType::Q4_0 => include_str!("../../shaders/dequant/q4_0_padded.wgsl"),
+                TensorType::Q5_0 => include_str!("../../shaders/dequant/q5_0_padded.wgsl"),
+                TensorType::Q8_0 => include_str!("../../shaders/dequant/q8_0_padded.wgsl"),
+                _ => unreachable!("no padded layout for {ty}"),
+            },
+        ),
+        Packing::Bytes => (LONE_SCALE, dequant_file(ty)),
+        Packing::Soa => (
+            SOA,
+            match ty {
+                TensorType::Q4_0 => include_str!("../../shaders/dequant/q4_0_soa.wgsl"),
+                TensorType::Q5_0 => include_str!("../../shaders/dequant/q5_0_soa.wgsl"),
+                TensorType::Q8_0 => include_str!("../../shaders/dequant/q8_0_soa.wgsl"),
+                _ => unreachable!("no structure-of-arrays layout for {ty}"),
+            },
+        ),
+    };
+    format!("{helpers}\n{prelude}\n{file}")
 }
 
 fn dequant_file(ty: TensorType) -> &'static str {
@@ -151,18 +182,24 @@ pub enum Kernel {
     /// for one token; 1, 2, 4 or 8 for several) rows.
     Matvec {
         ty: TensorType,
+        pack: Packing,
         group: u32,
         rows: u32,
         tokens: u32,
+        /// RMSNorm of x folded in (the norm weights are one more binding).
+        norm: bool,
+        out: MatvecOut,
     },
     /// Matrix-matrix product for a batch of tokens (prefill); each
     /// invocation accumulates a `regs` x `regs` register tile (8 or 16).
     Matmul {
         ty: TensorType,
+        pack: Packing,
         regs: u32,
     },
     Embedding {
         ty: TensorType,
+        pack: Packing,
     },
     RmsNorm,
     /// RoPE on Q and K, K and V written into the cache in its types.
@@ -190,6 +227,18 @@ pub enum Kernel {
     TopK,
     /// Random weights for synthetic models, written on the GPU.
     Fill,
+}
+
+/// Where a matvec's sums go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatvecOut {
+    /// Row r to `y[r]` (or `y[r] +=`).
+    One,
+    /// W is three matrices' rows (Q, K, V): each range to its own buffer
+    /// (two more bindings).
+    Split3,
+    /// W is gate and up rows interleaved: `silu(gate) * up` per pair.
+    Glu,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -234,23 +283,62 @@ impl Kernel {
         }
     }
 
-    pub fn bindings(&self) -> &'static [Binding] {
+    pub fn bindings(&self) -> Vec<Binding> {
         match self {
-            Kernel::Matvec { .. } | Kernel::Matmul { .. } => &[Read, Read, ReadWrite, Uniform],
-            Kernel::Embedding { .. } => &[Read, Read, ReadWrite, Uniform],
-            Kernel::RmsNorm => &[Read, Read, ReadWrite, Uniform],
-            Kernel::RopeKv { .. } => &[
+            Kernel::Matvec { norm, out, .. } => {
+                let mut b = vec![Read, Read, ReadWrite, Uniform];
+                if *norm {
+                    b.push(Read);
+                }
+                if *out == MatvecOut::Split3 {
+                    b.extend([ReadWrite, ReadWrite]);
+                }
+                b
+            }
+            Kernel::Matmul { .. } => vec![Read, Read, ReadWrite, Uniform],
+            Kernel::Embedding { .. } => vec![Read, Read, ReadWrite, Uniform],
+            Kernel::RmsNorm => vec![Read, Read, ReadWrite, Uniform],
+            Kernel::RopeKv { .. } => vec![
                 ReadWrite, Read, Read, Read, ReadWrite, ReadWrite, Uniform, Read,
             ],
-            Kernel::KvShift { .. } => &[Read, ReadWrite, Read, Uniform],
-            Kernel::AttnPartial { .. } | Kernel::AttnCombine => &[
+            Kernel::KvShift { .. } => vec![Read, ReadWrite, Read, Uniform],
+            Kernel::AttnPartial { .. } | Kernel::AttnCombine => vec![
                 Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform, Uniform, Read,
             ],
-            Kernel::AttnTile { .. } => &[Read, Read, Read, ReadWrite, Uniform, Uniform, Read],
-            Kernel::Swiglu => &[ReadWrite, Read, Uniform],
-            Kernel::Argmax | Kernel::TopK => &[Read, ReadWrite, Uniform],
-            Kernel::Fill => &[ReadWrite, Uniform],
+            Kernel::AttnTile { .. } => vec![Read, Read, Read, ReadWrite, Uniform, Uniform, Read],
+            Kernel::Swiglu => vec![ReadWrite, Read, Uniform],
+            Kernel::Argmax | Kernel::TopK => vec![Read, ReadWrite, Uniform],
+            Kernel::Fill => vec![ReadWrite, Uniform],
         }
+    }
+
+    /// The matvec's generated declarations: the fusion constants, the norm
+    /// weights (binding 4) and the extra outputs (next bindings), `put`.
+    fn matvec_fusion(norm: bool, out: MatvecOut) -> String {
+        let mut s = format!(
+            "const NORM: bool = {norm};\nconst OUT_GLU: bool = {};\n",
+            out == MatvecOut::Glu
+        );
+        if norm {
+            s.push_str(
+                "@group(0) @binding(4) var<storage, read> NW: array<vec4<f32>>;\n\
+                 fn norm_weight(i: u32) -> vec4<f32> { return NW[i]; }\n",
+            );
+        } else {
+            s.push_str("fn norm_weight(i: u32) -> vec4<f32> { return vec4<f32>(1.0); }\n");
+        }
+        if out == MatvecOut::Split3 {
+            let b = 4 + norm as u32;
+            s.push_str(&format!(
+                "@group(0) @binding({b}) var<storage, read_write> Y1: array<f32>;\n\
+                 @group(0) @binding({}) var<storage, read_write> Y2: array<f32>;\n",
+                b + 1
+            ));
+            s.push_str(MATVEC_PUT_SPLIT);
+        } else {
+            s.push_str(MATVEC_PUT);
+        }
+        s
     }
 
     /// Whether this kernel contains a group reduction (and so a subgroup variant).
@@ -298,16 +386,23 @@ impl Kernel {
             });
         }
         match self {
-            Kernel::Matvec { ty, .. } => {
-                s.push_str(&dequant_source(*ty));
+            Kernel::Matvec {
+                ty,
+                pack,
+                norm,
+                out,
+                ..
+            } => {
+                s.push_str(&dequant_source(*ty, *pack));
+                s.push_str(&Kernel::matvec_fusion(*norm, *out));
                 s.push_str(MATVEC);
             }
-            Kernel::Matmul { ty, .. } => {
-                s.push_str(&dequant_source(*ty));
+            Kernel::Matmul { ty, pack, .. } => {
+                s.push_str(&dequant_source(*ty, *pack));
                 s.push_str(MATMUL);
             }
-            Kernel::Embedding { ty } => {
-                s.push_str(&dequant_source(*ty));
+            Kernel::Embedding { ty, pack } => {
+                s.push_str(&dequant_source(*ty, *pack));
                 s.push_str(EMBEDDING);
             }
             Kernel::RmsNorm => s.push_str(RMSNORM),
@@ -350,27 +445,55 @@ impl Kernel {
     pub fn all_variants() -> Vec<(Kernel, bool)> {
         let mut out = Vec::new();
         for ty in TensorType::ALL {
-            for group in [8, 16, 32, 64] {
-                for rows in [1, 2, 4] {
+            for &pack in Packing::choices(ty) {
+                for group in [8, 16, 32, 64] {
+                    for rows in [1, 2, 4] {
+                        out.push(Kernel::Matvec {
+                            ty,
+                            pack,
+                            group,
+                            rows,
+                            tokens: 1,
+                            norm: false,
+                            out: MatvecOut::One,
+                        });
+                    }
+                }
+                for (rows, tokens) in [(1, 2), (1, 16), (2, 4), (4, 8), (8, 4)] {
                     out.push(Kernel::Matvec {
                         ty,
-                        group,
+                        pack,
+                        group: 8,
                         rows,
-                        tokens: 1,
+                        tokens,
+                        norm: false,
+                        out: MatvecOut::One,
                     });
                 }
+                // The fused variants, at the GPU and CPU-adapter tunings.
+                for (group, rows, tokens) in [(64, 1, 1), (8, 4, 1), (64, 1, 16), (8, 8, 4)] {
+                    for (norm, o) in [
+                        (true, MatvecOut::Split3),
+                        (true, MatvecOut::Glu),
+                        (false, MatvecOut::Split3),
+                        (false, MatvecOut::Glu),
+                        (true, MatvecOut::One),
+                    ] {
+                        out.push(Kernel::Matvec {
+                            ty,
+                            pack,
+                            group,
+                            rows,
+                            tokens,
+                            norm,
+                            out: o,
+                        });
+                    }
+                }
+                out.push(Kernel::Embedding { ty, pack });
+                out.push(Kernel::Matmul { ty, pack, regs: 8 });
+                out.push(Kernel::Matmul { ty, pack, regs: 16 });
             }
-            for (rows, tokens) in [(1, 2), (1, 16), (2, 4), (4, 8), (8, 4)] {
-                out.push(Kernel::Matvec {
-                    ty,
-                    group: 8,
-                    rows,
-                    tokens,
-                });
-            }
-            out.push(Kernel::Embedding { ty });
-            out.push(Kernel::Matmul { ty, regs: 8 });
-            out.push(Kernel::Matmul { ty, regs: 16 });
         }
         for k in CACHE_TYPES {
             for v in CACHE_TYPES {
@@ -429,7 +552,7 @@ impl Gpu {
             });
         let entries: Vec<wgpu::BindGroupLayoutEntry> = k
             .bindings()
-            .iter()
+            .into_iter()
             .enumerate()
             .map(|(i, b)| wgpu::BindGroupLayoutEntry {
                 binding: i as u32,
@@ -442,7 +565,7 @@ impl Gpu {
                     },
                     Read | ReadWrite => wgpu::BindingType::Buffer {
                         ty: wgpu::BufferBindingType::Storage {
-                            read_only: *b == Read,
+                            read_only: b == Read,
                         },
                         has_dynamic_offset: false,
                         min_binding_size: None,

@@ -3,8 +3,8 @@
 
 use anyhow::{bail, Result};
 
-use super::kernels::{grid, Dispatch, Kernel, MATMUL_TILE_R, MATMUL_TILE_T, WG};
-use super::layout::{repack, scale_field, GpuLayout};
+use super::kernels::{grid, Dispatch, Kernel, MatvecOut, MATMUL_TILE_R, MATMUL_TILE_T, WG};
+use super::layout::{repack, GpuLayout, ScaleField};
 use super::params::FillParams;
 use super::Gpu;
 use crate::quant::TensorType;
@@ -35,6 +35,54 @@ struct MatvecParams {
     x_offset: u32,
     x_stride: u32,
     y_stride: u32,
+    row0: u32,
+    token0: u32,
+    split1: u32,
+    split2: u32,
+    s_stride: u32,
+    norm_n: u32,
+    eps: f32,
+    _pad: u32,
+}
+
+/// RMSNorm folded into a matvec: the kernel computes each token's RMS of x
+/// itself and applies `weight` to x as it reads it (no normalised copy of x,
+/// no separate dispatch).
+#[derive(Clone, Copy)]
+pub struct FoldedNorm<'a> {
+    /// `n` f32 norm weights.
+    pub weight: &'a wgpu::Buffer,
+    /// Elements of x.
+    pub n: usize,
+    pub eps: f32,
+}
+
+/// Where a matvec's sums go.
+#[derive(Clone, Copy)]
+pub enum Outputs<'a> {
+    /// `y[t * y_stride + y_offset + row] (+)= ...`
+    One {
+        y: &'a wgpu::Buffer,
+        y_stride: usize,
+        y_offset: usize,
+        accumulate: bool,
+    },
+    /// The matrix is three matrices' rows one after the other (Q, K, V):
+    /// rows before `splits[0]` go to `ys[0]` (`y_stride` floats between
+    /// tokens), then to `ys[1]`, from `splits[1]` on to `ys[2]` (those two
+    /// `s_stride` apart), each from its own row 0.
+    Split3 {
+        ys: [&'a wgpu::Buffer; 3],
+        y_stride: usize,
+        s_stride: usize,
+        splits: [usize; 2],
+    },
+    /// The matrix is gate and up rows interleaved ([`GpuMatrix::interleave`]):
+    /// `y[t * y_stride + i] = silu(gate_i x) * (up_i x)`.
+    Glu {
+        y: &'a wgpu::Buffer,
+        y_stride: usize,
+    },
 }
 
 #[repr(C)]
@@ -60,12 +108,16 @@ struct MatmulParams {
     x_stride: u32,
     y_stride: u32,
     n_tokens: u32,
+    row_begin: u32,
+    row_step: u32,
+    n_out: u32,
+    _pad: u32,
 }
 
 impl GpuMatrix {
-    /// GPU bytes this matrix will take.
+    /// GPU bytes this matrix will take (and a matvec reads).
     pub fn gpu_bytes(ty: TensorType, rows: usize, cols: usize) -> u64 {
-        (GpuLayout::of(ty).row_words(cols) * 4 * rows) as u64
+        GpuLayout::of(ty).buffer_bytes(rows, cols) as u64
     }
 
     /// Repacks and uploads `rows` x `cols` of GGUF data (`data` in file layout).
@@ -77,9 +129,27 @@ impl GpuMatrix {
         cols: usize,
         data: &[u8],
     ) -> Result<GpuMatrix> {
+        GpuMatrix::upload_packed(gpu, name, GpuLayout::of(ty), rows, cols, data)
+    }
+
+    /// [`GpuMatrix::upload`] in a given layout (`cargo bench` compares them).
+    pub fn upload_packed(
+        gpu: &Gpu,
+        name: &str,
+        layout: GpuLayout,
+        rows: usize,
+        cols: usize,
+        data: &[u8],
+    ) -> Result<GpuMatrix> {
+        let ty = layout.ty;
         let src_row = ty.row_bytes(cols).expect("row length checked at load");
-        GpuMatrix::chunked(gpu, name, ty, rows, cols, |first, n| {
-            let words = repack(ty, &data[first * src_row..(first + n) * src_row], n, cols);
+        GpuMatrix::chunked(gpu, name, layout, rows, cols, |first, n| {
+            let words = repack(
+                layout,
+                &data[first * src_row..(first + n) * src_row],
+                n,
+                cols,
+            );
             gpu.storage_init(name, bytemuck::cast_slice(&words))
         })
     }
@@ -97,21 +167,28 @@ impl GpuMatrix {
     ) -> Result<GpuMatrix> {
         let layout = GpuLayout::of(ty);
         let row_words = layout.row_words(cols);
-        let (scale_word, scale_halves) = scale_field(ty).unwrap_or((0, 0));
-        let mode = match ty {
+        let float_mode = match ty {
             TensorType::F32 => 1,
             TensorType::F16 => 2,
             TensorType::BF16 => 3,
             _ => 0,
         };
-        GpuMatrix::chunked(gpu, name, ty, rows, cols, |first, n| {
-            let buffer = gpu.storage(name, (n * row_words * 4) as u64);
+        GpuMatrix::chunked(gpu, name, layout, rows, cols, |first, n| {
+            let words = layout.buffer_bytes(n, cols) / 4;
+            let buffer = gpu.storage(name, (words * 4) as u64);
+            // Where the f16 scales are (fill.wgsl's modes 0, 5 and 6).
+            let (mode, block_words, scale_word, scale_halves) = match layout.scale_field(n, cols) {
+                ScaleField::None => (float_mode, layout.block_bytes / 4, 0, 0),
+                ScaleField::InBlock(w, halves) => (0, layout.block_bytes / 4, w, halves),
+                ScaleField::EveryBytes(b) => (5, b, 0, 0),
+                ScaleField::From(w) => (6, 1, w, 0),
+            };
             fill(
                 gpu,
                 &buffer,
                 &FillParams {
-                    words: (n * row_words) as u32,
-                    block_words: layout.block_words as u32,
+                    words: words as u32,
+                    block_words: block_words as u32,
                     scale_word: scale_word as u32,
                     scale_halves,
                     mode,
@@ -129,14 +206,19 @@ impl GpuMatrix {
     fn chunked(
         gpu: &Gpu,
         name: &str,
-        ty: TensorType,
+        layout: GpuLayout,
         rows: usize,
         cols: usize,
         mut make: impl FnMut(usize, usize) -> wgpu::Buffer,
     ) -> Result<GpuMatrix> {
-        let layout = GpuLayout::of(ty);
-        let row_bytes = (layout.row_words(cols) * 4) as u64;
-        let max_rows = (gpu.max_binding / row_bytes) as usize;
+        let ty = layout.ty;
+        // Buffers are rounded up to 16 bytes (whole vec4s): keep that within the binding.
+        let row_bytes = layout.row_bytes(cols) as u64;
+        let mut max_rows = (gpu.max_binding / 16 * 16 / row_bytes) as usize;
+        // Even chunks: an interleaved gate/up matrix keeps its pairs whole.
+        if max_rows > 1 {
+            max_rows &= !1;
+        }
         if max_rows == 0 {
             bail!(
                 "tensor '{name}': one row takes {row_bytes} bytes, more than the adapter's largest storage binding ({} bytes)",
@@ -206,6 +288,26 @@ impl GpuMatrix {
         accumulate: bool,
         tokens: u32,
     ) -> Vec<Dispatch> {
+        let out = Outputs::One {
+            y,
+            y_stride,
+            y_offset,
+            accumulate,
+        };
+        self.matvec_fused(gpu, x, x_stride, None, out, tokens)
+    }
+
+    /// [`GpuMatrix::matvec_tokens`] with the RMSNorm of x folded in
+    /// (`norm`) and the sums sent to `out`.
+    pub fn matvec_fused(
+        &self,
+        gpu: &Gpu,
+        x: &wgpu::Buffer,
+        x_stride: usize,
+        norm: Option<FoldedNorm>,
+        out: Outputs,
+        tokens: u32,
+    ) -> Vec<Dispatch> {
         assert_eq!(x_stride % 4, 0, "matvec input rows must be whole vec4s");
         let group = self.group(gpu.tuning.matvec_max_group);
         let (rows, per) = if tokens == 1 {
@@ -213,39 +315,96 @@ impl GpuMatrix {
         } else {
             (gpu.tuning.multi_rows, tokens.min(gpu.tuning.multi_tokens))
         };
+        let kind = match out {
+            Outputs::One { .. } => MatvecOut::One,
+            Outputs::Split3 { .. } => MatvecOut::Split3,
+            Outputs::Glu { .. } => MatvecOut::Glu,
+        };
         let kernel = Kernel::Matvec {
             ty: self.ty,
+            pack: self.layout.packing,
             group,
             rows,
             tokens: per,
+            norm: norm.is_some(),
+            out: kind,
         };
-        let rows_per_wg = WG / group * rows;
-        let mut out = Vec::new();
+        // W rows per workgroup (with GLU, each output row is two of them).
+        let w_rows_per_wg = WG / group * rows * if kind == MatvecOut::Glu { 2 } else { 1 };
+        let mut dispatches = Vec::new();
         for first_token in (0..tokens).step_by(per as usize) {
+            let t0 = first_token as usize;
             for c in &self.chunks {
-                let params = gpu.uniform(&MatvecParams {
+                let mut p = MatvecParams {
                     rows: c.rows as u32,
                     row_words: self.layout.row_words(self.cols) as u32,
                     items: self.layout.items_per_row(self.cols) as u32,
-                    accumulate: accumulate as u32,
-                    y_offset: (first_token as usize * y_stride + y_offset + c.first_row) as u32,
-                    x_offset: (first_token as usize * x_stride / 4) as u32,
+                    accumulate: 0,
+                    y_offset: 0,
+                    x_offset: (t0 * x_stride / 4) as u32,
                     x_stride: (x_stride / 4) as u32,
-                    y_stride: y_stride as u32,
-                });
-                out.push(gpu.dispatch(
+                    y_stride: 0,
+                    row0: c.first_row as u32,
+                    token0: first_token,
+                    split1: 0,
+                    split2: 0,
+                    s_stride: 0,
+                    norm_n: norm.map_or(0, |n| n.n as u32),
+                    eps: norm.map_or(0.0, |n| n.eps),
+                    _pad: 0,
+                };
+                let mut bind = vec![c.buffer.as_entire_binding(), x.as_entire_binding()];
+                let mut extra_out = Vec::new();
+                match out {
+                    Outputs::One {
+                        y,
+                        y_stride,
+                        y_offset,
+                        accumulate,
+                    } => {
+                        p.accumulate = accumulate as u32;
+                        p.y_offset = (t0 * y_stride + y_offset + c.first_row) as u32;
+                        p.y_stride = y_stride as u32;
+                        bind.push(y.as_entire_binding());
+                    }
+                    Outputs::Split3 {
+                        ys,
+                        y_stride,
+                        s_stride,
+                        splits,
+                    } => {
+                        assert!(splits[0] <= splits[1] && splits[1] <= self.rows);
+                        p.y_stride = y_stride as u32;
+                        p.s_stride = s_stride as u32;
+                        p.split1 = splits[0] as u32;
+                        p.split2 = splits[1] as u32;
+                        bind.push(ys[0].as_entire_binding());
+                        extra_out = vec![ys[1].as_entire_binding(), ys[2].as_entire_binding()];
+                    }
+                    Outputs::Glu { y, y_stride } => {
+                        assert!(
+                            c.first_row % 2 == 0 && c.rows % 2 == 0,
+                            "interleaved gate/up chunks hold whole pairs"
+                        );
+                        p.y_offset = (t0 * y_stride + c.first_row / 2) as u32;
+                        p.y_stride = y_stride as u32;
+                        bind.push(y.as_entire_binding());
+                    }
+                }
+                let params = gpu.uniform(&p);
+                bind.push(params.as_entire_binding());
+                if let Some(n) = norm {
+                    bind.push(n.weight.as_entire_binding());
+                }
+                bind.extend(extra_out);
+                dispatches.push(gpu.dispatch(
                     kernel,
-                    &[
-                        c.buffer.as_entire_binding(),
-                        x.as_entire_binding(),
-                        y.as_entire_binding(),
-                        params.as_entire_binding(),
-                    ],
-                    grid((c.rows as u32).div_ceil(rows_per_wg)),
+                    &bind,
+                    grid((c.rows as u32).div_ceil(w_rows_per_wg)),
                 ));
             }
         }
-        out
+        dispatches
     }
 
     /// Dispatches computing `Y[t] (+)= W X[t]` for `n_tokens` tokens (rows of
@@ -263,23 +422,64 @@ impl GpuMatrix {
         accumulate: bool,
         n_tokens: usize,
     ) -> Vec<Dispatch> {
+        self.matmul_rows(
+            gpu,
+            x,
+            x_stride,
+            y,
+            y_stride,
+            accumulate,
+            n_tokens,
+            (0, 1, self.rows),
+        )
+    }
+
+    /// [`GpuMatrix::matmul`] over the rows `begin + step * i` for `i` in
+    /// `0..count` (`rows = (begin, step, count)`), row `i` going to column
+    /// `i` of Y: one of the matrices of a fused QKV (a row range) or of an
+    /// interleaved gate/up pair (every other row).
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_rows(
+        &self,
+        gpu: &Gpu,
+        x: &wgpu::Buffer,
+        x_stride: usize,
+        y: &wgpu::Buffer,
+        y_stride: usize,
+        accumulate: bool,
+        n_tokens: usize,
+        rows: (usize, usize, usize),
+    ) -> Vec<Dispatch> {
         assert_eq!(x_stride % 4, 0, "matmul input rows must be whole vec4s");
+        let (begin, step, count) = rows;
+        assert!(step >= 1 && (count == 0 || begin + step * (count - 1) < self.rows));
+        // The first i whose row begin + step * i is at or past `row`.
+        let index_at = |row: usize| row.saturating_sub(begin).div_ceil(step).min(count);
         self.chunks
             .iter()
-            .map(|c| {
+            .filter_map(|c| {
+                let (lo, hi) = (index_at(c.first_row), index_at(c.first_row + c.rows));
+                if lo >= hi {
+                    return None;
+                }
                 let params = gpu.uniform(&MatmulParams {
                     rows: c.rows as u32,
                     row_words: self.layout.row_words(self.cols) as u32,
                     items: self.layout.items_per_row(self.cols) as u32,
                     accumulate: accumulate as u32,
-                    y_offset: c.first_row as u32,
+                    y_offset: lo as u32,
                     x_stride: (x_stride / 4) as u32,
                     y_stride: y_stride as u32,
                     n_tokens: n_tokens as u32,
+                    row_begin: (begin + step * lo - c.first_row) as u32,
+                    row_step: step as u32,
+                    n_out: (hi - lo) as u32,
+                    _pad: 0,
                 });
-                gpu.dispatch(
+                Some(gpu.dispatch(
                     Kernel::Matmul {
                         ty: self.ty,
+                        pack: self.layout.packing,
                         regs: gpu.tuning.matmul_regs,
                     },
                     &[
@@ -289,11 +489,11 @@ impl GpuMatrix {
                         params.as_entire_binding(),
                     ],
                     [
-                        (c.rows as u32).div_ceil(MATMUL_TILE_R),
+                        ((hi - lo) as u32).div_ceil(MATMUL_TILE_R),
                         (n_tokens as u32).div_ceil(MATMUL_TILE_T),
                         1,
                     ],
-                )
+                ))
             })
             .collect()
     }
@@ -322,7 +522,10 @@ impl GpuMatrix {
                     _pad: [0; 2],
                 });
                 gpu.dispatch(
-                    Kernel::Embedding { ty: self.ty },
+                    Kernel::Embedding {
+                        ty: self.ty,
+                        pack: self.layout.packing,
+                    },
                     &[
                         c.buffer.as_entire_binding(),
                         tokens.as_entire_binding(),

@@ -7,18 +7,26 @@
 //! tokens), output projection with the residual add fused, RMSNorm,
 //! gate/up, SwiGLU, down (+ residual). The head: RMSNorm and the output
 //! projection over the rows that need logits, then argmax / top-k per row.
+//!
+//! Steps of 1..=16 tokens (the matvec) fuse further: RMSNorm + Q, K, V is
+//! one dispatch (the norm folded into the matvec over Q, K and V's rows,
+//! which writes the three outputs), RMSNorm + gate + up + SwiGLU another
+//! (gate and up rows interleaved, SwiGLU in the epilogue): 7 dispatches a
+//! layer in decode instead of 13. Prefill (the matmul) reads the same fused
+//! matrices by row ranges and keeps its norm and SwiGLU dispatches. Layers
+//! whose Q/K/V or gate/up differ in type keep separate products.
 
 use crate::gpu::kernels::{
     cache_store_pairs, CacheTypes, Dispatch, Kernel, ATTN_TILE_Q, MATMUL_TILE_T, WG,
 };
 use crate::gpu::params::{AttnParams, CountParams, NormParams, RopeParams};
-use crate::gpu::weights::GpuMatrix;
+use crate::gpu::weights::{FoldedNorm, GpuMatrix, Outputs};
 use crate::gpu::Gpu;
 use crate::model::LlamaConfig;
 
 use super::buffers::{pad, StepBuffers, MULTI_MAX};
 use super::kv_cache::KvCache;
-use super::weights::GpuWeights;
+use super::weights::{GateUp, GpuWeights, Qkv};
 
 /// Widths of the few-token matvec variants: a step of t tokens uses the
 /// narrowest that holds them.
@@ -56,6 +64,16 @@ impl Proj {
         }
     }
 
+    /// A stage of several dispatches per width: `make(Some(width))` for the
+    /// matvec widths (1, then MULTI_WIDTHS), `make(None)` for the matmul.
+    fn stage(mut make: impl FnMut(Option<u32>) -> Vec<Dispatch>) -> Proj {
+        Proj {
+            one: make(Some(1)),
+            multi: MULTI_WIDTHS.iter().map(|&t| make(Some(t))).collect(),
+            matmul: make(None),
+        }
+    }
+
     fn for_tokens(&self, t: usize) -> &[Dispatch] {
         if t == 1 {
             &self.one
@@ -72,19 +90,15 @@ impl Proj {
 }
 
 struct LayerOps {
-    attn_norm: Dispatch,
-    q: Proj,
-    k: Proj,
-    v: Proj,
+    /// RMSNorm, Q, K, V (fused for 1..=16 tokens where the types allow).
+    attn_in: Proj,
     rope_kv: Dispatch,
     attn_tile: Dispatch,
     attn_partial: Dispatch,
     attn_combine: Dispatch,
     wo: Proj,
-    ffn_norm: Dispatch,
-    gate: Proj,
-    up: Proj,
-    swiglu: Dispatch,
+    /// RMSNorm, gate, up, SwiGLU (fused for 1..=16 tokens where the types allow).
+    ffn_in: Proj,
     down: Proj,
 }
 
@@ -208,11 +222,100 @@ impl Ops {
                     b.step.as_entire_binding(),
                     b.rows.as_entire_binding(),
                 ];
+                let folded = |weight| FoldedNorm {
+                    weight,
+                    n: cfg.n_embd,
+                    eps: cfg.rms_eps,
+                };
+                let swiglu = || {
+                    gpu.dispatch(
+                        Kernel::Swiglu,
+                        &[
+                            b.gate.as_entire_binding(),
+                            b.up.as_entire_binding(),
+                            ff_params.as_entire_binding(),
+                        ],
+                        [1, 1, 1],
+                    )
+                };
+                let (nq, nkv) = (cfg.n_head * hd, cfg.kv_dim());
+                let attn_in = Proj::stage(|width| match (&lw.qkv, width) {
+                    (Qkv::Fused(m), Some(t)) => m.matvec_fused(
+                        gpu,
+                        &b.x,
+                        e_pad,
+                        Some(folded(&lw.attn_norm)),
+                        Outputs::Split3 {
+                            ys: [&b.q, &b.k, &b.v],
+                            y_stride: q_pad,
+                            s_stride: kv_pad,
+                            splits: [nq, nq + nkv],
+                        },
+                        t,
+                    ),
+                    (Qkv::Fused(m), None) => {
+                        let mut v = vec![norm(&b.x, &lw.attn_norm, &b.xb)];
+                        for (y, pad, rows) in [
+                            (&b.q, q_pad, (0, 1, nq)),
+                            (&b.k, kv_pad, (nq, 1, nkv)),
+                            (&b.v, kv_pad, (nq + nkv, 1, nkv)),
+                        ] {
+                            v.extend(m.matmul_rows(gpu, &b.xb, e_pad, y, pad, false, cap, rows));
+                        }
+                        v
+                    }
+                    (Qkv::Separate(ms), width) => {
+                        let mut v = vec![norm(&b.x, &lw.attn_norm, &b.xb)];
+                        for (m, y, pad) in [
+                            (&ms[0], &b.q, q_pad),
+                            (&ms[1], &b.k, kv_pad),
+                            (&ms[2], &b.v, kv_pad),
+                        ] {
+                            v.extend(match width {
+                                Some(t) => m.matvec_tokens(gpu, &b.xb, e_pad, y, pad, 0, false, t),
+                                None => m.matmul(gpu, &b.xb, e_pad, y, pad, false, cap),
+                            });
+                        }
+                        v
+                    }
+                });
+                let ffn_in = Proj::stage(|width| match (&lw.gate_up, width) {
+                    (GateUp::Interleaved(m), Some(t)) => m.matvec_fused(
+                        gpu,
+                        &b.x,
+                        e_pad,
+                        Some(folded(&lw.ffn_norm)),
+                        Outputs::Glu {
+                            y: &b.gate,
+                            y_stride: ff_pad,
+                        },
+                        t,
+                    ),
+                    (GateUp::Interleaved(m), None) => {
+                        let mut v = vec![norm(&b.x, &lw.ffn_norm, &b.xb)];
+                        for (y, first) in [(&b.gate, 0), (&b.up, 1)] {
+                            let rows = (first, 2, cfg.n_ff);
+                            v.extend(m.matmul_rows(gpu, &b.xb, e_pad, y, ff_pad, false, cap, rows));
+                        }
+                        v.push(swiglu());
+                        v
+                    }
+                    (GateUp::Separate(ms), width) => {
+                        let mut v = vec![norm(&b.x, &lw.ffn_norm, &b.xb)];
+                        for (m, y) in [(&ms[0], &b.gate), (&ms[1], &b.up)] {
+                            v.extend(match width {
+                                Some(t) => {
+                                    m.matvec_tokens(gpu, &b.xb, e_pad, y, ff_pad, 0, false, t)
+                                }
+                                None => m.matmul(gpu, &b.xb, e_pad, y, ff_pad, false, cap),
+                            });
+                        }
+                        v.push(swiglu());
+                        v
+                    }
+                });
                 LayerOps {
-                    attn_norm: norm(&b.x, &lw.attn_norm, &b.xb),
-                    q: proj(&lw.wq, &b.xb, e_pad, &b.q, q_pad, false),
-                    k: proj(&lw.wk, &b.xb, e_pad, &b.k, kv_pad, false),
-                    v: proj(&lw.wv, &b.xb, e_pad, &b.v, kv_pad, false),
+                    attn_in,
                     rope_kv: gpu.dispatch(
                         Kernel::RopeKv { cache: kv },
                         &[
@@ -242,18 +345,7 @@ impl Ops {
                     attn_partial: attn(Kernel::AttnPartial { cache: kv }, &split),
                     attn_combine: attn(Kernel::AttnCombine, &split),
                     wo: proj(&lw.wo, &b.att, q_pad, &b.x, e_pad, true),
-                    ffn_norm: norm(&b.x, &lw.ffn_norm, &b.xb),
-                    gate: proj(&lw.w_gate, &b.xb, e_pad, &b.gate, ff_pad, false),
-                    up: proj(&lw.w_up, &b.xb, e_pad, &b.up, ff_pad, false),
-                    swiglu: gpu.dispatch(
-                        Kernel::Swiglu,
-                        &[
-                            b.gate.as_entire_binding(),
-                            b.up.as_entire_binding(),
-                            ff_params.as_entire_binding(),
-                        ],
-                        [1, 1, 1],
-                    ),
+                    ffn_in,
                     down: proj(&lw.w_down, &b.gate, ff_pad, &b.x, e_pad, true),
                 }
             })
@@ -314,11 +406,8 @@ impl Ops {
             v.push((d, [d.groups[0], t as u32, 1]));
         }
         for l in &self.layers {
-            v.push((&l.attn_norm, [t as u32, 1, 1]));
-            for p in [&l.q, &l.k, &l.v] {
-                for d in p.for_tokens(t) {
-                    v.push((d, self.proj_groups(d, t)));
-                }
+            for d in l.attn_in.for_tokens(t) {
+                v.push((d, self.proj_groups(d, t)));
             }
             v.push((&l.rope_kv, [l.rope_kv.groups[0], t as u32, 1]));
             if s.chunk > 0 {
@@ -334,18 +423,19 @@ impl Ops {
             for d in l.wo.for_tokens(t) {
                 v.push((d, self.proj_groups(d, t)));
             }
-            v.push((&l.ffn_norm, [t as u32, 1, 1]));
-            for p in [&l.gate, &l.up] {
-                for d in p.for_tokens(t) {
-                    v.push((d, self.proj_groups(d, t)));
-                }
+            for d in l.ffn_in.for_tokens(t) {
+                v.push((d, self.proj_groups(d, t)));
             }
-            v.push((&l.swiglu, [(t as u32 * self.ff_pad).div_ceil(WG), 1, 1]));
             for d in l.down.for_tokens(t) {
                 v.push((d, self.proj_groups(d, t)));
             }
         }
         v
+    }
+
+    /// Dispatches of all layers (not the embedding) in a step of shape `s`.
+    pub fn layer_dispatches(&self, s: Shape) -> usize {
+        self.layers(s).len() - self.embed.len()
     }
 
     /// Norm and output projection over `r` gathered rows.
@@ -357,9 +447,12 @@ impl Ops {
         v
     }
 
+    /// The workgroup counts of a stage's dispatch for a step of `t` tokens.
     fn proj_groups(&self, d: &Dispatch, t: usize) -> [u32; 3] {
         match d.kernel {
             Kernel::Matmul { .. } => [d.groups[0], (t as u32).div_ceil(MATMUL_TILE_T), 1],
+            Kernel::RmsNorm => [t as u32, 1, 1],
+            Kernel::Swiglu => [(t as u32 * self.ff_pad).div_ceil(WG), 1, 1],
             _ => d.groups,
         }
     }

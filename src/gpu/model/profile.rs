@@ -39,6 +39,17 @@ impl Profile {
 }
 
 impl GpuModel {
+    /// Dispatches one layer records for a step of `rows` tokens, the first
+    /// `chunk` of them a prompt chunk (the rest decode tokens).
+    pub fn dispatches_per_layer(&self, rows: usize, chunk: usize) -> usize {
+        let s = super::ops::Shape {
+            rows,
+            chunk,
+            n_chunks: 1,
+        };
+        self.ops.layer_dispatches(s) / self.cfg.n_layer
+    }
+
     /// Runs `ops` with each dispatch timed. With timestamp queries, each
     /// dispatch gets its own compute pass with begin/end timestamps (so
     /// passes, not the normal single pass, are timed: a small per-pass

@@ -14,15 +14,29 @@ pub(crate) struct LayerWeights {
     /// `[n_embd]` f32.
     pub attn_norm: wgpu::Buffer,
     pub ffn_norm: wgpu::Buffer,
-    /// `(n_head * head_dim, n_embd)`, `(kv_dim, n_embd)` twice, `(n_embd, n_head * head_dim)`.
-    pub wq: GpuMatrix,
-    pub wk: GpuMatrix,
-    pub wv: GpuMatrix,
+    pub qkv: Qkv,
+    /// `(n_embd, n_head * head_dim)`.
     pub wo: GpuMatrix,
-    /// `(n_ff, n_embd)` twice, `(n_embd, n_ff)`.
-    pub w_gate: GpuMatrix,
-    pub w_up: GpuMatrix,
+    pub gate_up: GateUp,
+    /// `(n_embd, n_ff)`.
     pub w_down: GpuMatrix,
+}
+
+/// Q, K and V (`(n_head * head_dim, n_embd)`, `(kv_dim, n_embd)` twice): one
+/// matrix of their rows one after the other when they have one type (one
+/// matvec computes all three), else three.
+pub(crate) enum Qkv {
+    Fused(GpuMatrix),
+    Separate([GpuMatrix; 3]),
+}
+
+/// Gate and up (`(n_ff, n_embd)` each): one matrix of their rows
+/// interleaved (gate 0, up 0, gate 1, ...) when they have one type, so the
+/// workgroup that computes a gate row also computes its up row and applies
+/// SwiGLU; else two.
+pub(crate) enum GateUp {
+    Interleaved(GpuMatrix),
+    Separate([GpuMatrix; 2]),
 }
 
 pub(crate) struct GpuWeights {
@@ -47,14 +61,18 @@ impl GpuWeights {
         total_bytes: u64,
         progress: &dyn Fn(u64, u64),
     ) -> Result<GpuWeights> {
-        let mut done = 0u64;
+        let done = std::cell::Cell::new(0u64);
+        let add = |bytes: u64| {
+            done.set(done.get() + bytes);
+            progress(done.get(), total_bytes);
+        };
         // A header-only file (synthetic benchmark model) gets random weights
         // generated on the GPU, in the same buffers and layout.
         let seed = |name: &str| {
             name.bytes()
                 .fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619))
         };
-        let mut matrix = |wt: &Weight| -> Result<GpuMatrix> {
+        let matrix = |wt: &Weight| -> Result<GpuMatrix> {
             let m = if g.has_data() {
                 GpuMatrix::upload(
                     gpu,
@@ -67,8 +85,7 @@ impl GpuWeights {
             } else {
                 GpuMatrix::random(gpu, wt.name(), wt.ty, wt.rows(), wt.cols(), seed(wt.name()))?
             };
-            done += GpuMatrix::gpu_bytes(wt.ty, wt.rows(), wt.cols());
-            progress(done, total_bytes);
+            add(GpuMatrix::gpu_bytes(wt.ty, wt.rows(), wt.cols()));
             Ok(m)
         };
         let vector = |wt: &Weight| -> Result<wgpu::Buffer> {
@@ -79,18 +96,61 @@ impl GpuWeights {
                 .with_context(|| format!("tensor '{}'", wt.name()))?;
             Ok(gpu.storage_init(wt.name(), bytemuck::cast_slice(&v)))
         };
+        // Several tensors of one type as one matrix of their rows: taken in
+        // turn, `group` rows at a time from each (all of a tensor's rows:
+        // concatenated; 1: interleaved).
+        let merged = |wts: &[&Weight], group: Option<usize>| -> Result<GpuMatrix> {
+            let (ty, cols) = (wts[0].ty, wts[0].cols());
+            let rows: usize = wts.iter().map(|w| w.rows()).sum();
+            let name = wts.iter().map(|w| w.name()).collect::<Vec<_>>().join("+");
+            let m = if g.has_data() {
+                let row_bytes = ty.row_bytes(cols).expect("row length checked at load");
+                let mut data = Vec::with_capacity(rows * row_bytes);
+                match group {
+                    None => {
+                        for w in wts {
+                            data.extend_from_slice(g.tensor_data(w.info));
+                        }
+                    }
+                    Some(n) => {
+                        let parts: Vec<&[u8]> = wts.iter().map(|w| g.tensor_data(w.info)).collect();
+                        for r in (0..wts[0].rows()).step_by(n) {
+                            for part in &parts {
+                                data.extend_from_slice(&part[r * row_bytes..(r + n) * row_bytes]);
+                            }
+                        }
+                    }
+                }
+                GpuMatrix::upload(gpu, &name, ty, rows, cols, &data)?
+            } else {
+                GpuMatrix::random(gpu, &name, ty, rows, cols, seed(&name))?
+            };
+            add(GpuMatrix::gpu_bytes(ty, rows, cols));
+            Ok(m)
+        };
+        let same = |ws: &[&Weight]| {
+            ws.iter()
+                .all(|w| w.ty == ws[0].ty && w.cols() == ws[0].cols())
+        };
         let token_embd = matrix(&w.token_embd)?;
         let mut layers = Vec::with_capacity(w.layers.len());
         for l in &w.layers {
+            let qkv = [&l.wq, &l.wk, &l.wv];
+            let gate_up = [&l.w_gate, &l.w_up];
             layers.push(LayerWeights {
                 attn_norm: vector(&l.attn_norm)?,
                 ffn_norm: vector(&l.ffn_norm)?,
-                wq: matrix(&l.wq)?,
-                wk: matrix(&l.wk)?,
-                wv: matrix(&l.wv)?,
+                qkv: if same(&qkv) {
+                    Qkv::Fused(merged(&qkv, None)?)
+                } else {
+                    Qkv::Separate([matrix(&l.wq)?, matrix(&l.wk)?, matrix(&l.wv)?])
+                },
                 wo: matrix(&l.wo)?,
-                w_gate: matrix(&l.w_gate)?,
-                w_up: matrix(&l.w_up)?,
+                gate_up: if same(&gate_up) {
+                    GateUp::Interleaved(merged(&gate_up, Some(1))?)
+                } else {
+                    GateUp::Separate([matrix(&l.w_gate)?, matrix(&l.w_up)?])
+                },
                 w_down: matrix(&l.w_down)?,
             });
         }
