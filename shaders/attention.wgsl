@@ -1,9 +1,9 @@
 // Attention of one new token over the KV cache (read through `k_pair` /
 // `v_pair` of shaders/kv/, whatever the cache type), split over the sequence
-// (flash-decoding): `partial` handles CHUNK positions of one query head and
-// writes its running max, sum of exponentials and unnormalised output;
-// `combine` merges the chunks of each head. Long contexts thus give
-// n_head x n_chunks workgroups instead of n_head.
+// (flash-decoding): `partial` handles CHUNK positions of HEADS query heads
+// and writes each head's running max, sum of exponentials and unnormalised
+// output; `combine` merges the chunks of each head. Long contexts thus give
+// n_head / HEADS x n_chunks workgroups instead of n_head / HEADS.
 // Grouped-query attention: query head h reads KV head h / (n_head / n_head_kv).
 // Grid z (partial) or y (combine) is the step's decode token S.row0 + z; its
 // row of R gives its slot's first cache row and its position p, and it
@@ -11,7 +11,8 @@
 // so tokens of different sequences at different positions share a dispatch.
 // Prompt chunks go to attention_tile.wgsl, which reuses each K/V tile across
 // 16 queries of one sequence.
-// Assembled with a header (WG, GROUP = WG, CHUNK), common.wgsl and a reduction.
+// Assembled with a header (WG, GROUP = WG, CHUNK, HEAD_DIM, HEADS), common.wgsl
+// and a reduction.
 
 struct Params {
     n_head: u32,
@@ -41,14 +42,22 @@ struct Step {
 @group(0) @binding(7) var<uniform> S: Step;
 @group(0) @binding(8) var<storage, read> R: array<vec2<u32>>;   // per token: (slot's first cache row, position)
 
-const MAX_HEAD_DIM: u32 = 256u;
-var<workgroup> q_sh: array<f32, MAX_HEAD_DIM>;
-var<workgroup> p_sh: array<f32, CHUNK>;
+// HEADS query heads of one KV group share a workgroup, so each K and V word
+// is read once for all of them (grouped-query attention reads its cache once
+// per KV head, not per query head). HEADS and HEAD_DIM come from the header
+// (`attn_heads`: a divisor of the group size that fits workgroup memory).
+var<workgroup> q_sh: array<vec2<f32>, HEADS * HEAD_DIM / 2u>;
+var<workgroup> p_sh: array<f32, HEADS * CHUNK>;  // [head][position]; reused for the V partial sums
+
+// Element j of a per-head array, NEG_BIG past the last head (vec4 batches).
+fn head_or_neg(a: ptr<function, array<f32, HEADS>>, j: u32) -> f32 {
+    return select(NEG_BIG, (*a)[min(j, HEADS - 1u)], j < HEADS);
+}
 
 @compute @workgroup_size(WG)
 fn partial(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let chunk = wg.x;
-    let h = wg.y;
+    let h0 = wg.y * HEADS; // first query head of this workgroup
     let tok = S.row0 + wg.z;
     let n_pos = R[tok].y + 1u;
     let base = R[tok].x;
@@ -57,47 +66,122 @@ fn partial(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg:
     }
     let half_dim = P.head_dim / 2u;
     let row_pairs = P.n_head_kv * half_dim;
-    let kv_base = (h / (P.n_head / P.n_head_kv)) * half_dim;
-    for (var d = lid; d < P.head_dim; d = d + WG) {
-        q_sh[d] = Q[tok * P.q_stride + h * P.head_dim + d];
+    let kv_base = (h0 / (P.n_head / P.n_head_kv)) * half_dim;
+    let q0 = (tok * P.q_stride + h0 * P.head_dim) / 2u;
+    for (var d = lid; d < HEADS * half_dim; d = d + WG) {
+        // Heads are consecutive in Q, so HEADS rows are one contiguous range.
+        q_sh[d] = vec2<f32>(Q[2u * (q0 + d)], Q[2u * (q0 + d) + 1u]);
     }
     workgroupBarrier();
 
+    // Scores: one key per invocation, HEADS dot products from one read of it.
     let p0 = chunk * CHUNK;
     let n = min(CHUNK, n_pos - p0);
-    var m_local = NEG_BIG;
+    var m_loc: array<f32, HEADS>;
+    for (var j = 0u; j < HEADS; j = j + 1u) {
+        m_loc[j] = NEG_BIG;
+    }
     for (var i = lid; i < n; i = i + WG) {
         let k = base + p0 + i;
-        var s = 0.0;
+        var s: array<f32, HEADS>;
         for (var w = 0u; w < half_dim; w = w + 1u) {
             let kk = k_pair(k, kv_base + w, row_pairs);
-            s = s + q_sh[2u * w] * kk.x + q_sh[2u * w + 1u] * kk.y;
+            for (var j = 0u; j < HEADS; j = j + 1u) {
+                s[j] = s[j] + dot(q_sh[j * half_dim + w], kk);
+            }
         }
-        s = s * P.scale;
-        p_sh[i] = s;
-        m_local = max(m_local, s);
+        for (var j = 0u; j < HEADS; j = j + 1u) {
+            let sj = s[j] * P.scale;
+            p_sh[j * CHUNK + i] = sj;
+            m_loc[j] = max(m_loc[j], sj);
+        }
     }
-    let m = group_max(m_local, lid);
-    var l_local = 0.0;
+    var m: array<f32, HEADS>;
+    var l: array<f32, HEADS>;
+    for (var j0 = 0u; j0 < HEADS; j0 = j0 + 4u) {
+        let m4 = group_max4(vec4<f32>(head_or_neg(&m_loc, j0), head_or_neg(&m_loc, j0 + 1u),
+                                      head_or_neg(&m_loc, j0 + 2u), head_or_neg(&m_loc, j0 + 3u)), lid);
+        for (var t = 0u; t < 4u && j0 + t < HEADS; t = t + 1u) {
+            m[j0 + t] = m4[t];
+        }
+    }
+    var l_loc: array<f32, HEADS>;
     for (var i = lid; i < n; i = i + WG) {
-        let e = exp(p_sh[i] - m);
-        p_sh[i] = e;
-        l_local = l_local + e;
-    }
-    let l = group_sum(l_local, lid); // its barrier also publishes p_sh
-
-    // Partial results are indexed by decode token (wg.z), not by step row.
-    let slot = (wg.z * P.n_head + h) * P.max_chunks + chunk;
-    for (var w = lid; w < half_dim; w = w + WG) {
-        var acc = vec2<f32>(0.0);
-        for (var i = 0u; i < n; i = i + 1u) {
-            acc = acc + p_sh[i] * v_pair(base + p0 + i, kv_base + w, row_pairs);
+        for (var j = 0u; j < HEADS; j = j + 1u) {
+            let e = exp(p_sh[j * CHUNK + i] - m[j]);
+            p_sh[j * CHUNK + i] = e;
+            l_loc[j] = l_loc[j] + e;
         }
-        OP[slot * P.head_dim + 2u * w] = acc.x;
-        OP[slot * P.head_dim + 2u * w + 1u] = acc.y;
     }
-    if (lid == 0u) {
-        ML[slot] = vec2<f32>(m, l);
+    for (var j0 = 0u; j0 < HEADS; j0 = j0 + 4u) {
+        // Zero past the last head: l_loc's unused lanes.
+        let v = vec4<f32>(l_loc[j0], select(0.0, l_loc[min(j0 + 1u, HEADS - 1u)], j0 + 1u < HEADS),
+                          select(0.0, l_loc[min(j0 + 2u, HEADS - 1u)], j0 + 2u < HEADS),
+                          select(0.0, l_loc[min(j0 + 3u, HEADS - 1u)], j0 + 3u < HEADS));
+        let l4 = group_sum4(v, lid); // its barriers also publish p_sh
+        for (var t = 0u; t < 4u && j0 + t < HEADS; t = t + 1u) {
+            l[j0 + t] = l4[t];
+        }
+    }
+
+    // Weighted sum of values. Invocation (g, w) sums pair w over positions
+    // g, g + ps, ...: consecutive invocations read consecutive words of a V
+    // row, and with head_dim / 2 < WG all WG invocations work (ps groups),
+    // their partial sums then added through p_sh. Partial results are
+    // indexed by decode token (wg.z), not by step row.
+    let ps = max(WG / half_dim, 1u);
+    let slot0 = (wg.z * P.n_head + h0) * P.max_chunks + chunk;
+    if (ps == 1u) {
+        for (var w = lid; w < half_dim; w = w + WG) {
+            var acc: array<vec2<f32>, HEADS>;
+            for (var i = 0u; i < n; i = i + 1u) {
+                let vv = v_pair(base + p0 + i, kv_base + w, row_pairs);
+                for (var j = 0u; j < HEADS; j = j + 1u) {
+                    acc[j] = acc[j] + p_sh[j * CHUNK + i] * vv;
+                }
+            }
+            for (var j = 0u; j < HEADS; j = j + 1u) {
+                let o = (slot0 + j * P.max_chunks) * P.head_dim + 2u * w;
+                OP[o] = acc[j].x;
+                OP[o + 1u] = acc[j].y;
+            }
+        }
+    } else {
+        let g = lid / half_dim;
+        let w = lid % half_dim;
+        var acc: array<vec2<f32>, HEADS>;
+        if (g < ps) {
+            for (var i = g; i < n; i = i + ps) {
+                let vv = v_pair(base + p0 + i, kv_base + w, row_pairs);
+                for (var j = 0u; j < HEADS; j = j + 1u) {
+                    acc[j] = acc[j] + p_sh[j * CHUNK + i] * vv;
+                }
+            }
+        }
+        workgroupBarrier(); // every weight read: p_sh now holds the partial sums
+        if (g > 0u && g < ps) {
+            for (var j = 0u; j < HEADS; j = j + 1u) {
+                let o = (((g - 1u) * HEADS + j) * half_dim + w) * 2u;
+                p_sh[o] = acc[j].x;
+                p_sh[o + 1u] = acc[j].y;
+            }
+        }
+        workgroupBarrier();
+        if (g == 0u) {
+            for (var j = 0u; j < HEADS; j = j + 1u) {
+                var a = acc[j];
+                for (var gg = 1u; gg < ps; gg = gg + 1u) {
+                    let o = (((gg - 1u) * HEADS + j) * half_dim + w) * 2u;
+                    a = a + vec2<f32>(p_sh[o], p_sh[o + 1u]);
+                }
+                let o = (slot0 + j * P.max_chunks) * P.head_dim + 2u * w;
+                OP[o] = a.x;
+                OP[o + 1u] = a.y;
+            }
+        }
+    }
+    if (lid < HEADS) {
+        ML[slot0 + lid * P.max_chunks] = vec2<f32>(m[lid], l[lid]);
     }
 }
 

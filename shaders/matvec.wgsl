@@ -46,9 +46,10 @@ struct Params {
 // (`norm_weight`) and the outputs (`put`) by the generated header and
 // matvec_put*.wgsl.
 
-// W rows per output row: with OUT_GLU, gate and up rows alternate in W
-// (interleaved at upload), and a group computes both rows of each pair.
-const RW: u32 = select(1u, 2u, OUT_GLU);
+// W rows per output: with OUT_GLU, gate and up rows alternate in W
+// (interleaved at upload), and a group computes both rows of each pair; with
+// OUT_ROPE, the pairs are RoPE's (rows 2i and 2i + 1).
+const RW: u32 = select(1u, 2u, OUT_GLU || OUT_ROPE);
 // W rows per group.
 const EROWS: u32 = ROWS * RW;
 const GROUPS_PER_WG: u32 = WG / GROUP;
@@ -166,7 +167,8 @@ fn main(@builtin(local_invocation_index) lid: u32,
 }
 
 // Writes accumulator vec4 `c` (sums a = 4c..4c+3, see acc_index) of the
-// group whose first row is `first`; with OUT_GLU, silu(gate) * up of each pair.
+// group whose first row is `first`; with OUT_GLU, silu(gate) * up of each
+// pair; with OUT_ROPE, each pair rotated and stored (matvec_put_rope.wgsl).
 fn store(first: u32, c: u32, total: vec4<f32>) {
     for (var e = 0u; e < 4u; e = e + 1u) {
         let a = c * 4u + e;
@@ -177,9 +179,13 @@ fn store(first: u32, c: u32, total: vec4<f32>) {
             continue;
         }
         var v = total[e] * scale[j];
+        // With pairs, e is even here: the pair's second sum is the next one.
+        let u = total[min(e + 1u, 3u)] * scale[j];
+        if (OUT_ROPE) {
+            put_pair(row, j, vec2<f32>(v, u));
+            continue;
+        }
         if (OUT_GLU) {
-            // e is even here: the up sum is the next one.
-            let u = total[min(e + 1u, 3u)] * scale[j];
             v = v / (1.0 + exp(-v)) * u;
         }
         put(row / RW, j, v);

@@ -39,3 +39,18 @@ fn group_sum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
     workgroupBarrier();
     return red4[lid - lane];
 }
+
+// Four independent maxima at once (decode attention's query heads).
+fn group_max4(v: vec4<f32>, lid: u32) -> vec4<f32> {
+    workgroupBarrier();
+    red4[lid] = v;
+    let lane = lid % GROUP;
+    for (var s = GROUP / 2u; s > 0u; s = s / 2u) {
+        workgroupBarrier();
+        if (lane < s) {
+            red4[lid] = max(red4[lid], red4[lid + s]);
+        }
+    }
+    workgroupBarrier();
+    return red4[lid - lane];
+}

@@ -53,3 +53,23 @@ fn group_sum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
     }
     return t;
 }
+
+// Four independent maxima at once (decode attention's query heads).
+fn group_max4(v: vec4<f32>, lid: u32) -> vec4<f32> {
+    let sg = subgroupAdd(1u);
+    var s = v;
+    for (var off = GROUP / 2u; off > 0u; off = off / 2u) {
+        let o = subgroupShuffleXor(s, off & (sg - 1u));
+        s = max(s, select(s, o, off < sg));
+    }
+    let width = min(GROUP, sg);
+    workgroupBarrier();
+    red4[lid] = s;
+    workgroupBarrier();
+    let first = lid - lid % GROUP;
+    var t = vec4<f32>(NEG_BIG);
+    for (var i = 0u; i < GROUP; i = i + width) {
+        t = max(t, red4[first + i]);
+    }
+    return t;
+}

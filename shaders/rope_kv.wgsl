@@ -1,25 +1,13 @@
 // RoPE on the step's Q and K heads, then K and V stored into the KV cache in
 // its type (f16 pairs, or Q8_0 / Q4_0 blocks quantized here: `k_store` and
-// `v_store` come from shaders/kv/, one invocation per `k_GROUP` pairs). Grid row y is the step's token y (Q/K/V `q_stride` /
-// `kv_stride` pairs apart); its row of R says where it goes: its slot's first
-// cache row and its position (tokens of several sequences share a step).
+// `v_store` come from shaders/kv/, one invocation per `k_GROUP` pairs). Grid
+// row y is the step's token y (Q/K/V `q_stride` / `kv_stride` pairs apart);
+// its row of R says where it goes: its slot's first cache row and its
+// position (tokens of several sequences share a step).
 //
-// Pairs are adjacent, (x[2i], x[2i+1]): GGUF llama files have Q and K rows
-// permuted for this ("normal" RoPE mode). cos/sin come from a table built on
-// the CPU at load: GPU sin/cos lose accuracy for large angles (position x
-// frequency reaches thousands of radians) and differ between vendors.
-
-struct Params {
-    n_head: u32,
-    n_head_kv: u32,
-    half_dim: u32,    // head_dim / 2
-    rope_pairs: u32,  // rope_dim / 2: pairs past this are not rotated
-    q_stride: u32,    // vec2s between tokens' Q (batched)
-    kv_stride: u32,   // vec2s between tokens' K and V (batched)
-    attn_factor: f32, // YaRN's magnitude correction of rotated Q and K (1 otherwise)
-    _pad1: u32,
-}
-
+// Declarations shared with the fused Q/K/V matvec (RopeParams, rope_rotate)
+// are in rope.wgsl. Decode steps whose Q/K/V matvec has RoPE and the f16 KV
+// store in its epilogue (matvec_put_rope.wgsl) skip this kernel.
 
 @group(0) @binding(0) var<storage, read_write> Q: array<vec2<f32>>;
 @group(0) @binding(1) var<storage, read> K: array<vec2<f32>>;
@@ -27,15 +15,11 @@ struct Params {
 @group(0) @binding(3) var<storage, read> CS: array<vec2<f32>>;   // [pos][rope_pairs] (cos, sin)
 @group(0) @binding(4) var<storage, read_write> KC: array<u32>;   // [slot][pos] rows of n_head_kv * half_dim pairs
 @group(0) @binding(5) var<storage, read_write> VC: array<u32>;
-@group(0) @binding(6) var<uniform> P: Params;
+@group(0) @binding(6) var<uniform> P: RopeParams;
 @group(0) @binding(7) var<storage, read> R: array<vec2<u32>>;   // per token: (slot's first cache row, position)
 
 fn rotate(v: vec2<f32>, i: u32, pos: u32) -> vec2<f32> {
-    if (i >= P.rope_pairs) {
-        return v;
-    }
-    let cs = CS[pos * P.rope_pairs + i];
-    return vec2<f32>(v.x * cs.x - v.y * cs.y, v.x * cs.y + v.y * cs.x) * P.attn_factor;
+    return rope_rotate(v, i, pos, P.rope_pairs, P.attn_factor);
 }
 
 @compute @workgroup_size(WG)

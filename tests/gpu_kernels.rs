@@ -541,7 +541,9 @@ fn swiglu_matches_cpu() {
 /// decoded on the CPU for the reference attention.
 #[test]
 fn rope_kv_and_attention_match_cpu_across_chunks() {
-    use llama_wgpu::gpu::kernels::{cache_row_bytes, cache_store_pairs, CacheTypes, ATTN_CHUNK};
+    use llama_wgpu::gpu::kernels::{
+        attn_heads, cache_row_bytes, cache_store_pairs, CacheTypes, ATTN_CHUNK,
+    };
     use llama_wgpu::model::{LlamaConfig, Rope, RopeScaling};
     use TensorType::{F16, Q4_0, Q8_0};
     let c = LlamaConfig {
@@ -660,7 +662,21 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
             step.as_entire_binding(),
             rows.as_entire_binding(),
         ];
-        let partial = gpu.dispatch(Kernel::AttnPartial { cache }, &ab, [1, c.n_head as u32, 1]);
+        let heads = attn_heads(c.n_head as u32, c.n_head_kv as u32, hd as u32);
+        assert_eq!(
+            heads, 4,
+            "one workgroup for each KV head's four query heads"
+        );
+        let groups = c.n_head as u32 / heads;
+        let partial = gpu.dispatch(
+            Kernel::AttnPartial {
+                cache,
+                head_dim: hd as u32,
+                heads,
+            },
+            &ab,
+            [1, groups, 1],
+        );
         let combine = gpu.dispatch(Kernel::AttnCombine, &ab, [c.n_head as u32, 1, 1]);
 
         let (mut k_rot, mut v_all) = (Vec::new(), Vec::new());
@@ -697,7 +713,7 @@ fn rope_kv_and_attention_match_cpu_across_chunks() {
             {
                 let mut pass = enc.begin_compute_pass(&Default::default());
                 rope.encode(&mut pass);
-                partial.encode_with(&mut pass, [n_chunks, c.n_head as u32, 1]);
+                partial.encode_with(&mut pass, [n_chunks, groups, 1]);
                 combine.encode(&mut pass);
             }
             gpu.queue.submit([enc.finish()]);
@@ -1391,16 +1407,21 @@ fn fused_matrices_split_into_chunks_match_unsplit() {
 /// Decode attention for a step whose tokens belong to different sequences:
 /// each reads only its own slot of the cache, up to its own position
 /// (lengths 1 to past one 256-position chunk), with grouped-query heads
-/// (3:1 and 4:1). The step's first rows are a prompt chunk (handled by the
+/// (3:1, 4:1, 8:1) and without (1:1), for head sizes 32 to 256. The step's first rows are a prompt chunk (handled by the
 /// tiled kernel), so the decode tokens start at row 2 and the kernel must
 /// index them from there.
 #[test]
 fn decode_attention_over_sequences_in_different_slots() {
-    use llama_wgpu::gpu::kernels::ATTN_CHUNK;
+    use llama_wgpu::gpu::kernels::{attn_heads, ATTN_CHUNK};
     let mut r = rng(29);
     for portable in [false, true] {
         let gpu = common::gpu(portable);
-        for (n_head, n_head_kv, hd) in [(9, 3, 64), (8, 2, 32)] {
+        // Heads per workgroup 3, 4, 8, 1 and 3; V sums over four position
+        // groups (head_dim 32), one (64 pairs = WG), with idle invocations
+        // (80) and in two passes (256).
+        for (n_head, n_head_kv, hd) in
+            [(9, 3, 64), (8, 2, 32), (8, 1, 128), (2, 2, 256), (6, 2, 80)]
+        {
             let (kv_dim, q_dim) = (n_head_kv * hd, n_head * hd);
             let n_ctx = 2 * ATTN_CHUNK as usize + 20;
             let max_chunks = n_ctx.div_ceil(ATTN_CHUNK as usize);
@@ -1472,12 +1493,15 @@ fn decode_attention_over_sequences_in_different_slots() {
                 rows.as_entire_binding(),
             ];
             let d = toks.len() as u32;
+            let heads = attn_heads(n_head as u32, n_head_kv as u32, hd as u32);
             let partial = gpu.dispatch(
                 Kernel::AttnPartial {
                     cache: Default::default(),
+                    head_dim: hd as u32,
+                    heads,
                 },
                 &ab,
-                [n_chunks, n_head as u32, d],
+                [n_chunks, n_head as u32 / heads, d],
             );
             let combine = gpu.dispatch(Kernel::AttnCombine, &ab, [n_head as u32, d, 1]);
             gpu.run(&[&partial, &combine]);
@@ -1519,6 +1543,189 @@ fn decode_attention_over_sequences_in_different_slots() {
                 }
             }
             eprintln!("multi-slot decode attention (portable {portable}, {n_head}:{n_head_kv}): max error {worst:.2e}");
+        }
+    }
+}
+
+/// The Q/K/V matvec with RoPE and the f16 KV store in its epilogue (decode's
+/// fused path) against the same matvec's plain outputs followed by the
+/// RoPE/KV kernel (the path prefill and quantized caches keep): rotated Q
+/// within a few ulps, cache words equal to within one f16 ulp (both round
+/// the same rotated value; the sums may differ in their last bits where
+/// the groups pack rows differently). Partial rotary (pairs past 12 of 16
+/// pass through) and an attention factor; tokens of three slots at
+/// scattered positions; 3 tokens on a 4-token variant, whose spare column
+/// must not touch the cache (sentinel rows); both tunings.
+#[test]
+fn qkv_matvec_with_rope_epilogue_matches_separate_kernels() {
+    use llama_wgpu::gpu::kernels::CacheTypes;
+    use llama_wgpu::gpu::weights::{FoldedNorm, Outputs};
+    let (n_head, n_head_kv, hd) = (4usize, 2usize, 32usize);
+    let (nq, nkv) = (n_head * hd, n_head_kv * hd);
+    let (n_slots, n_ctx) = (3usize, 40usize);
+    let rope_pairs = 12usize;
+    let mut r = rng(53);
+    for portable in [false, true] {
+        let gpu = common::gpu(portable);
+        for ty in [TensorType::F16, TensorType::Q4_0, TensorType::Q6_K] {
+            let cols = 256;
+            let w = random_tensor(ty, (nq + 2 * nkv) * cols, &mut r, 1.0);
+            let m = GpuMatrix::upload(&gpu, "qkv", ty, nq + 2 * nkv, cols, &w).unwrap();
+            let g: Vec<f32> = (0..cols).map(|_| r.random_range(0.5f32..1.5)).collect();
+            let gb = gpu.storage_init("g", bytemuck::cast_slice(&g));
+            let table: Vec<f32> = (0..n_ctx * rope_pairs)
+                .flat_map(|i| {
+                    let a = (i / rope_pairs) as f32 * 0.37f32.powi((i % rope_pairs) as i32);
+                    [a.cos(), a.sin()]
+                })
+                .collect();
+            let cs = gpu.storage_init("cs", bytemuck::cast_slice(&table));
+            let rp = gpu.uniform(&RopeParams {
+                n_head: n_head as u32,
+                n_head_kv: n_head_kv as u32,
+                half_dim: (hd / 2) as u32,
+                rope_pairs: rope_pairs as u32,
+                q_stride: (nq / 2) as u32,
+                kv_stride: (nkv / 2) as u32,
+                attn_factor: 1.1,
+                _pad: 0,
+            });
+            for (t, width) in [(1usize, 1u32), (3, 4), (16, 16)] {
+                let meta: Vec<RowMeta> = (0..width as usize)
+                    .map(|j| RowMeta {
+                        cache_row: ((j % n_slots) * n_ctx) as u32,
+                        pos: ((7 * j + 3) % n_ctx) as u32,
+                    })
+                    .collect();
+                let rows = gpu.storage_init("rows", bytemuck::cast_slice(&meta));
+                let step = gpu.uniform(&Step {
+                    n_rows: t as u32,
+                    row0: 0,
+                    n_chunks: 1,
+                    _pad: 0,
+                });
+                let stride = cols;
+                let x: Vec<f32> = (0..stride * width as usize)
+                    .map(|_| r.random_range(-2.0f32..2.0))
+                    .collect();
+                let xb = gpu.storage_init("x", bytemuck::cast_slice(&x));
+                let norm = Some(FoldedNorm {
+                    weight: &gb,
+                    n: cols,
+                    eps: 1e-5,
+                });
+                const SENTINEL: u32 = 0xDEAD_BEEF;
+                let cache_words = n_slots * n_ctx * nkv / 2;
+                let cache = |name| {
+                    gpu.storage_init(name, bytemuck::cast_slice(&vec![SENTINEL; cache_words]))
+                };
+                let q_len = nq * width as usize;
+                // Separate: plain outputs, then the RoPE/KV kernel.
+                let (qa, ka, va) = (
+                    gpu.storage("q", (q_len * 4) as u64),
+                    gpu.storage("k", (nkv * width as usize * 4) as u64),
+                    gpu.storage("v", (nkv * width as usize * 4) as u64),
+                );
+                let (kca, vca) = (cache("kc"), cache("vc"));
+                let mut plain = m.matvec_fused(
+                    &gpu,
+                    &xb,
+                    stride,
+                    norm,
+                    Outputs::Split3 {
+                        ys: [&qa, &ka, &va],
+                        y_stride: nq,
+                        s_stride: nkv,
+                        splits: [nq, nq + nkv],
+                    },
+                    width,
+                );
+                let invocations = (nq + 2 * nkv) / 2;
+                plain.push(gpu.dispatch(
+                    Kernel::RopeKv {
+                        cache: CacheTypes::default(),
+                    },
+                    &[
+                        qa.as_entire_binding(),
+                        ka.as_entire_binding(),
+                        va.as_entire_binding(),
+                        cs.as_entire_binding(),
+                        kca.as_entire_binding(),
+                        vca.as_entire_binding(),
+                        rp.as_entire_binding(),
+                        rows.as_entire_binding(),
+                    ],
+                    [invocations.div_ceil(64) as u32, t as u32, 1],
+                ));
+                gpu.run(&plain.iter().collect::<Vec<_>>());
+                // Fused.
+                let qb = gpu.storage("q", (q_len * 4) as u64);
+                let (kcb, vcb) = (cache("kc"), cache("vc"));
+                let fused = m.matvec_fused(
+                    &gpu,
+                    &xb,
+                    stride,
+                    norm,
+                    Outputs::Rope {
+                        q: &qb,
+                        y_stride: nq,
+                        splits: [nq, nq + nkv],
+                        table: &cs,
+                        rows: &rows,
+                        kc: &kcb,
+                        vc: &vcb,
+                        rope: &rp,
+                        step: &step,
+                    },
+                    width,
+                );
+                assert!(fused.iter().all(|d| matches!(
+                    d.kernel,
+                    Kernel::Matvec {
+                        out: llama_wgpu::gpu::kernels::MatvecOut::Rope,
+                        ..
+                    }
+                )));
+                gpu.run(&fused.iter().collect::<Vec<_>>());
+                let (qa, qb) = (
+                    gpu.read_f32(&qa, nq * t).unwrap(),
+                    gpu.read_f32(&qb, nq * t).unwrap(),
+                );
+                for (i, (a, b)) in qa.iter().zip(&qb).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * (1.0 + a.abs()),
+                        "{ty} t={t} portable={portable} q[{i}]: separate {a} fused {b}"
+                    );
+                }
+                for (name, a, b) in [("k", &kca, &kcb), ("v", &vca, &vcb)] {
+                    let read = |buf| -> Vec<u32> {
+                        bytemuck::cast_slice(&gpu.read_f32(buf, cache_words).unwrap()).to_vec()
+                    };
+                    let (a, b) = (read(a), read(b));
+                    let mut written = 0;
+                    for (i, (&wa, &wb)) in a.iter().zip(&b).enumerate() {
+                        if wa == SENTINEL || wb == SENTINEL {
+                            assert_eq!(
+                                wa, wb,
+                                "{ty} t={t} {name} cache word {i}: written by one path only"
+                            );
+                            continue;
+                        }
+                        written += 1;
+                        for s in [0, 16] {
+                            let (ha, hb) = ((wa >> s) as u16, (wb >> s) as u16);
+                            assert!(
+                                (ha as i32 - hb as i32).abs() <= 1,
+                                "{ty} t={t} {name} cache word {i}: separate {} fused {}",
+                                half::f16::from_bits(ha),
+                                half::f16::from_bits(hb)
+                            );
+                        }
+                    }
+                    // Distinct (slot, position) per token here, so t rows were written.
+                    assert_eq!(written, t * nkv / 2, "{ty} t={t} {name}: rows written");
+                }
+            }
         }
     }
 }

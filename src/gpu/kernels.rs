@@ -34,7 +34,9 @@ const MATVEC_PUT_SPLIT: &str = include_str!("../../shaders/matvec_put_split.wgsl
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
 const RMSNORM: &str = include_str!("../../shaders/rmsnorm.wgsl");
+const ROPE: &str = include_str!("../../shaders/rope.wgsl");
 const ROPE_KV: &str = include_str!("../../shaders/rope_kv.wgsl");
+const MATVEC_PUT_ROPE: &str = include_str!("../../shaders/matvec_put_rope.wgsl");
 const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
 const ATTENTION_TILE: &str = include_str!("../../shaders/attention_tile.wgsl");
 const SWIGLU: &str = include_str!("../../shaders/swiglu.wgsl");
@@ -207,9 +209,12 @@ pub enum Kernel {
         cache: CacheTypes,
     },
     /// Decode attention (one token), split over the context: partial
-    /// results per 256 positions, then their combination.
+    /// results per 256 positions, then their combination. One workgroup
+    /// serves `heads` query heads of one KV group ([`attn_heads`]).
     AttnPartial {
         cache: CacheTypes,
+        head_dim: u32,
+        heads: u32,
     },
     AttnCombine,
     /// Causal attention for a batch of tokens (prefill), for one head size.
@@ -239,6 +244,10 @@ pub enum MatvecOut {
     Split3,
     /// W is gate and up rows interleaved: `silu(gate) * up` per pair.
     Glu,
+    /// W is Q, K and V rows: Q rotated into `y`, K rotated and V stored as
+    /// f16 pairs in the KV cache (bindings: cos/sin table, step rows, K and
+    /// V caches, RoPE parameters, step).
+    Rope,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -290,8 +299,12 @@ impl Kernel {
                 if *norm {
                     b.push(Read);
                 }
-                if *out == MatvecOut::Split3 {
-                    b.extend([ReadWrite, ReadWrite]);
+                match out {
+                    MatvecOut::Split3 => b.extend([ReadWrite, ReadWrite]),
+                    MatvecOut::Rope => {
+                        b.extend([Read, Read, ReadWrite, ReadWrite, Uniform, Uniform])
+                    }
+                    MatvecOut::One | MatvecOut::Glu => {}
                 }
                 b
             }
@@ -316,8 +329,9 @@ impl Kernel {
     /// weights (binding 4) and the extra outputs (next bindings), `put`.
     fn matvec_fusion(norm: bool, out: MatvecOut) -> String {
         let mut s = format!(
-            "const NORM: bool = {norm};\nconst OUT_GLU: bool = {};\n",
-            out == MatvecOut::Glu
+            "const NORM: bool = {norm};\nconst OUT_GLU: bool = {};\nconst OUT_ROPE: bool = {};\n",
+            out == MatvecOut::Glu,
+            out == MatvecOut::Rope
         );
         if norm {
             s.push_str(
@@ -327,17 +341,40 @@ impl Kernel {
         } else {
             s.push_str("fn norm_weight(i: u32) -> vec4<f32> { return vec4<f32>(1.0); }\n");
         }
-        if out == MatvecOut::Split3 {
-            let b = 4 + norm as u32;
-            s.push_str(&format!(
-                "@group(0) @binding({b}) var<storage, read_write> Y1: array<f32>;\n\
-                 @group(0) @binding({}) var<storage, read_write> Y2: array<f32>;\n",
-                b + 1
-            ));
-            s.push_str(MATVEC_PUT_SPLIT);
-        } else {
-            s.push_str(MATVEC_PUT);
+        let b = 4 + norm as u32;
+        // The skeleton calls both `put` and `put_pair` (behind constants), so
+        // each variant defines the one it does not use as a no-op.
+        match out {
+            MatvecOut::Split3 => {
+                s.push_str(&format!(
+                    "@group(0) @binding({b}) var<storage, read_write> Y1: array<f32>;\n\
+                     @group(0) @binding({}) var<storage, read_write> Y2: array<f32>;\n",
+                    b + 1
+                ));
+                s.push_str(MATVEC_PUT_SPLIT);
+            }
+            MatvecOut::Rope => {
+                s.push_str(&format!(
+                    "@group(0) @binding({b}) var<storage, read> CS: array<vec2<f32>>;\n\
+                     @group(0) @binding({}) var<storage, read> R: array<vec2<u32>>;\n\
+                     @group(0) @binding({}) var<storage, read_write> KC: array<u32>;\n\
+                     @group(0) @binding({}) var<storage, read_write> VC: array<u32>;\n\
+                     @group(0) @binding({}) var<uniform> RP: RopeParams;\n\
+                     @group(0) @binding({}) var<uniform> S: Step;\n",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5
+                ));
+                s.push_str(ROPE);
+                s.push_str(MATVEC_PUT_ROPE);
+                s.push_str("fn put(row: u32, j: u32, v: f32) {}\n");
+                return s;
+            }
+            MatvecOut::One | MatvecOut::Glu => s.push_str(MATVEC_PUT),
         }
+        s.push_str("fn put_pair(row: u32, j: u32, v: vec2<f32>) {}\n");
         s
     }
 
@@ -363,9 +400,15 @@ impl Kernel {
             } => (*group, *rows, *tokens),
             _ => (WG, 1, 1),
         };
-        let head_dim = match self {
-            Kernel::AttnTile { head_dim, .. } => *head_dim,
-            _ => 0,
+        let (head_dim, heads) = match self {
+            Kernel::AttnTile { head_dim, .. } => (*head_dim, 1),
+            Kernel::AttnPartial {
+                head_dim, heads, ..
+            } => (*head_dim, *heads),
+            // The combine kernel shares the partial kernel's module; its
+            // workgroup arrays need some size, though it never touches them.
+            Kernel::AttnCombine => (2, 1),
+            _ => (0, 1),
         };
         let regs = match self {
             Kernel::Matmul { regs, .. } => *regs,
@@ -374,7 +417,7 @@ impl Kernel {
         let mut s = format!(
             "// Generated header: {self:?}, subgroups: {subgroups}\n\
              const WG: u32 = {WG}u;\nconst GROUP: u32 = {group}u;\nconst ROWS: u32 = {rows}u;\nconst TOKENS: u32 = {tokens}u;\n\
-             const CHUNK: u32 = {ATTN_CHUNK}u;\nconst HEAD_DIM: u32 = {head_dim}u;\n\
+             const CHUNK: u32 = {ATTN_CHUNK}u;\nconst HEAD_DIM: u32 = {head_dim}u;\nconst HEADS: u32 = {heads}u;\n\
              const REGS: u32 = {regs}u;\n\n"
         );
         s.push_str(COMMON);
@@ -407,11 +450,12 @@ impl Kernel {
             }
             Kernel::RmsNorm => s.push_str(RMSNORM),
             Kernel::RopeKv { cache } => {
+                s.push_str(ROPE);
                 s.push_str(&kv_source(cache.k, "k", "KC", true));
                 s.push_str(&kv_source(cache.v, "v", "VC", true));
                 s.push_str(ROPE_KV);
             }
-            Kernel::AttnPartial { cache } | Kernel::AttnTile { cache, .. } => {
+            Kernel::AttnPartial { cache, .. } | Kernel::AttnTile { cache, .. } => {
                 s.push_str(&kv_source(cache.k, "k", "KC", false));
                 s.push_str(&kv_source(cache.v, "v", "VC", false));
                 s.push_str(if matches!(self, Kernel::AttnTile { .. }) {
@@ -475,8 +519,10 @@ impl Kernel {
                     for (norm, o) in [
                         (true, MatvecOut::Split3),
                         (true, MatvecOut::Glu),
+                        (true, MatvecOut::Rope),
                         (false, MatvecOut::Split3),
                         (false, MatvecOut::Glu),
+                        (false, MatvecOut::Rope),
                         (true, MatvecOut::One),
                     ] {
                         out.push(Kernel::Matvec {
@@ -499,9 +545,16 @@ impl Kernel {
             for v in CACHE_TYPES {
                 let cache = CacheTypes { k, v };
                 out.push(Kernel::RopeKv { cache });
-                out.push(Kernel::AttnPartial { cache });
                 for head_dim in [32, 64, 80, 128, 256] {
                     out.push(Kernel::AttnTile { head_dim, cache });
+                }
+                // Head sizes and GQA groups of Llama 2, Llama 3, SmolLM2 and a large head.
+                for (head_dim, heads) in [(128, 1), (128, 8), (64, 3), (256, 4)] {
+                    out.push(Kernel::AttnPartial {
+                        cache,
+                        head_dim,
+                        heads,
+                    });
                 }
             }
             out.push(Kernel::KvShift { k });
@@ -759,6 +812,20 @@ fn takes_split_grid(k: Kernel) -> bool {
         k,
         Kernel::Matvec { .. } | Kernel::Fill | Kernel::Swiglu | Kernel::KvShift { .. }
     )
+}
+
+/// Query heads one decode-attention workgroup serves: the largest divisor of
+/// the GQA group (`n_head / n_head_kv`, at most 8) whose queries and scores
+/// fit in workgroup memory, which WebGPU guarantees only 16 KiB of (the
+/// reductions take about 1.3 KiB). A group shares one KV head, so every
+/// head served by the same workgroup saves a read of the cache.
+pub fn attn_heads(n_head: u32, n_head_kv: u32, head_dim: u32) -> u32 {
+    let group = n_head / n_head_kv.max(1);
+    let fits = |h: u32| h * (head_dim + ATTN_CHUNK) * 4 <= 14 * 1024;
+    (1..=group.min(8))
+        .rev()
+        .find(|&h| group % h == 0 && fits(h))
+        .unwrap_or(1)
 }
 
 /// `groups` within `max` per dimension: unchanged, split (a 1-D grid of a

@@ -83,6 +83,23 @@ pub enum Outputs<'a> {
         y: &'a wgpu::Buffer,
         y_stride: usize,
     },
+    /// As `Split3` (Q, K, V rows split at `splits`), with RoPE and the KV
+    /// store in the epilogue (`shaders/matvec_put_rope.wgsl`): Q rotated into
+    /// `q` (`y_stride` floats between tokens), K rotated and V written as f16
+    /// pairs into the token's row of the caches `kc` / `vc`. `table` is the
+    /// cos/sin table, `rows` the step's per-token (cache row, position),
+    /// `rope` the RoPE parameters and `step` the step's shape.
+    Rope {
+        q: &'a wgpu::Buffer,
+        y_stride: usize,
+        splits: [usize; 2],
+        table: &'a wgpu::Buffer,
+        rows: &'a wgpu::Buffer,
+        kc: &'a wgpu::Buffer,
+        vc: &'a wgpu::Buffer,
+        rope: &'a wgpu::Buffer,
+        step: &'a wgpu::Buffer,
+    },
 }
 
 #[repr(C)]
@@ -319,6 +336,7 @@ impl GpuMatrix {
             Outputs::One { .. } => MatvecOut::One,
             Outputs::Split3 { .. } => MatvecOut::Split3,
             Outputs::Glu { .. } => MatvecOut::Glu,
+            Outputs::Rope { .. } => MatvecOut::Rope,
         };
         let kernel = Kernel::Matvec {
             ty: self.ty,
@@ -330,7 +348,8 @@ impl GpuMatrix {
             out: kind,
         };
         // W rows per workgroup (with GLU, each output row is two of them).
-        let w_rows_per_wg = WG / group * rows * if kind == MatvecOut::Glu { 2 } else { 1 };
+        let paired = matches!(kind, MatvecOut::Glu | MatvecOut::Rope);
+        let w_rows_per_wg = WG / group * rows * if paired { 2 } else { 1 };
         let mut dispatches = Vec::new();
         for first_token in (0..tokens).step_by(per as usize) {
             let t0 = first_token as usize;
@@ -380,6 +399,33 @@ impl GpuMatrix {
                         p.split2 = splits[1] as u32;
                         bind.push(ys[0].as_entire_binding());
                         extra_out = vec![ys[1].as_entire_binding(), ys[2].as_entire_binding()];
+                    }
+                    Outputs::Rope {
+                        q,
+                        y_stride,
+                        splits,
+                        table,
+                        rows,
+                        kc,
+                        vc,
+                        rope,
+                        step,
+                    } => {
+                        assert!(splits[0] <= splits[1] && splits[1] <= self.rows);
+                        assert!(
+                            c.first_row % 2 == 0
+                                && c.rows % 2 == 0
+                                && splits.iter().all(|s| s % 2 == 0),
+                            "RoPE pairs never straddle a chunk or a split"
+                        );
+                        p.y_stride = y_stride as u32;
+                        p.split1 = splits[0] as u32;
+                        p.split2 = splits[1] as u32;
+                        bind.push(q.as_entire_binding());
+                        extra_out = [table, rows, kc, vc, rope, step]
+                            .into_iter()
+                            .map(|b| b.as_entire_binding())
+                            .collect();
                     }
                     Outputs::Glu { y, y_stride } => {
                         assert!(

@@ -3,6 +3,7 @@
 //! that encodes with it.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -147,6 +148,9 @@ pub(crate) struct GgufVocab {
     pub add_space_prefix: bool,
     pub eog: BTreeSet<u32>,
     pub hf: tokenizers::Tokenizer,
+    /// BPE: the family's regex splits, applied before `hf` (which then only
+    /// maps bytes and merges), shared between tokenizers.
+    pub pre: Option<Arc<Sequence>>,
 }
 
 fn bad(key: impl Into<String>, msg: impl Into<String>) -> TokenizerError {
@@ -379,7 +383,7 @@ pub(crate) fn load(g: &Gguf) -> Result<GgufVocab, TokenizerError> {
     }
     eog.extend([eos, eot, eom].into_iter().flatten());
 
-    let hf = match kind {
+    let (hf, pre) = match kind {
         VocabKind::Spm => {
             let scores = scores.ok_or_else(|| {
                 bad(
@@ -387,11 +391,14 @@ pub(crate) fn load(g: &Gguf) -> Result<GgufVocab, TokenizerError> {
                     "is missing (a SentencePiece vocabulary needs scores to merge by)",
                 )
             })?;
-            build_spm(&tokens, &scores, unk)?
+            (build_spm(&tokens, &scores, unk)?, None)
         }
         VocabKind::Bpe => {
             let spec = pre_spec.expect("set for BPE above");
-            build_bpe(g, &tokens, &index, &spec)?
+            (
+                build_bpe(g, &tokens, &index, &spec)?,
+                Some(pretok::splitter(&spec)?),
+            )
         }
     };
 
@@ -406,6 +413,7 @@ pub(crate) fn load(g: &Gguf) -> Result<GgufVocab, TokenizerError> {
         add_space_prefix,
         eog,
         hf,
+        pre,
     })
 }
 
@@ -591,12 +599,11 @@ fn build_bpe(
         .build()
         .map_err(|e| hf_error("building the BPE model", e))?;
 
-    let mut pre = spec.splits()?;
-    // The regexes already split; ByteLevel only maps bytes to GPT-2's printable characters.
-    pre.push(ByteLevel::new(false, false, false).into());
-
+    // The family's regexes split before this tokenizer runs (pretok::splitter,
+    // compiled once per process); ByteLevel only maps bytes to GPT-2's
+    // printable characters.
     let mut tok = tokenizers::Tokenizer::new(bpe);
-    tok.with_pre_tokenizer(Some(Sequence::new(pre)));
+    tok.with_pre_tokenizer(Some(ByteLevel::new(false, false, false)));
     Ok(tok)
 }
 

@@ -13,6 +13,9 @@ mod stream;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokenizers::pre_tokenizers::sequence::Sequence;
 
 pub use chat::{ChatMessage, ChatTemplate, LLAMA2_TEMPLATE};
 pub use pretok::pre_tokenize;
@@ -82,6 +85,8 @@ enum Encoder {
         hf: Box<tokenizers::Tokenizer>,
         /// Candidates for partitioning, longest text first (llama.cpp's order).
         special: Vec<u32>,
+        /// BPE: the pre-tokenizer's splits, run before `hf`.
+        pre: Option<Arc<Sequence>>,
     },
     /// A tokenizer.json, used as Hugging Face uses it; `plain` has special
     /// tokens encoded as text.
@@ -133,6 +138,7 @@ impl Tokenizer {
                 kind: v.kind,
                 hf: Box::new(v.hf),
                 special,
+                pre: v.pre,
             },
             tokens: v.tokens,
             attrs: v.attrs,
@@ -170,7 +176,12 @@ impl Tokenizer {
                     .map_err(|e| TokenizerError::Backend(e.to_string()))?;
                 Ok(enc.get_ids().to_vec())
             }
-            Encoder::Gguf { kind, hf, special } => {
+            Encoder::Gguf {
+                kind,
+                hf,
+                special,
+                pre,
+            } => {
                 let mut out = Vec::new();
                 if add_bos && self.add_bos {
                     out.extend(self.bos);
@@ -194,7 +205,10 @@ impl Tokenizer {
                                     s.push_str(t);
                                     encode_hf(hf, &s.replace(' ', "\u{2581}"))?
                                 }
-                                VocabKind::Bpe => encode_hf(hf, t)?,
+                                VocabKind::Bpe => match pre {
+                                    Some(pre) => encode_pieces(hf, &pretok::split(pre, t)?)?,
+                                    None => encode_hf(hf, t)?,
+                                },
                             };
                             out.extend(ids);
                             after_special = false;
@@ -357,6 +371,21 @@ impl Tokenizer {
 fn encode_hf(hf: &tokenizers::Tokenizer, text: &str) -> Result<Vec<u32>, TokenizerError> {
     let enc = hf
         .encode_fast(text, false)
+        .map_err(|e| TokenizerError::Backend(e.to_string()))?;
+    Ok(enc.get_ids().to_vec())
+}
+
+/// Ids of text already cut into pieces, each byte-mapped and merged on its own.
+fn encode_pieces(
+    hf: &tokenizers::Tokenizer,
+    pieces: &[String],
+) -> Result<Vec<u32>, TokenizerError> {
+    if pieces.is_empty() {
+        return Ok(Vec::new());
+    }
+    let words: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    let enc = hf
+        .encode_fast(words, false)
         .map_err(|e| TokenizerError::Backend(e.to_string()))?;
     Ok(enc.get_ids().to_vec())
 }

@@ -6,6 +6,9 @@
 //! the GPT-2 regex without its trailing `|\s+`, it runs a hand-written splitter
 //! that behaves as the full regex does, so the full regex is used here.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
@@ -51,6 +54,40 @@ impl PreTokenizerSpec {
             })
             .collect()
     }
+}
+
+/// The compiled splits of a family, built once per process and shared by
+/// every tokenizer of that family: compiling these Unicode-class regexes
+/// takes milliseconds, most of what loading a small vocabulary costs.
+pub(crate) fn splitter(spec: &PreTokenizerSpec) -> Result<Arc<Sequence>, TokenizerError> {
+    type Cache = Mutex<HashMap<&'static [&'static str], Arc<Sequence>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(seq) = cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(spec.regexes)
+    {
+        return Ok(seq.clone());
+    }
+    let seq = Arc::new(Sequence::new(spec.splits()?));
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(spec.regexes, seq.clone());
+    Ok(seq)
+}
+
+/// The pieces `seq` cuts `text` into (what BPE merges can never cross).
+pub(crate) fn split(seq: &Sequence, text: &str) -> Result<Vec<String>, TokenizerError> {
+    let mut pts = PreTokenizedString::from(text);
+    seq.pre_tokenize(&mut pts)
+        .map_err(|e| TokenizerError::Backend(e.to_string()))?;
+    Ok(pts
+        .get_splits(OffsetReferential::Original, OffsetType::Byte)
+        .into_iter()
+        .map(|(piece, _, _)| piece.to_owned())
+        .collect())
 }
 
 const DEFAULT: PreTokenizerSpec = PreTokenizerSpec {
@@ -179,13 +216,5 @@ pub fn pre_tokenize(pre: &str, text: &str) -> Result<Vec<String>, TokenizerError
         key: "tokenizer.ggml.pre".into(),
         msg: format!("unknown pre-tokenizer '{pre}'"),
     })?;
-    let seq = Sequence::new(spec.splits()?);
-    let mut pts = PreTokenizedString::from(text);
-    seq.pre_tokenize(&mut pts)
-        .map_err(|e| TokenizerError::Backend(e.to_string()))?;
-    Ok(pts
-        .get_splits(OffsetReferential::Original, OffsetType::Byte)
-        .into_iter()
-        .map(|(piece, _, _)| piece.to_owned())
-        .collect())
+    split(&*splitter(&spec)?, text)
 }

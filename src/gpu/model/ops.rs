@@ -17,7 +17,8 @@
 //! whose Q/K/V or gate/up differ in type keep separate products.
 
 use crate::gpu::kernels::{
-    cache_store_pairs, CacheTypes, Dispatch, Kernel, ATTN_TILE_Q, MATMUL_TILE_T, WG,
+    attn_heads, cache_store_pairs, CacheTypes, Dispatch, Kernel, MatvecOut, ATTN_TILE_Q,
+    MATMUL_TILE_T, WG,
 };
 use crate::gpu::params::{AttnParams, CountParams, NormParams, RopeParams};
 use crate::gpu::weights::{FoldedNorm, GpuMatrix, Outputs};
@@ -110,7 +111,21 @@ pub(crate) struct Ops {
     pub argmax: Dispatch,
     pub topk: Dispatch,
     n_head: u32,
+    /// Decode attention's workgroups per token and chunk (query heads / heads per workgroup).
+    attn_groups: u32,
     ff_pad: u32,
+}
+
+/// Whether the fused Q/K/V matvec takes RoPE and the KV store into its
+/// epilogue: f16 caches (a quantized block spans 32 rows, more than a group
+/// holds) and chunks of whole RoPE pairs.
+fn rope_in_matvec(kv: CacheTypes, m: &GpuMatrix) -> bool {
+    use crate::quant::TensorType::F16;
+    kv.k == F16
+        && kv.v == F16
+        && m.chunks
+            .iter()
+            .all(|c| c.first_row % 2 == 0 && c.rows % 2 == 0)
 }
 
 /// Invocations of the RoPE/KV-store kernel: one per Q pair, one per
@@ -177,6 +192,7 @@ impl Ops {
             _pad: 0,
         });
         let kv = cache.types;
+        let attn_heads = attn_heads(cfg.n_head as u32, cfg.n_head_kv as u32, hd as u32);
         let attn_params = gpu.uniform(&AttnParams {
             n_head: cfg.n_head as u32,
             n_head_kv: cfg.n_head_kv as u32,
@@ -240,6 +256,24 @@ impl Ops {
                 };
                 let (nq, nkv) = (cfg.n_head * hd, cfg.kv_dim());
                 let attn_in = Proj::stage(|width| match (&lw.qkv, width) {
+                    (Qkv::Fused(m), Some(t)) if rope_in_matvec(kv, m) => m.matvec_fused(
+                        gpu,
+                        &b.x,
+                        e_pad,
+                        Some(folded(&lw.attn_norm)),
+                        Outputs::Rope {
+                            q: &b.q,
+                            y_stride: q_pad,
+                            splits: [nq, nq + nkv],
+                            table: &cache.rope,
+                            rows: &b.rows,
+                            kc,
+                            vc,
+                            rope: &rope_params,
+                            step: &b.step,
+                        },
+                        t,
+                    ),
                     (Qkv::Fused(m), Some(t)) => m.matvec_fused(
                         gpu,
                         &b.x,
@@ -342,7 +376,14 @@ impl Ops {
                             b.rows.as_entire_binding(),
                         ],
                     ),
-                    attn_partial: attn(Kernel::AttnPartial { cache: kv }, &split),
+                    attn_partial: attn(
+                        Kernel::AttnPartial {
+                            cache: kv,
+                            head_dim: hd as u32,
+                            heads: attn_heads,
+                        },
+                        &split,
+                    ),
                     attn_combine: attn(Kernel::AttnCombine, &split),
                     wo: proj(&lw.wo, &b.att, q_pad, &b.x, e_pad, true),
                     ffn_in,
@@ -392,6 +433,7 @@ impl Ops {
             argmax,
             topk,
             n_head: cfg.n_head as u32,
+            attn_groups: cfg.n_head as u32 / attn_heads,
             ff_pad: ff_pad as u32,
         }
     }
@@ -409,7 +451,18 @@ impl Ops {
             for d in l.attn_in.for_tokens(t) {
                 v.push((d, self.proj_groups(d, t)));
             }
-            v.push((&l.rope_kv, [l.rope_kv.groups[0], t as u32, 1]));
+            let rope_done = l.attn_in.for_tokens(t).iter().any(|d| {
+                matches!(
+                    d.kernel,
+                    Kernel::Matvec {
+                        out: MatvecOut::Rope,
+                        ..
+                    }
+                )
+            });
+            if !rope_done {
+                v.push((&l.rope_kv, [l.rope_kv.groups[0], t as u32, 1]));
+            }
             if s.chunk > 0 {
                 v.push((
                     &l.attn_tile,
@@ -417,7 +470,7 @@ impl Ops {
                 ));
             }
             if decode > 0 {
-                v.push((&l.attn_partial, [s.n_chunks, self.n_head, decode]));
+                v.push((&l.attn_partial, [s.n_chunks, self.attn_groups, decode]));
                 v.push((&l.attn_combine, [self.n_head, decode, 1]));
             }
             for d in l.wo.for_tokens(t) {
