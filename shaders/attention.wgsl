@@ -49,9 +49,14 @@ struct Step {
 var<workgroup> q_sh: array<vec2<f32>, HEADS * HEAD_DIM / 2u>;
 var<workgroup> p_sh: array<f32, HEADS * CHUNK>;  // [head][position]; reused for the V partial sums
 
-// Element j of a per-head array, NEG_BIG past the last head (vec4 batches).
-fn head_or_neg(a: ptr<function, array<f32, HEADS>>, j: u32) -> f32 {
-    return select(NEG_BIG, (*a)[min(j, HEADS - 1u)], j < HEADS);
+// Elements j0..j0+3 of a per-head array for the four-lane reductions, `fill`
+// past the last head (the reduction's identity: NEG_BIG for max, 0 for sums).
+fn heads4(a: ptr<function, array<f32, HEADS>>, j0: u32, fill: f32) -> vec4<f32> {
+    var v = vec4<f32>(fill);
+    for (var t = 0u; t < 4u; t = t + 1u) {
+        v[t] = select(fill, (*a)[min(j0 + t, HEADS - 1u)], j0 + t < HEADS);
+    }
+    return v;
 }
 
 @compute @workgroup_size(WG)
@@ -99,8 +104,7 @@ fn partial(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg:
     var m: array<f32, HEADS>;
     var l: array<f32, HEADS>;
     for (var j0 = 0u; j0 < HEADS; j0 = j0 + 4u) {
-        let m4 = group_max4(vec4<f32>(head_or_neg(&m_loc, j0), head_or_neg(&m_loc, j0 + 1u),
-                                      head_or_neg(&m_loc, j0 + 2u), head_or_neg(&m_loc, j0 + 3u)), lid);
+        let m4 = group_max4(heads4(&m_loc, j0, NEG_BIG), lid);
         for (var t = 0u; t < 4u && j0 + t < HEADS; t = t + 1u) {
             m[j0 + t] = m4[t];
         }
@@ -114,11 +118,7 @@ fn partial(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg:
         }
     }
     for (var j0 = 0u; j0 < HEADS; j0 = j0 + 4u) {
-        // Zero past the last head: l_loc's unused lanes.
-        let v = vec4<f32>(l_loc[j0], select(0.0, l_loc[min(j0 + 1u, HEADS - 1u)], j0 + 1u < HEADS),
-                          select(0.0, l_loc[min(j0 + 2u, HEADS - 1u)], j0 + 2u < HEADS),
-                          select(0.0, l_loc[min(j0 + 3u, HEADS - 1u)], j0 + 3u < HEADS));
-        let l4 = group_sum4(v, lid); // its barriers also publish p_sh
+        let l4 = group_sum4(heads4(&l_loc, j0, 0.0), lid); // its barriers also publish p_sh
         for (var t = 0u; t < 4u && j0 + t < HEADS; t = t + 1u) {
             l[j0 + t] = l4[t];
         }

@@ -3,26 +3,11 @@
 // Every invocation of the workgroup must call these (they contain barriers);
 // every invocation gets its group's result.
 
-var<workgroup> red: array<f32, WG>;
 var<workgroup> red4: array<vec4<f32>, WG>;
 
 // The scalar sum is the first lane of the four-lane one: one code path.
 fn group_sum(v: f32, lid: u32) -> f32 {
     return group_sum4(vec4<f32>(v, 0.0, 0.0, 0.0), lid).x;
-}
-
-fn group_max(v: f32, lid: u32) -> f32 {
-    workgroupBarrier();
-    red[lid] = v;
-    let lane = lid % GROUP;
-    for (var s = GROUP / 2u; s > 0u; s = s / 2u) {
-        workgroupBarrier();
-        if (lane < s) {
-            red[lid] = max(red[lid], red[lid + s]);
-        }
-    }
-    workgroupBarrier();
-    return red[lid - lane];
 }
 
 // Four independent sums at once (the matvec's rows): one set of barriers.

@@ -7,31 +7,11 @@
 // Every invocation of the workgroup must call these (they contain barriers);
 // every invocation gets its group's result.
 
-var<workgroup> red: array<f32, WG>;
 var<workgroup> red4: array<vec4<f32>, WG>;
 
 // The scalar sum is the first lane of the four-lane one: one code path.
 fn group_sum(v: f32, lid: u32) -> f32 {
     return group_sum4(vec4<f32>(v, 0.0, 0.0, 0.0), lid).x;
-}
-
-fn group_max(v: f32, lid: u32) -> f32 {
-    let sg = subgroupAdd(1u);
-    var s = v;
-    for (var off = GROUP / 2u; off > 0u; off = off / 2u) {
-        let o = subgroupShuffleXor(s, off & (sg - 1u));
-        s = max(s, select(s, o, off < sg));
-    }
-    let width = min(GROUP, sg);
-    workgroupBarrier();
-    red[lid] = s;
-    workgroupBarrier();
-    let first = lid - lid % GROUP;
-    var t = NEG_BIG;
-    for (var i = 0u; i < GROUP; i = i + width) {
-        t = max(t, red[first + i]);
-    }
-    return t;
 }
 
 // Four independent sums at once (the matvec's rows): one set of shuffles and barriers.

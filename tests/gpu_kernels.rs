@@ -85,10 +85,11 @@ fn check_matvec(
     }
 }
 
-/// Every type and shape under every matvec tuning (rows per group 1, 2, 4;
-/// narrow and wide groups): 37 rows leave a partial row group for each.
+/// Every type and shape under every adapter's default matvec tuning
+/// (`Tuning::for_adapter`: 1 x 64, 2 x 64, 2 x 16, 4 x 32, 4 x 8) and a
+/// narrow single-row one: 37 rows leave a partial row group for each.
 fn matvec_all_types(portable: bool) {
-    for (rows_per_group, max_group) in [(1, 64), (2, 64), (4, 8), (4, 64), (1, 8)] {
+    for (rows_per_group, max_group) in [(1, 64), (2, 64), (2, 16), (4, 32), (4, 8), (1, 8)] {
         let gpu = common::gpu_with(GpuOptions {
             no_f16: portable,
             no_subgroups: portable,

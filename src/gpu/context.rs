@@ -49,33 +49,62 @@ pub struct Tuning {
     pub multi_tokens: u32,
 }
 
+/// PCI vendor ids (Vulkan, DX12 and GL report these; Metal reports Apple's).
+const VENDOR_NVIDIA: u32 = 0x10de;
+const VENDOR_AMD: u32 = 0x1002;
+const VENDOR_INTEL: u32 = 0x8086;
+const VENDOR_APPLE: u32 = 0x106b;
+
 impl Tuning {
+    /// The starting point for an adapter, by device type and vendor, with
+    /// the name it is logged under. `--matvec-rows` and the other overrides
+    /// apply on top; scripts/gpu-check.sh sweeps them on a real GPU.
+    ///
     /// CPU adapters (lavapipe, SwiftShader) run a subgroup as one SIMD
     /// instruction stream and turn each storage or workgroup-memory load
     /// into a loop over the lanes, so what counts is loaded values per
     /// multiply-add: four matvec rows share each load of x in narrow, full
     /// groups (2.3x faster decode on lavapipe than one row per group of 16),
     /// and a 16 x 16 matmul register tile halves the loads per multiply-add
-    /// of the 8 x 8 one. GPUs keep one matvec row per group and wide groups,
-    /// so that even a 576-row matrix spreads over many cores, and the 8 x 8
-    /// tile, whose 64 accumulators fit in registers.
-    pub fn for_device(t: wgpu::DeviceType) -> Self {
-        if t == wgpu::DeviceType::Cpu {
-            Tuning {
+    /// of the 8 x 8 one (both measured, docs/benchmarks.md).
+    ///
+    /// GPUs keep the 8 x 8 tile, whose 64 accumulators fit in registers, and
+    /// take rows per matvec group from what llama.cpp's backends use per
+    /// vendor (not yet measured here on those GPUs): one row per wide group
+    /// on NVIDIA and RDNA (Vulkan's `rm_stdq = 1`), so that even a 576-row
+    /// matrix spreads over many cores; two on Intel and on AMD GCN (wave64
+    /// only: subgroup sizes 64..64), as its `rm_stdq = 2`, with Intel's
+    /// groups of 16 (its subgroup width there); four rows per 32-wide group
+    /// on Apple, as ggml-metal's matvec gives each simdgroup four rows.
+    pub fn for_adapter(info: &wgpu::AdapterInfo) -> (Self, &'static str) {
+        let gpu = |matvec_rows, matvec_max_group| Tuning {
+            matvec_rows,
+            matvec_max_group,
+            matmul_regs: 8,
+            multi_rows: 1,
+            multi_tokens: 16,
+        };
+        if info.device_type == wgpu::DeviceType::Cpu {
+            let cpu = Tuning {
                 matvec_rows: 4,
                 matvec_max_group: 8,
                 matmul_regs: 16,
                 multi_rows: 8,
                 multi_tokens: 4,
+            };
+            return (cpu, "cpu");
+        }
+        match info.vendor & 0xffff {
+            VENDOR_NVIDIA => (gpu(1, 64), "nvidia"),
+            VENDOR_AMD if info.subgroup_min_size == 64 => (gpu(2, 64), "amd-gcn"),
+            VENDOR_AMD => (gpu(1, 64), "amd"),
+            VENDOR_INTEL => (gpu(2, 16), "intel"),
+            _ if info.vendor == VENDOR_APPLE
+                || (info.backend == wgpu::Backend::Metal && info.name.starts_with("Apple")) =>
+            {
+                (gpu(4, 32), "apple")
             }
-        } else {
-            Tuning {
-                matvec_rows: 1,
-                matvec_max_group: 64,
-                matmul_regs: 8,
-                multi_rows: 1,
-                multi_tokens: 16,
-            }
+            _ => (gpu(1, 64), "gpu"),
         }
     }
 }
@@ -286,7 +315,7 @@ impl Gpu {
         if let Some(m) = opts.max_binding_override {
             max_binding = max_binding.min(m);
         }
-        let mut tuning = Tuning::for_device(info.device_type);
+        let (mut tuning, profile) = Tuning::for_adapter(&info);
         match opts.matvec_rows {
             Some(r @ (1 | 2 | 4)) => tuning.matvec_rows = r,
             Some(r) => bail!("--matvec-rows must be 1, 2 or 4, got {r}"),
@@ -320,6 +349,25 @@ impl Gpu {
             features.shader_f16,
             features.subgroups,
             features.timestamps
+        );
+        let overridden = [
+            opts.matvec_rows,
+            opts.matvec_group,
+            opts.matmul_regs,
+            opts.multi_rows,
+            opts.multi_tokens,
+        ]
+        .iter()
+        .any(Option::is_some);
+        tracing::info!(
+            "tuning: {profile}{}: matvec {} row(s) per group of up to {}, matmul {}x{} per invocation, few-token matvec {} row(s), up to {} tokens a dispatch",
+            if overridden { " with overrides" } else { "" },
+            tuning.matvec_rows,
+            tuning.matvec_max_group,
+            tuning.matmul_regs,
+            tuning.matmul_regs,
+            tuning.multi_rows,
+            tuning.multi_tokens
         );
         Ok(Arc::new(Gpu {
             device,
@@ -359,5 +407,65 @@ impl Gpu {
             Some(msg) => bail!("GPU error: {msg}"),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adapter(
+        t: wgpu::DeviceType,
+        backend: wgpu::Backend,
+        vendor: u32,
+        name: &str,
+    ) -> wgpu::AdapterInfo {
+        let mut info = wgpu::AdapterInfo::new(t, backend);
+        info.vendor = vendor;
+        info.name = name.into();
+        info
+    }
+
+    #[test]
+    fn tuning_follows_device_type_then_vendor() {
+        use wgpu::{Backend::*, DeviceType::*};
+        let pick = |info: &wgpu::AdapterInfo| {
+            let (t, name) = Tuning::for_adapter(info);
+            (name, t.matvec_rows, t.matvec_max_group, t.matmul_regs)
+        };
+        // lavapipe reports Mesa's vendor id; the device type decides.
+        assert_eq!(
+            pick(&adapter(Cpu, Vulkan, 0x10005, "llvmpipe")),
+            ("cpu", 4, 8, 16)
+        );
+        assert_eq!(
+            pick(&adapter(DiscreteGpu, Vulkan, 0x10de, "H200")),
+            ("nvidia", 1, 64, 8)
+        );
+        let mut gcn = adapter(DiscreteGpu, Vulkan, 0x1002, "Radeon VII");
+        gcn.subgroup_min_size = 64;
+        gcn.subgroup_max_size = 64;
+        assert_eq!(pick(&gcn), ("amd-gcn", 2, 64, 8));
+        let mut rdna = adapter(DiscreteGpu, Vulkan, 0x1002, "RX 7900");
+        rdna.subgroup_min_size = 32;
+        rdna.subgroup_max_size = 64;
+        assert_eq!(pick(&rdna), ("amd", 1, 64, 8));
+        assert_eq!(
+            pick(&adapter(IntegratedGpu, Dx12, 0x8086, "Arc")),
+            ("intel", 2, 16, 8)
+        );
+        assert_eq!(
+            pick(&adapter(IntegratedGpu, Metal, 0, "Apple M2")),
+            ("apple", 4, 32, 8)
+        );
+        // An AMD GPU in an Intel Mac is not Apple's.
+        assert_eq!(
+            pick(&adapter(DiscreteGpu, Metal, 0, "AMD Radeon Pro 5500M")).0,
+            "gpu"
+        );
+        assert_eq!(
+            pick(&adapter(IntegratedGpu, Vulkan, 0x5143, "Adreno")).0,
+            "gpu"
+        );
     }
 }

@@ -514,8 +514,16 @@ impl Kernel {
                         out: MatvecOut::One,
                     });
                 }
-                // The fused variants, at the GPU and CPU-adapter tunings.
-                for (group, rows, tokens) in [(64, 1, 1), (8, 4, 1), (64, 1, 16), (8, 8, 4)] {
+                // The fused variants, at every adapter's default tuning.
+                for (group, rows, tokens) in [
+                    (64, 1, 1),
+                    (64, 2, 1),
+                    (16, 2, 1),
+                    (32, 4, 1),
+                    (8, 4, 1),
+                    (64, 1, 16),
+                    (8, 8, 4),
+                ] {
                     for (norm, o) in [
                         (true, MatvecOut::Split3),
                         (true, MatvecOut::Glu),
