@@ -82,6 +82,8 @@ pub struct BenchRow {
     pub backend: String,
     pub adapter: String,
     pub driver: String,
+    /// The kernel tuning in use (adapter default plus any overrides).
+    pub tuning: crate::gpu::Tuning,
     pub test: String,
     pub n_prompt: usize,
     pub n_gen: usize,
@@ -312,6 +314,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 driver: format!("{} {}", gpu.info.driver, gpu.info.driver_info)
                     .trim()
                     .to_string(),
+                tuning: gpu.tuning,
                 test: test.clone(),
                 n_prompt: pp,
                 n_gen: tg,

@@ -35,6 +35,9 @@ pub struct GpuOptions {
 /// register tile of the workgroup's 64 x 64.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Tuning {
+    /// Which adapter default this started from (`Tuning::for_adapter`):
+    /// cpu, nvidia, amd-gcn, amd, intel, apple or gpu.
+    pub profile: &'static str,
     /// 1, 2 or 4.
     pub matvec_rows: u32,
     /// 8, 16, 32 or 64.
@@ -76,8 +79,9 @@ impl Tuning {
     /// only: subgroup sizes 64..64), as its `rm_stdq = 2`, with Intel's
     /// groups of 16 (its subgroup width there); four rows per 32-wide group
     /// on Apple, as ggml-metal's matvec gives each simdgroup four rows.
-    pub fn for_adapter(info: &wgpu::AdapterInfo) -> (Self, &'static str) {
-        let gpu = |matvec_rows, matvec_max_group| Tuning {
+    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Self {
+        let gpu = |profile, matvec_rows, matvec_max_group| Tuning {
+            profile,
             matvec_rows,
             matvec_max_group,
             matmul_regs: 8,
@@ -85,26 +89,26 @@ impl Tuning {
             multi_tokens: 16,
         };
         if info.device_type == wgpu::DeviceType::Cpu {
-            let cpu = Tuning {
+            return Tuning {
+                profile: "cpu",
                 matvec_rows: 4,
                 matvec_max_group: 8,
                 matmul_regs: 16,
                 multi_rows: 8,
                 multi_tokens: 4,
             };
-            return (cpu, "cpu");
         }
         match info.vendor & 0xffff {
-            VENDOR_NVIDIA => (gpu(1, 64), "nvidia"),
-            VENDOR_AMD if info.subgroup_min_size == 64 => (gpu(2, 64), "amd-gcn"),
-            VENDOR_AMD => (gpu(1, 64), "amd"),
-            VENDOR_INTEL => (gpu(2, 16), "intel"),
+            VENDOR_NVIDIA => gpu("nvidia", 1, 64),
+            VENDOR_AMD if info.subgroup_min_size == 64 => gpu("amd-gcn", 2, 64),
+            VENDOR_AMD => gpu("amd", 1, 64),
+            VENDOR_INTEL => gpu("intel", 2, 16),
             _ if info.vendor == VENDOR_APPLE
                 || (info.backend == wgpu::Backend::Metal && info.name.starts_with("Apple")) =>
             {
-                (gpu(4, 32), "apple")
+                gpu("apple", 4, 32)
             }
-            _ => (gpu(1, 64), "gpu"),
+            _ => gpu("gpu", 1, 64),
         }
     }
 }
@@ -315,7 +319,7 @@ impl Gpu {
         if let Some(m) = opts.max_binding_override {
             max_binding = max_binding.min(m);
         }
-        let (mut tuning, profile) = Tuning::for_adapter(&info);
+        let mut tuning = Tuning::for_adapter(&info);
         match opts.matvec_rows {
             Some(r @ (1 | 2 | 4)) => tuning.matvec_rows = r,
             Some(r) => bail!("--matvec-rows must be 1, 2 or 4, got {r}"),
@@ -360,7 +364,8 @@ impl Gpu {
         .iter()
         .any(Option::is_some);
         tracing::info!(
-            "tuning: {profile}{}: matvec {} row(s) per group of up to {}, matmul {}x{} per invocation, few-token matvec {} row(s), up to {} tokens a dispatch",
+            "tuning: {}{}: matvec {} row(s) per group of up to {}, matmul {}x{} per invocation, few-token matvec {} row(s), up to {} tokens a dispatch",
+            tuning.profile,
             if overridden { " with overrides" } else { "" },
             tuning.matvec_rows,
             tuning.matvec_max_group,
@@ -430,8 +435,8 @@ mod tests {
     fn tuning_follows_device_type_then_vendor() {
         use wgpu::{Backend::*, DeviceType::*};
         let pick = |info: &wgpu::AdapterInfo| {
-            let (t, name) = Tuning::for_adapter(info);
-            (name, t.matvec_rows, t.matvec_max_group, t.matmul_regs)
+            let t = Tuning::for_adapter(info);
+            (t.profile, t.matvec_rows, t.matvec_max_group, t.matmul_regs)
         };
         // lavapipe reports Mesa's vendor id; the device type decides.
         assert_eq!(
