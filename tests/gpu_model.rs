@@ -423,3 +423,48 @@ fn pipelined_greedy_matches_step_by_step_greedy() {
     assert_eq!(next, a.forward_greedy(None).unwrap());
     assert_eq!(b.forward(1).unwrap(), a.forward(1).unwrap());
 }
+
+/// Sampled decoding's overlap (the step for a token submitted before the
+/// CPU streams it, read back afterwards) gives exactly the top-k and logits
+/// of the blocking calls; a discarded step gives its position back; nothing
+/// else runs over a submitted step.
+#[test]
+fn submitted_decode_steps_match_blocking_ones() {
+    use llama_wgpu::gpu::{BatchOutput, Output};
+    let shape = LlamaShape::tiny();
+    let g = Gguf::from_bytes(synthetic_gguf(&shape, TensorType::Q4_K, 37).unwrap()).unwrap();
+    let gpu = common::gpu(false);
+    let mut a = load_gpu(gpu.clone(), &g, 64);
+    let mut b = load_gpu(gpu, &g, 64);
+    let prompt = [5u32, 99, 400, 7];
+    a.prefill(&prompt, BatchOutput::None).unwrap();
+    b.prefill(&prompt, BatchOutput::None).unwrap();
+    let mut token = 11u32;
+    for i in 0..12 {
+        let p = b.decode_submit(token, BatchOutput::TopK(8)).unwrap();
+        assert!(
+            b.decode_submit(token, BatchOutput::TopK(8)).is_err(),
+            "one at a time"
+        );
+        assert!(b.forward(token).is_err(), "no step over a submitted one");
+        assert!(b.greedy_submit(Some(token)).is_err());
+        if i == 5 {
+            // Generation ended on `token`: its step is dropped.
+            b.decode_discard(p).unwrap();
+            assert_eq!(b.n_past(), a.n_past());
+            continue;
+        }
+        let want = a.forward_top_k(token, 8).unwrap();
+        let got = match b.decode_collect(p).unwrap() {
+            Output::TopK(t) => t,
+            other => panic!("top-k step returned {other:?}"),
+        };
+        assert_eq!(got, want, "step {i}");
+        assert_eq!(b.n_past(), a.n_past());
+        // The next input: a candidate other than the best, as sampling picks.
+        token = want[i % want.len()].0;
+    }
+    let p = b.decode_submit(token, BatchOutput::LastLogits).unwrap();
+    let got = b.decode_collect(p).unwrap().into_logits().unwrap();
+    assert_eq!(got, a.forward(token).unwrap());
+}

@@ -313,17 +313,34 @@ impl Engine {
             }
             generated.push(next);
             recent.push(next);
+            let last = opts.n_predict.is_some_and(|n| generated.len() >= n);
+            // Sampled decoding: the step for `next` runs on the GPU while
+            // the CPU streams and checks its text below.
+            let mut pending = None;
+            if !greedy_on_gpu && !last && make_room(&mut self.model, opts, &mut shifts)? {
+                let out = match readback(&sampler, &recent, opts) {
+                    BatchOutput::TopK(k) => BatchOutput::TopK(k),
+                    _ => BatchOutput::LastLogits,
+                };
+                pending = Some(self.model.decode_submit(next, out)?);
+            }
             let (out, hit) = stop.push(&stream.push(next));
             text.push_str(&out);
             let keep_going = out.is_empty() || on_text(&out);
-            if hit {
-                break StopReason::StopString;
-            }
-            if !keep_going {
-                break StopReason::Interrupted;
-            }
-            if opts.n_predict.is_some_and(|n| generated.len() >= n) {
-                break StopReason::Length;
+            let stopped = if hit {
+                Some(StopReason::StopString)
+            } else if !keep_going {
+                Some(StopReason::Interrupted)
+            } else if last {
+                Some(StopReason::Length)
+            } else {
+                None
+            };
+            if let Some(reason) = stopped {
+                if let Some(p) = pending {
+                    self.model.decode_discard(p)?;
+                }
+                break reason;
             }
             next = if greedy_on_gpu {
                 if self.model.greedy_in_flight() == 0 {
@@ -331,13 +348,10 @@ impl Engine {
                 }
                 self.model.greedy_collect()?
             } else {
-                if !make_room(&mut self.model, opts, &mut shifts)? {
+                let Some(p) = pending else {
                     break StopReason::ContextFull;
-                }
-                let out = match readback(&sampler, &recent, opts) {
-                    BatchOutput::TopK(k) => Output::TopK(self.model.forward_top_k(next, k)?),
-                    _ => Output::Logits(self.model.forward(next)?),
                 };
+                let out = self.model.decode_collect(p)?;
                 choose(&mut sampler, out, &recent, opts, &mut top_logits)?
             };
             steps += 1;

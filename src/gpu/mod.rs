@@ -11,5 +11,5 @@ pub use context::{list_adapters, AdapterSummary, Gpu, GpuFeatures, GpuOptions, T
 pub use kernels::{parse_cache_type, CacheTypes};
 pub use model::{
     estimate_bytes, BatchOutput, ChunkInput, ContextOptions, DecodeInput, GpuModel, LoadOptions,
-    Output, Profile, StepInput, StepOutput, TokenSource, DEFAULT_BATCH, MAX_TOP_K,
+    Output, PendingDecode, Profile, StepInput, StepOutput, TokenSource, DEFAULT_BATCH, MAX_TOP_K,
 };

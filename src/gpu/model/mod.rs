@@ -34,6 +34,7 @@ use crate::model::{LlamaConfig, ModelWeights, RopeOverrides, Weight};
 use buffers::{step_bytes, StepBuffers, MULTI_MAX};
 use kv_cache::KvCache;
 use ops::Ops;
+pub use pipeline::PendingDecode;
 pub use profile::Profile;
 pub use step::{ChunkInput, DecodeInput, StepInput, StepOutput, TokenSource};
 use weights::GpuWeights;
@@ -97,6 +98,8 @@ pub struct GpuModel {
     in_flight: std::collections::VecDeque<pipeline::Pending>,
     /// The greedy staging buffer the next pipelined step uses.
     next_staging: usize,
+    /// A step from `decode_submit` is on the GPU, not yet collected.
+    step_pending: bool,
     /// Bytes of weights on the GPU.
     pub weight_bytes: u64,
     pub kv_bytes: u64,
@@ -250,6 +253,7 @@ impl GpuModel {
                 n_past: 0,
                 in_flight: Default::default(),
                 next_staging: 0,
+                step_pending: false,
                 weight_bytes,
                 kv_bytes,
                 embd_bytes,
@@ -320,8 +324,8 @@ impl GpuModel {
         if slot >= self.n_slots {
             bail!("context shift: slot {slot} of {}", self.n_slots);
         }
-        if self.greedy_in_flight() > 0 {
-            bail!("context shift while a pipelined greedy step is in flight");
+        if self.greedy_in_flight() > 0 || self.step_pending {
+            bail!("context shift while a pipelined step is in flight");
         }
         self.cache
             .shift(&self.gpu, &self.cfg, slot, n_past, keep, discard)

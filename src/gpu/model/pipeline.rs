@@ -5,13 +5,23 @@
 //! two small staging buffers, alternately. A step submitted past the end of
 //! generation is discarded (`greedy_discard`), which also rewinds the
 //! position it took.
+//!
+//! Sampled decoding cannot run ahead (the next input is chosen on the CPU
+//! from this step's candidates), but it overlaps the other way: the step for
+//! a sampled token is submitted before that token is detokenized, streamed
+//! and checked against the stop strings (`decode_submit`, then
+//! `decode_collect`, or `decode_discard` when the token ended generation).
 
 use std::sync::mpsc::Receiver;
 
 use anyhow::{anyhow, bail, Result};
 
-use super::step::TokenSource;
-use super::GpuModel;
+use super::step::{DecodeInput, StepInput, SubmittedStep, TokenSource};
+use super::{BatchOutput, GpuModel, Output};
+
+/// A sampled-decoding step of slot 0 on the GPU, not yet read back
+/// ([`GpuModel::decode_submit`]).
+pub struct PendingDecode(SubmittedStep);
 
 /// A submitted greedy step whose id is not read yet.
 pub(crate) struct Pending {
@@ -34,6 +44,9 @@ impl GpuModel {
     /// argmax of the step before (the previous `prefill_greedy`,
     /// `forward_greedy` or `greedy_submit`). At most two are in flight.
     pub fn greedy_submit(&mut self, token: Option<u32>) -> Result<()> {
+        if self.step_pending {
+            bail!("a decode step is submitted and not collected");
+        }
         if self.in_flight.len() >= DEPTH {
             bail!("{DEPTH} pipelined greedy steps are already in flight");
         }
@@ -96,5 +109,47 @@ impl GpuModel {
         };
         buf.unmap();
         Ok(id)
+    }
+
+    /// Submits one decode step of slot 0 for `token` (its output: `TopK`
+    /// or `LastLogits`) and returns without waiting. Until it is collected
+    /// or discarded, no other step may run.
+    pub fn decode_submit(&mut self, token: u32, out: BatchOutput) -> Result<PendingDecode> {
+        if self.step_pending {
+            bail!("a decode step is already submitted (collect or discard it first)");
+        }
+        let d = [DecodeInput {
+            slot: 0,
+            pos: self.n_past,
+            token: TokenSource::Id(token),
+            out,
+        }];
+        let sub = self.submit_step(
+            &StepInput {
+                chunk: None,
+                decode: &d,
+            },
+            None,
+        )?;
+        self.n_past += 1;
+        self.step_pending = true;
+        Ok(PendingDecode(sub))
+    }
+
+    /// Waits for a step from [`Self::decode_submit`] and returns its output.
+    pub fn decode_collect(&mut self, p: PendingDecode) -> Result<Output> {
+        self.step_pending = false;
+        let out = self.collect_step(p.0)?;
+        Ok(out.decode.into_iter().next().expect("one decode row"))
+    }
+
+    /// Drops a submitted step (generation ended on its input token) and
+    /// rewinds slot 0's position: its cache entry lies past the position
+    /// again and is overwritten by a later step.
+    pub fn decode_discard(&mut self, p: PendingDecode) -> Result<()> {
+        self.step_pending = false;
+        self.collect_step(p.0)?;
+        self.n_past -= 1;
+        Ok(())
     }
 }

@@ -87,6 +87,18 @@ pub(crate) enum Op<'a> {
 }
 
 /// A recorded step: its commands and how to read its outputs back.
+/// A step on the GPU whose output has not been read back
+/// ([`GpuModel::submit_step`]).
+pub(crate) struct SubmittedStep {
+    reads: Vec<(Want, u64)>,
+    staging_bytes: u64,
+    chunk_rows: usize,
+    /// The chunk reads one head row (not all its logits).
+    chunk_one: bool,
+    /// Per decode row: whether it reads anything back.
+    decode_wants: Vec<bool>,
+}
+
 struct Plan<'a> {
     ops: Vec<Op<'a>>,
     /// Per head row: what it wants, and where in the staging buffer its bytes land.
@@ -408,8 +420,24 @@ impl GpuModel {
         s: &StepInput,
         profile: Option<&mut Profile>,
     ) -> Result<StepOutput> {
+        let sub = self.submit_step(s, profile)?;
+        self.collect_step(sub)
+    }
+
+    /// Plans and submits a step without waiting for it: what
+    /// [`Self::collect_step`] needs to read its output back. The CPU may
+    /// work while the GPU runs; nothing else may use the step buffers until
+    /// it is collected.
+    pub(super) fn submit_step(
+        &mut self,
+        s: &StepInput,
+        profile: Option<&mut Profile>,
+    ) -> Result<SubmittedStep> {
         if self.greedy_in_flight() > 0 {
             bail!("a pipelined greedy step is still in flight (collect or discard it first)");
+        }
+        if self.step_pending {
+            bail!("a submitted decode step is not collected yet");
         }
         let plan = self.plan(s, &self.bufs.staging)?;
         match profile {
@@ -418,8 +446,23 @@ impl GpuModel {
                 self.submit(&plan.ops);
             }
         }
-        let raw = if plan.staging_bytes > 0 {
-            map_read(&self.gpu, &self.bufs.staging, plan.staging_bytes)?
+        Ok(SubmittedStep {
+            reads: plan.reads,
+            staging_bytes: plan.staging_bytes,
+            chunk_rows: plan.chunk_rows,
+            chunk_one: s.chunk.is_some_and(|c| c.out != BatchOutput::AllLogits),
+            decode_wants: s
+                .decode
+                .iter()
+                .map(|d| d.out != BatchOutput::None)
+                .collect(),
+        })
+    }
+
+    /// Waits for a submitted step and parses what it read back.
+    pub(super) fn collect_step(&self, sub: SubmittedStep) -> Result<StepOutput> {
+        let raw = if sub.staging_bytes > 0 {
+            map_read(&self.gpu, &self.bufs.staging, sub.staging_bytes)?
         } else {
             Vec::new()
         };
@@ -460,10 +503,10 @@ impl GpuModel {
                 }
             }
         };
-        let mut reads = plan.reads.into_iter();
-        let chunk = match plan.chunk_rows {
+        let mut reads = sub.reads.into_iter();
+        let chunk = match sub.chunk_rows {
             0 => Output::Nothing,
-            1 if s.chunk.is_some_and(|c| c.out != BatchOutput::AllLogits) => {
+            1 if sub.chunk_one => {
                 let (w, at) = reads.next().expect("a read per head row");
                 parse(w, at)?
             }
@@ -475,9 +518,9 @@ impl GpuModel {
                 Output::Logits(all)
             }
         };
-        let mut decode = Vec::with_capacity(s.decode.len());
-        for d in s.decode {
-            decode.push(if d.out == BatchOutput::None {
+        let mut decode = Vec::with_capacity(sub.decode_wants.len());
+        for wants in sub.decode_wants {
+            decode.push(if !wants {
                 Output::Nothing
             } else {
                 let (w, at) = reads.next().expect("a read per head row");
