@@ -13,6 +13,15 @@ fn load_gpu(gpu: std::sync::Arc<Gpu>, g: &Gguf, n_ctx: usize) -> GpuModel {
     GpuModel::load(gpu, g, &LoadOptions::new(n_ctx), &|_, _| {}).unwrap()
 }
 
+/// Two GPU models of the same tiny Q4_K file (context 64): one driven by
+/// the blocking calls, one by the pipelined ones.
+fn tiny_q4_k_twins(seed: u64) -> (GpuModel, GpuModel) {
+    let g = Gguf::from_bytes(synthetic_gguf(&LlamaShape::tiny(), TensorType::Q4_K, seed).unwrap())
+        .unwrap();
+    let gpu = common::gpu(false);
+    (load_gpu(gpu.clone(), &g, 64), load_gpu(gpu, &g, 64))
+}
+
 /// Gap between the best and second-best logit.
 fn top2_gap(l: &[f32]) -> f32 {
     let best = argmax(l) as usize;
@@ -392,11 +401,7 @@ fn layers_of_mixed_types_keep_separate_products_and_match_cpu() {
 /// discarded step gives its position back.
 #[test]
 fn pipelined_greedy_matches_step_by_step_greedy() {
-    let shape = LlamaShape::tiny();
-    let g = Gguf::from_bytes(synthetic_gguf(&shape, TensorType::Q4_K, 31).unwrap()).unwrap();
-    let gpu = common::gpu(false);
-    let mut a = load_gpu(gpu.clone(), &g, 64);
-    let mut b = load_gpu(gpu, &g, 64);
+    let (mut a, mut b) = tiny_q4_k_twins(31);
     let prompt = [5u32, 99, 400, 7];
     let mut want = vec![a.prefill_greedy(&prompt).unwrap()];
     for _ in 0..20 {
@@ -431,11 +436,7 @@ fn pipelined_greedy_matches_step_by_step_greedy() {
 #[test]
 fn submitted_decode_steps_match_blocking_ones() {
     use llama_wgpu::gpu::{BatchOutput, Output};
-    let shape = LlamaShape::tiny();
-    let g = Gguf::from_bytes(synthetic_gguf(&shape, TensorType::Q4_K, 37).unwrap()).unwrap();
-    let gpu = common::gpu(false);
-    let mut a = load_gpu(gpu.clone(), &g, 64);
-    let mut b = load_gpu(gpu, &g, 64);
+    let (mut a, mut b) = tiny_q4_k_twins(37);
     let prompt = [5u32, 99, 400, 7];
     a.prefill(&prompt, BatchOutput::None).unwrap();
     b.prefill(&prompt, BatchOutput::None).unwrap();

@@ -318,10 +318,7 @@ impl Engine {
             // the CPU streams and checks its text below.
             let mut pending = None;
             if !greedy_on_gpu && !last && make_room(&mut self.model, opts, &mut shifts)? {
-                let out = match readback(&sampler, &recent, opts) {
-                    BatchOutput::TopK(k) => BatchOutput::TopK(k),
-                    _ => BatchOutput::LastLogits,
-                };
+                let out = readback(&sampler, &recent, opts);
                 pending = Some(self.model.decode_submit(next, out)?);
             }
             let (out, hit) = stop.push(&stream.push(next));

@@ -319,7 +319,8 @@ impl Gpu {
         if let Some(m) = opts.max_binding_override {
             max_binding = max_binding.min(m);
         }
-        let mut tuning = Tuning::for_adapter(&info);
+        let default = Tuning::for_adapter(&info);
+        let mut tuning = default;
         match opts.matvec_rows {
             Some(r @ (1 | 2 | 4)) => tuning.matvec_rows = r,
             Some(r) => bail!("--matvec-rows must be 1, 2 or 4, got {r}"),
@@ -354,19 +355,10 @@ impl Gpu {
             features.subgroups,
             features.timestamps
         );
-        let overridden = [
-            opts.matvec_rows,
-            opts.matvec_group,
-            opts.matmul_regs,
-            opts.multi_rows,
-            opts.multi_tokens,
-        ]
-        .iter()
-        .any(Option::is_some);
         tracing::info!(
             "tuning: {}{}: matvec {} row(s) per group of up to {}, matmul {}x{} per invocation, few-token matvec {} row(s), up to {} tokens a dispatch",
             tuning.profile,
-            if overridden { " with overrides" } else { "" },
+            if tuning != default { " with overrides" } else { "" },
             tuning.matvec_rows,
             tuning.matvec_max_group,
             tuning.matmul_regs,
@@ -419,58 +411,60 @@ impl Gpu {
 mod tests {
     use super::*;
 
-    fn adapter(
-        t: wgpu::DeviceType,
-        backend: wgpu::Backend,
-        vendor: u32,
-        name: &str,
-    ) -> wgpu::AdapterInfo {
-        let mut info = wgpu::AdapterInfo::new(t, backend);
-        info.vendor = vendor;
-        info.name = name.into();
-        info
-    }
-
     #[test]
     fn tuning_follows_device_type_then_vendor() {
         use wgpu::{Backend::*, DeviceType::*};
-        let pick = |info: &wgpu::AdapterInfo| {
-            let t = Tuning::for_adapter(info);
-            (t.profile, t.matvec_rows, t.matvec_max_group, t.matmul_regs)
-        };
-        // lavapipe reports Mesa's vendor id; the device type decides.
-        assert_eq!(
-            pick(&adapter(Cpu, Vulkan, 0x10005, "llvmpipe")),
-            ("cpu", 4, 8, 16)
-        );
-        assert_eq!(
-            pick(&adapter(DiscreteGpu, Vulkan, 0x10de, "H200")),
-            ("nvidia", 1, 64, 8)
-        );
-        let mut gcn = adapter(DiscreteGpu, Vulkan, 0x1002, "Radeon VII");
-        gcn.subgroup_min_size = 64;
-        gcn.subgroup_max_size = 64;
-        assert_eq!(pick(&gcn), ("amd-gcn", 2, 64, 8));
-        let mut rdna = adapter(DiscreteGpu, Vulkan, 0x1002, "RX 7900");
-        rdna.subgroup_min_size = 32;
-        rdna.subgroup_max_size = 64;
-        assert_eq!(pick(&rdna), ("amd", 1, 64, 8));
-        assert_eq!(
-            pick(&adapter(IntegratedGpu, Dx12, 0x8086, "Arc")),
-            ("intel", 2, 16, 8)
-        );
-        assert_eq!(
-            pick(&adapter(IntegratedGpu, Metal, 0, "Apple M2")),
-            ("apple", 4, 32, 8)
-        );
-        // An AMD GPU in an Intel Mac is not Apple's.
-        assert_eq!(
-            pick(&adapter(DiscreteGpu, Metal, 0, "AMD Radeon Pro 5500M")).0,
-            "gpu"
-        );
-        assert_eq!(
-            pick(&adapter(IntegratedGpu, Vulkan, 0x5143, "Adreno")).0,
-            "gpu"
-        );
+        // (device type, backend, vendor, name, subgroup sizes) -> (profile, matvec rows, group, matmul regs)
+        let cases = [
+            // lavapipe reports Mesa's vendor id; the device type decides.
+            (
+                (Cpu, Vulkan, 0x10005, "llvmpipe", (8, 8)),
+                ("cpu", 4, 8, 16),
+            ),
+            (
+                (DiscreteGpu, Vulkan, 0x10de, "H200", (32, 32)),
+                ("nvidia", 1, 64, 8),
+            ),
+            (
+                (DiscreteGpu, Vulkan, 0x1002, "Radeon VII", (64, 64)),
+                ("amd-gcn", 2, 64, 8),
+            ),
+            (
+                (DiscreteGpu, Vulkan, 0x1002, "RX 7900", (32, 64)),
+                ("amd", 1, 64, 8),
+            ),
+            (
+                (IntegratedGpu, Dx12, 0x8086, "Arc", (8, 32)),
+                ("intel", 2, 16, 8),
+            ),
+            (
+                (IntegratedGpu, Metal, 0, "Apple M2", (32, 32)),
+                ("apple", 4, 32, 8),
+            ),
+            // An AMD GPU in an Intel Mac is not Apple's.
+            (
+                (DiscreteGpu, Metal, 0, "AMD Radeon Pro 5500M", (32, 64)),
+                ("gpu", 1, 64, 8),
+            ),
+            (
+                (IntegratedGpu, Vulkan, 0x5143, "Adreno", (64, 128)),
+                ("gpu", 1, 64, 8),
+            ),
+        ];
+        for ((t, backend, vendor, name, (min, max)), want) in cases {
+            let mut info = wgpu::AdapterInfo::new(t, backend);
+            info.vendor = vendor;
+            info.name = name.into();
+            info.subgroup_min_size = min;
+            info.subgroup_max_size = max;
+            let got = Tuning::for_adapter(&info);
+            let got = (
+                got.profile,
+                got.matvec_rows,
+                got.matvec_max_group,
+                got.matmul_regs,
+            );
+            assert_eq!(got, want, "{name}");
+        }
     }
 }

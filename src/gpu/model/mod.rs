@@ -36,6 +36,7 @@ use kv_cache::KvCache;
 use ops::Ops;
 pub use pipeline::PendingDecode;
 pub use profile::Profile;
+use step::SubmittedStep;
 pub use step::{ChunkInput, DecodeInput, StepInput, StepOutput, TokenSource};
 use weights::GpuWeights;
 
@@ -343,6 +344,29 @@ impl GpuModel {
         self.n_past = self.n_past.min(n);
     }
 
+    /// Submits one decode token of slot 0 at its next position; the caller
+    /// takes the position (`n_past`) once the step is accepted.
+    fn submit1(
+        &mut self,
+        token: TokenSource,
+        out: BatchOutput,
+        profile: Option<&mut Profile>,
+    ) -> Result<SubmittedStep> {
+        let d = [DecodeInput {
+            slot: 0,
+            pos: self.n_past,
+            token,
+            out,
+        }];
+        self.submit_step(
+            &StepInput {
+                chunk: None,
+                decode: &d,
+            },
+            profile,
+        )
+    }
+
     /// One decode token on slot 0.
     fn decode1(
         &mut self,
@@ -350,21 +374,10 @@ impl GpuModel {
         out: BatchOutput,
         profile: Option<&mut Profile>,
     ) -> Result<Output> {
-        let d = [DecodeInput {
-            slot: 0,
-            pos: self.n_past,
-            token,
-            out,
-        }];
-        let o = self.run_step(
-            &StepInput {
-                chunk: None,
-                decode: &d,
-            },
-            profile,
-        )?;
+        let sub = self.submit1(token, out, profile)?;
+        let o = self.collect_step(sub)?;
         self.n_past += 1;
-        Ok(o.decode.into_iter().next().expect("one decode row"))
+        Ok(o.into_single_decode())
     }
 
     /// Runs one token and returns the logits (reads back the vocabulary's worth of floats).

@@ -16,7 +16,7 @@ use std::sync::mpsc::Receiver;
 
 use anyhow::{anyhow, bail, Result};
 
-use super::step::{DecodeInput, StepInput, SubmittedStep, TokenSource};
+use super::step::{SubmittedStep, TokenSource};
 use super::{BatchOutput, GpuModel, Output};
 
 /// A sampled-decoding step of slot 0 on the GPU, not yet read back
@@ -118,19 +118,7 @@ impl GpuModel {
         if self.step_pending {
             bail!("a decode step is already submitted (collect or discard it first)");
         }
-        let d = [DecodeInput {
-            slot: 0,
-            pos: self.n_past,
-            token: TokenSource::Id(token),
-            out,
-        }];
-        let sub = self.submit_step(
-            &StepInput {
-                chunk: None,
-                decode: &d,
-            },
-            None,
-        )?;
+        let sub = self.submit1(TokenSource::Id(token), out, None)?;
         self.n_past += 1;
         self.step_pending = true;
         Ok(PendingDecode(sub))
@@ -139,8 +127,7 @@ impl GpuModel {
     /// Waits for a step from [`Self::decode_submit`] and returns its output.
     pub fn decode_collect(&mut self, p: PendingDecode) -> Result<Output> {
         self.step_pending = false;
-        let out = self.collect_step(p.0)?;
-        Ok(out.decode.into_iter().next().expect("one decode row"))
+        Ok(self.collect_step(p.0)?.into_single_decode())
     }
 
     /// Drops a submitted step (generation ended on its input token) and

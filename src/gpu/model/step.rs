@@ -60,6 +60,13 @@ pub struct StepOutput {
     pub decode: Vec<Output>,
 }
 
+impl StepOutput {
+    /// The output of a step of one decode row and no chunk.
+    pub(crate) fn into_single_decode(self) -> Output {
+        self.decode.into_iter().next().expect("one decode row")
+    }
+}
+
 /// What a step reads back for one head row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Want {
@@ -86,7 +93,6 @@ pub(crate) enum Op<'a> {
     Copy(&'a wgpu::Buffer, u64, &'a wgpu::Buffer, u64, u64),
 }
 
-/// A recorded step: its commands and how to read its outputs back.
 /// A step on the GPU whose output has not been read back
 /// ([`GpuModel::submit_step`]).
 pub(crate) struct SubmittedStep {
@@ -99,6 +105,7 @@ pub(crate) struct SubmittedStep {
     decode_wants: Vec<bool>,
 }
 
+/// A recorded step: its commands and how to read its outputs back.
 struct Plan<'a> {
     ops: Vec<Op<'a>>,
     /// Per head row: what it wants, and where in the staging buffer its bytes land.
