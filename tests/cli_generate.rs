@@ -145,4 +145,6 @@ fn context_shift_generates_past_a_full_window() {
         shifts.len(),
         "{log}"
     );
+    // stderr is a pipe here: no terminal colour codes in the log.
+    assert!(!log.contains('\x1b'), "{log:?}");
 }

@@ -73,9 +73,14 @@ pub fn main() -> ExitCode {
         tracing_subscriber::EnvFilter::try_from_env("LLAMA_WGPU_LOG").unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new(format!("llama_wgpu={level},wgpu=error"))
         });
+    // Colours only for a person at a terminal: logs redirected to a file or
+    // a pipe (scripts, CI, `2>log`) stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
     let result = match &cli.command {
         Command::Info(a) => info::run(a),
