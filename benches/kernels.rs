@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use llama_wgpu::gpu::kernels::Dispatch;
 use llama_wgpu::gpu::layout::{GpuLayout, Packing};
-use llama_wgpu::gpu::weights::GpuMatrix;
+use llama_wgpu::gpu::weights::{GpuMatrix, TokenRows};
 use llama_wgpu::gpu::{Gpu, GpuOptions};
 use llama_wgpu::quant::{random_tensor, TensorType};
 use rand::SeedableRng;
@@ -101,7 +101,15 @@ fn main() -> anyhow::Result<()> {
             &gpu,
             &mats
                 .iter()
-                .map(|w| w.matmul(&gpu, &x, padded, &y, rows, false, tokens))
+                .map(|w| {
+                    w.matmul(
+                        &gpu,
+                        TokenRows::new(&x, padded),
+                        TokenRows::new(&y, rows),
+                        false,
+                        tokens,
+                    )
+                })
                 .collect::<Vec<_>>(),
             reps,
         );

@@ -7,7 +7,7 @@ use llama_wgpu::gpu::kernels::Kernel;
 use llama_wgpu::gpu::params::{
     AttnParams, CountParams, NormParams, RopeParams, RowMeta, Step, TopKParams,
 };
-use llama_wgpu::gpu::weights::GpuMatrix;
+use llama_wgpu::gpu::weights::{GpuMatrix, TokenRows};
 use llama_wgpu::gpu::{Gpu, GpuOptions};
 use llama_wgpu::model::cpu;
 use llama_wgpu::quant::{dequantize_to_vec, random_tensor, TensorType};
@@ -150,7 +150,13 @@ fn gpu_matmul(
         Some(y0) => gpu.storage_init("y", bytemuck::cast_slice(y0)),
         None => gpu.storage("y", (y_stride * n * 4) as u64),
     };
-    let d = m.matmul(gpu, &xb, stride, &yb, y_stride, y0.is_some(), n);
+    let d = m.matmul(
+        gpu,
+        TokenRows::new(&xb, stride),
+        TokenRows::new(&yb, y_stride),
+        y0.is_some(),
+        n,
+    );
     gpu.run(&d.iter().collect::<Vec<_>>());
     gpu.read_f32(&yb, y_stride * n).unwrap()
 }
@@ -262,7 +268,14 @@ fn every_measured_layout_matches_cpu() {
                     }
                     let xb = g.storage_init("x", bytemuck::cast_slice(&xp));
                     let yb = g.storage("y", (rows * 4 * 4) as u64);
-                    let d = m.matvec_tokens(g, &xb, stride, &yb, rows, 0, false, 4);
+                    let d = m.matvec_tokens(
+                        g,
+                        TokenRows::new(&xb, stride),
+                        TokenRows::new(&yb, rows),
+                        0,
+                        false,
+                        4,
+                    );
                     g.run(&d.iter().collect::<Vec<_>>());
                     let got = g.read_f32(&yb, rows * 3).unwrap();
                     for t in 0..3 {
@@ -1100,8 +1113,14 @@ fn multi_all_types(portable: bool) {
                         y.extend(std::iter::repeat_n(SENTINEL, y_stride));
                         let xb = gpu.storage_init("x", bytemuck::cast_slice(&xp));
                         let yb = gpu.storage_init("y", bytemuck::cast_slice(&y));
-                        let d =
-                            m.matvec_tokens(&gpu, &xb, stride, &yb, y_stride, 0, residual, width);
+                        let d = m.matvec_tokens(
+                            &gpu,
+                            TokenRows::new(&xb, stride),
+                            TokenRows::new(&yb, y_stride),
+                            0,
+                            residual,
+                            width,
+                        );
                         gpu.run(&d.iter().collect::<Vec<_>>());
                         let got = gpu.read_f32(&yb, y.len()).unwrap();
                         for j in 0..t {
@@ -1225,13 +1244,13 @@ fn fused_all_types(portable: bool) {
                     s_stride: nkv + 2,
                     splits: [nq, nq + nkv],
                 };
-                let d = qkv.matvec_fused(&gpu, &xb, stride, norm, out, width as u32);
+                let d =
+                    qkv.matvec_fused(&gpu, TokenRows::new(&xb, stride), norm, out, width as u32);
                 let hb = ybuf(nff + 1);
                 let mut all = d;
                 all.extend(gate_up.matvec_fused(
                     &gpu,
-                    &xb,
-                    stride,
+                    TokenRows::new(&xb, stride),
                     norm,
                     Outputs::Glu {
                         y: &hb,
@@ -1306,7 +1325,14 @@ fn fused_all_types(portable: bool) {
                 (&gate_up, (1, 2, nff), &deq[4], "up rows"),
             ] {
                 let yb = gpu.storage("y", (rows.2 * n * 4) as u64);
-                let d = m.matmul_rows(&gpu, &xb, stride, &yb, rows.2, false, n, rows);
+                let d = m.matmul_rows(
+                    &gpu,
+                    TokenRows::new(&xb, stride),
+                    TokenRows::new(&yb, rows.2),
+                    false,
+                    n,
+                    rows,
+                );
                 gpu.run(&d.iter().collect::<Vec<_>>());
                 let got = gpu.read_f32(&yb, rows.2 * n).unwrap();
                 for j in 0..n {
@@ -1377,11 +1403,10 @@ fn fused_matrices_split_into_chunks_match_unsplit() {
             s_stride: nkv,
             splits: [nq, nq + nkv],
         };
-        let mut d = qkv.matvec_fused(gpu, &xb, cols, norm, out, tokens);
+        let mut d = qkv.matvec_fused(gpu, TokenRows::new(&xb, cols), norm, out, tokens);
         d.extend(ffn.matvec_fused(
             gpu,
-            &xb,
-            cols,
+            TokenRows::new(&xb, cols),
             norm,
             Outputs::Glu {
                 y: &ys[3],
@@ -1630,8 +1655,7 @@ fn qkv_matvec_with_rope_epilogue_matches_separate_kernels() {
                 let (kca, vca) = (cache("kc"), cache("vc"));
                 let mut plain = m.matvec_fused(
                     &gpu,
-                    &xb,
-                    stride,
+                    TokenRows::new(&xb, stride),
                     norm,
                     Outputs::Split3 {
                         ys: [&qa, &ka, &va],
@@ -1664,8 +1688,7 @@ fn qkv_matvec_with_rope_epilogue_matches_separate_kernels() {
                 let (kcb, vcb) = (cache("kc"), cache("vc"));
                 let fused = m.matvec_fused(
                     &gpu,
-                    &xb,
-                    stride,
+                    TokenRows::new(&xb, stride),
                     norm,
                     Outputs::Rope {
                         q: &qb,

@@ -45,6 +45,20 @@ struct MatvecParams {
     _pad: u32,
 }
 
+/// A buffer of f32 rows, one per token, `stride` floats apart: the X (and Y)
+/// of the matrix products.
+#[derive(Clone, Copy)]
+pub struct TokenRows<'a> {
+    pub buf: &'a wgpu::Buffer,
+    pub stride: usize,
+}
+
+impl<'a> TokenRows<'a> {
+    pub fn new(buf: &'a wgpu::Buffer, stride: usize) -> TokenRows<'a> {
+        TokenRows { buf, stride }
+    }
+}
+
 /// RMSNorm folded into a matvec: the kernel computes each token's RMS of x
 /// itself and applies `weight` to x as it reads it (no normalised copy of x,
 /// no separate dispatch).
@@ -284,34 +298,31 @@ impl GpuMatrix {
         y_offset: usize,
         accumulate: bool,
     ) -> Vec<Dispatch> {
-        self.matvec_tokens(gpu, x, 0, y, 0, y_offset, accumulate, 1)
+        let (x, y) = (TokenRows::new(x, 0), TokenRows::new(y, 0));
+        self.matvec_tokens(gpu, x, y, y_offset, accumulate, 1)
     }
 
     /// Dispatches computing `Y[t][y_offset..] (+)= W X[t]` for `tokens` (1,
-    /// 2, 4, 8 or 16) tokens, rows of X `x_stride` floats apart, of Y
-    /// `y_stride`: each weight block is read once per dispatch for all the
-    /// tokens it takes. A dispatch takes at most the adapter's
+    /// 2, 4, 8 or 16) tokens: each weight block is read once per dispatch for
+    /// all the tokens it takes. A dispatch takes at most the adapter's
     /// `multi_tokens`: where loads cost more than bandwidth (CPU adapters),
     /// smaller register tiles over several dispatches beat one wide one.
-    #[allow(clippy::too_many_arguments)]
     pub fn matvec_tokens(
         &self,
         gpu: &Gpu,
-        x: &wgpu::Buffer,
-        x_stride: usize,
-        y: &wgpu::Buffer,
-        y_stride: usize,
+        x: TokenRows,
+        y: TokenRows,
         y_offset: usize,
         accumulate: bool,
         tokens: u32,
     ) -> Vec<Dispatch> {
         let out = Outputs::One {
-            y,
-            y_stride,
+            y: y.buf,
+            y_stride: y.stride,
             y_offset,
             accumulate,
         };
-        self.matvec_fused(gpu, x, x_stride, None, out, tokens)
+        self.matvec_fused(gpu, x, None, out, tokens)
     }
 
     /// [`GpuMatrix::matvec_tokens`] with the RMSNorm of x folded in
@@ -319,12 +330,12 @@ impl GpuMatrix {
     pub fn matvec_fused(
         &self,
         gpu: &Gpu,
-        x: &wgpu::Buffer,
-        x_stride: usize,
+        x: TokenRows,
         norm: Option<FoldedNorm>,
         out: Outputs,
         tokens: u32,
     ) -> Vec<Dispatch> {
+        let (x_stride, x) = (x.stride, x.buf);
         assert_eq!(x_stride % 4, 0, "matvec input rows must be whole vec4s");
         let group = self.group(gpu.tuning.matvec_max_group);
         let (rows, per) = if tokens == 1 {
@@ -453,49 +464,36 @@ impl GpuMatrix {
         dispatches
     }
 
-    /// Dispatches computing `Y[t] (+)= W X[t]` for `n_tokens` tokens (rows of
-    /// X `x_stride` floats apart, of Y `y_stride`). The model reuses them for
-    /// shorter steps by changing the grid's second dimension (token tiles) at
-    /// encode time; `n_tokens` is the most a step may have.
-    #[allow(clippy::too_many_arguments)]
+    /// Dispatches computing `Y[t] (+)= W X[t]` for `n_tokens` tokens. The
+    /// model reuses them for shorter steps by changing the grid's second
+    /// dimension (token tiles) at encode time; `n_tokens` is the most a step
+    /// may have.
     pub fn matmul(
         &self,
         gpu: &Gpu,
-        x: &wgpu::Buffer,
-        x_stride: usize,
-        y: &wgpu::Buffer,
-        y_stride: usize,
+        x: TokenRows,
+        y: TokenRows,
         accumulate: bool,
         n_tokens: usize,
     ) -> Vec<Dispatch> {
-        self.matmul_rows(
-            gpu,
-            x,
-            x_stride,
-            y,
-            y_stride,
-            accumulate,
-            n_tokens,
-            (0, 1, self.rows),
-        )
+        self.matmul_rows(gpu, x, y, accumulate, n_tokens, (0, 1, self.rows))
     }
 
     /// [`GpuMatrix::matmul`] over the rows `begin + step * i` for `i` in
     /// `0..count` (`rows = (begin, step, count)`), row `i` going to column
     /// `i` of Y: one of the matrices of a fused QKV (a row range) or of an
     /// interleaved gate/up pair (every other row).
-    #[allow(clippy::too_many_arguments)]
     pub fn matmul_rows(
         &self,
         gpu: &Gpu,
-        x: &wgpu::Buffer,
-        x_stride: usize,
-        y: &wgpu::Buffer,
-        y_stride: usize,
+        x: TokenRows,
+        y: TokenRows,
         accumulate: bool,
         n_tokens: usize,
         rows: (usize, usize, usize),
     ) -> Vec<Dispatch> {
+        let (x_stride, y_stride) = (x.stride, y.stride);
+        let (x, y) = (x.buf, y.buf);
         assert_eq!(x_stride % 4, 0, "matmul input rows must be whole vec4s");
         let (begin, step, count) = rows;
         assert!(step >= 1 && (count == 0 || begin + step * (count - 1) < self.rows));

@@ -39,14 +39,22 @@ pub(crate) struct KvCache {
     pub v_row_bytes: u64,
 }
 
-/// Sizes of the cache, checked before anything is allocated.
+/// Sizes of the cache, checked before anything is allocated: what
+/// [`KvCache::new`] allocates.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct KvPlan {
+    pub n_ctx: usize,
+    pub types: CacheTypes,
+    /// Bytes of one K row and one V row (one position of one layer).
+    pub k_row_bytes: u64,
+    pub v_row_bytes: u64,
     /// Bytes of one layer's K buffer and V buffer: all slots.
     pub k_layer_bytes: u64,
     pub v_layer_bytes: u64,
     /// K and V of every layer.
     pub total_bytes: u64,
+    /// The context shift's staging buffer: one slot's rows of the wider cache.
+    pub scratch_bytes: u64,
 }
 
 impl KvCache {
@@ -89,7 +97,7 @@ impl KvCache {
         let rope_bytes = (n_ctx as u64)
             .checked_mul(cfg.rope_dim as u64 / 2 * 8)
             .ok_or_else(too_big)?;
-        (n_ctx as u64)
+        let scratch_bytes = (n_ctx as u64)
             .checked_mul(k_row.max(v_row))
             .ok_or_else(too_big)?;
         let layer_bytes = k_layer_bytes.max(v_layer_bytes);
@@ -104,19 +112,19 @@ impl KvCache {
             );
         }
         Ok(KvPlan {
+            n_ctx,
+            types,
+            k_row_bytes: k_row,
+            v_row_bytes: v_row,
             k_layer_bytes,
             v_layer_bytes,
             total_bytes,
+            scratch_bytes,
         })
     }
 
-    pub fn new(
-        gpu: &Gpu,
-        cfg: &LlamaConfig,
-        n_ctx: usize,
-        types: CacheTypes,
-        plan: &KvPlan,
-    ) -> KvCache {
+    pub fn new(gpu: &Gpu, cfg: &LlamaConfig, plan: &KvPlan) -> KvCache {
+        let (n_ctx, types) = (plan.n_ctx, plan.types);
         let k: Vec<wgpu::Buffer> = (0..cfg.n_layer)
             .map(|l| gpu.storage(&format!("k cache {l}"), plan.k_layer_bytes))
             .collect();
@@ -132,13 +140,8 @@ impl KvCache {
                 table.extend([cos, sin]);
             }
         }
-        let k_row_bytes = cache_row_bytes(types.k, cfg.kv_dim() as u64);
-        let v_row_bytes = cache_row_bytes(types.v, cfg.kv_dim() as u64);
         let table = gpu.storage_init("rope cos/sin", bytemuck::cast_slice(&table));
-        let scratch = gpu.storage(
-            "context shift scratch",
-            n_ctx as u64 * k_row_bytes.max(v_row_bytes),
-        );
+        let scratch = gpu.storage("context shift scratch", plan.scratch_bytes);
         let shift_params = gpu.uniform(&ShiftParams::zeroed());
         let shift = k
             .iter()
@@ -165,8 +168,8 @@ impl KvCache {
             n_ctx,
             types,
             attn_factor: rope.attn_factor,
-            k_row_bytes,
-            v_row_bytes,
+            k_row_bytes: plan.k_row_bytes,
+            v_row_bytes: plan.v_row_bytes,
         }
     }
 

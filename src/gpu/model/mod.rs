@@ -240,7 +240,7 @@ impl GpuModel {
         let built = (|| -> Result<GpuModel> {
             let weights =
                 GpuWeights::load(&gpu, g, &w, cfg.tied_embeddings, weight_bytes, progress)?;
-            let cache = KvCache::new(&gpu, &cfg, n_ctx, opts.context.cache, &kv_plan);
+            let cache = KvCache::new(&gpu, &cfg, &kv_plan);
             let bufs = StepBuffers::new(&gpu, &cfg, cap, head_cap, n_slots, n_ctx);
             let ops = Ops::build(&gpu, &cfg, &weights, &cache, &bufs);
             let embd_bytes =

@@ -21,7 +21,7 @@ use crate::gpu::kernels::{
     MATMUL_TILE_T, WG,
 };
 use crate::gpu::params::{AttnParams, CountParams, NormParams, RopeParams};
-use crate::gpu::weights::{FoldedNorm, GpuMatrix, Outputs};
+use crate::gpu::weights::{FoldedNorm, GpuMatrix, Outputs, TokenRows};
 use crate::gpu::Gpu;
 use crate::model::LlamaConfig;
 
@@ -43,25 +43,15 @@ pub(crate) struct Proj {
 }
 
 impl Proj {
-    /// `y[t] (+)= m x[t]` for up to `cap` tokens (rows `x_pad` / `y_pad` floats apart).
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        gpu: &Gpu,
-        m: &GpuMatrix,
-        x: &wgpu::Buffer,
-        x_pad: usize,
-        y: &wgpu::Buffer,
-        y_pad: usize,
-        acc: bool,
-        cap: usize,
-    ) -> Proj {
+    /// `y[t] (+)= m x[t]` for up to `cap` tokens.
+    fn new(gpu: &Gpu, m: &GpuMatrix, x: TokenRows, y: TokenRows, acc: bool, cap: usize) -> Proj {
         Proj {
-            one: m.matvec(gpu, x, y, 0, acc),
+            one: m.matvec(gpu, x.buf, y.buf, 0, acc),
             multi: MULTI_WIDTHS
                 .iter()
-                .map(|&t| m.matvec_tokens(gpu, x, x_pad, y, y_pad, 0, acc, t))
+                .map(|&t| m.matvec_tokens(gpu, x, y, 0, acc, t))
                 .collect(),
-            matmul: m.matmul(gpu, x, x_pad, y, y_pad, acc, cap),
+            matmul: m.matmul(gpu, x, y, acc, cap),
         }
     }
 
@@ -209,13 +199,17 @@ impl Ops {
             n: (cap * ff_pad) as u32,
             _pad: [0; 3],
         });
-        let proj =
-            |m: &GpuMatrix,
-             x: &wgpu::Buffer,
-             x_pad: usize,
-             y: &wgpu::Buffer,
-             y_pad: usize,
-             acc: bool| { Proj::new(gpu, m, x, x_pad, y, y_pad, acc, cap) };
+        let proj = |m: &GpuMatrix,
+                    x: &wgpu::Buffer,
+                    x_pad: usize,
+                    y: &wgpu::Buffer,
+                    y_pad: usize,
+                    acc: bool| {
+            let (x, y) = (TokenRows::new(x, x_pad), TokenRows::new(y, y_pad));
+            Proj::new(gpu, m, x, y, acc, cap)
+        };
+        // The normalised residual, input of the unfused projections.
+        let xb = TokenRows::new(&b.xb, e_pad);
         let layers = w
             .layers
             .iter()
@@ -258,8 +252,7 @@ impl Ops {
                 let attn_in = Proj::stage(|width| match (&lw.qkv, width) {
                     (Qkv::Fused(m), Some(t)) if rope_in_matvec(kv, m) => m.matvec_fused(
                         gpu,
-                        &b.x,
-                        e_pad,
+                        TokenRows::new(&b.x, e_pad),
                         Some(folded(&lw.attn_norm)),
                         Outputs::Rope {
                             q: &b.q,
@@ -276,8 +269,7 @@ impl Ops {
                     ),
                     (Qkv::Fused(m), Some(t)) => m.matvec_fused(
                         gpu,
-                        &b.x,
-                        e_pad,
+                        TokenRows::new(&b.x, e_pad),
                         Some(folded(&lw.attn_norm)),
                         Outputs::Split3 {
                             ys: [&b.q, &b.k, &b.v],
@@ -294,7 +286,14 @@ impl Ops {
                             (&b.k, kv_pad, (nq, 1, nkv)),
                             (&b.v, kv_pad, (nq + nkv, 1, nkv)),
                         ] {
-                            v.extend(m.matmul_rows(gpu, &b.xb, e_pad, y, pad, false, cap, rows));
+                            v.extend(m.matmul_rows(
+                                gpu,
+                                xb,
+                                TokenRows::new(y, pad),
+                                false,
+                                cap,
+                                rows,
+                            ));
                         }
                         v
                     }
@@ -306,8 +305,10 @@ impl Ops {
                             (&ms[2], &b.v, kv_pad),
                         ] {
                             v.extend(match width {
-                                Some(t) => m.matvec_tokens(gpu, &b.xb, e_pad, y, pad, 0, false, t),
-                                None => m.matmul(gpu, &b.xb, e_pad, y, pad, false, cap),
+                                Some(t) => {
+                                    m.matvec_tokens(gpu, xb, TokenRows::new(y, pad), 0, false, t)
+                                }
+                                None => m.matmul(gpu, xb, TokenRows::new(y, pad), false, cap),
                             });
                         }
                         v
@@ -316,8 +317,7 @@ impl Ops {
                 let ffn_in = Proj::stage(|width| match (&lw.gate_up, width) {
                     (GateUp::Interleaved(m), Some(t)) => m.matvec_fused(
                         gpu,
-                        &b.x,
-                        e_pad,
+                        TokenRows::new(&b.x, e_pad),
                         Some(folded(&lw.ffn_norm)),
                         Outputs::Glu {
                             y: &b.gate,
@@ -329,7 +329,14 @@ impl Ops {
                         let mut v = vec![norm(&b.x, &lw.ffn_norm, &b.xb)];
                         for (y, first) in [(&b.gate, 0), (&b.up, 1)] {
                             let rows = (first, 2, cfg.n_ff);
-                            v.extend(m.matmul_rows(gpu, &b.xb, e_pad, y, ff_pad, false, cap, rows));
+                            v.extend(m.matmul_rows(
+                                gpu,
+                                xb,
+                                TokenRows::new(y, ff_pad),
+                                false,
+                                cap,
+                                rows,
+                            ));
                         }
                         v.push(swiglu());
                         v
@@ -339,9 +346,9 @@ impl Ops {
                         for (m, y) in [(&ms[0], &b.gate), (&ms[1], &b.up)] {
                             v.extend(match width {
                                 Some(t) => {
-                                    m.matvec_tokens(gpu, &b.xb, e_pad, y, ff_pad, 0, false, t)
+                                    m.matvec_tokens(gpu, xb, TokenRows::new(y, ff_pad), 0, false, t)
                                 }
-                                None => m.matmul(gpu, &b.xb, e_pad, y, ff_pad, false, cap),
+                                None => m.matmul(gpu, xb, TokenRows::new(y, ff_pad), false, cap),
                             });
                         }
                         v.push(swiglu());
@@ -396,10 +403,8 @@ impl Ops {
         let output = Proj::new(
             gpu,
             w.output(),
-            &b.head_xb,
-            e_pad,
-            &b.logits,
-            cfg.n_vocab,
+            TokenRows::new(&b.head_xb, e_pad),
+            TokenRows::new(&b.logits, cfg.n_vocab),
             false,
             b.head_cap,
         );
