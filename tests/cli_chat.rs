@@ -218,26 +218,22 @@ fn a_chat_template_file_replaces_the_models_template() {
 }
 
 /// `--context-shift`: a reply that fills the window goes on past it, the
-/// shift keeps the system prompt, and the next turn still works.
-#[test]
-fn context_shift_lets_a_reply_run_past_the_window_and_keeps_the_system_prompt() {
+/// shift keeps the system prompt, and the next turn still works (both turns
+/// ran: their stats are on stderr). Returns stdout.
+fn context_shift_keeps_the_system_prompt(ctx: &str, extra: &[&str]) -> String {
     let out = Command::cargo_bin("llama-wgpu")
         .unwrap()
         .args(["-v", "chat", "-m"])
         .arg(common::test_model_path())
-        .args(["--temp", "0", "-n", "40", "-c", "40", "--context-shift"])
+        .args(["--temp", "0", "-n", "40", "-c", ctx, "--context-shift"])
         .args(["--system", SYSTEM])
+        .args(extra)
         .write_stdin("Tell me a story about a dragon.\nThanks!\n")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).lines().count(),
-        2,
-        "{stderr}"
-    );
     let kept: Vec<usize> = stderr
         .lines()
         .filter_map(|l| {
@@ -259,4 +255,25 @@ fn context_shift_lets_a_reply_run_past_the_window_and_keeps_the_system_prompt() 
         r2 >= kept[0],
         "turn 2 reuses the kept system prompt: {stderr}"
     );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// SmolLM2's own template (ChatML: the system prompt is a block of its own).
+#[test]
+fn context_shift_lets_a_reply_run_past_the_window_and_keeps_the_system_prompt() {
+    let stdout = context_shift_keeps_the_system_prompt("40", &[]);
+    // Two single-line replies (greedy SmolLM2 writes no newline in these).
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+}
+
+/// Llama 2's format writes the system prompt inside the first user turn
+/// (`<s>[INST] <<SYS>>...<</SYS>>` then the message): rendered alone it is
+/// nothing, and the shift used to keep no position at all.
+#[test]
+fn context_shift_keeps_a_system_prompt_inside_the_first_user_turn() {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("llama2-chat.jinja");
+    std::fs::write(&path, llama_wgpu::tokenizer::LLAMA2_TEMPLATE).unwrap();
+    let stdout =
+        context_shift_keeps_the_system_prompt("48", &["--chat-template", path.to_str().unwrap()]);
+    assert!(!stdout.trim().is_empty());
 }

@@ -88,6 +88,29 @@ fn llama2_vocab_without_template_gets_builtin() {
     check(&tmpl, "llama2");
 }
 
+/// Llama 2's format writes `<s>` itself: the rendered prompt gets no second
+/// BOS from the tokenizer, and one BOS in all. Text that does not start with
+/// BOS's text gets it as the vocabulary asks.
+#[test]
+fn a_template_that_writes_bos_gets_no_second_one() {
+    let g = Gguf::open(testdata("ggml-vocab-llama-spm.gguf")).unwrap();
+    let tok = Tokenizer::from_gguf(&g).unwrap();
+    assert!(tok.adds_bos());
+    let bos = tok.bos_id().unwrap();
+    let text = ChatTemplate::from_gguf(&g)
+        .unwrap()
+        .render(&[ChatMessage::new("user", "Hi")], true)
+        .unwrap();
+    assert!(text.starts_with("<s>[INST]"), "{text}");
+    assert!(!tok.adds_bos_to_rendered(&text));
+    let ids = tok
+        .encode(&text, tok.adds_bos_to_rendered(&text), true)
+        .unwrap();
+    assert_eq!(ids.iter().filter(|&&i| i == bos).count(), 1, "{ids:?}");
+    assert_eq!(ids[0], bos);
+    assert!(tok.adds_bos_to_rendered("[INST] Hi [/INST]"));
+}
+
 #[test]
 fn other_vocab_without_template_is_an_error() {
     let g = Gguf::open(testdata("ggml-vocab-gpt-2.gguf")).unwrap();

@@ -51,6 +51,8 @@ struct Chat {
     engine: Engine,
     template: ChatTemplate,
     system: Option<ChatMessage>,
+    /// [`Chat::system_prefix`], rendered once.
+    system_ids: Vec<u32>,
     history: Vec<ChatMessage>,
     /// The ids the KV cache holds, position by position.
     cached: Vec<u32>,
@@ -71,27 +73,43 @@ impl Chat {
         self.engine.model.reset();
     }
 
-    /// The rendered conversation as ids. A template that writes BOS itself
-    /// must not get a second one from the tokenizer.
+    /// The rendered conversation as ids.
     fn tokenize(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
         let text = self.template.render(messages, true)?;
         let tok = &self.engine.tokenizer;
-        let bos_text = tok.bos_id().and_then(|b| tok.token_text(b));
-        let add_bos =
-            tok.adds_bos() && !bos_text.is_some_and(|b| !b.is_empty() && text.starts_with(b));
-        Ok(tok.encode(&text, add_bos, true)?)
+        Ok(tok.encode(&text, tok.adds_bos_to_rendered(&text), true)?)
+    }
+
+    /// The ids every prompt of this chat starts with because of the system
+    /// prompt (BOS included): the common start of two conversations that
+    /// differ only in their first user message. Rendering the system message
+    /// alone would not do: Llama 2's format writes it inside the first user
+    /// turn (alone it renders nothing), and a template that writes BOS
+    /// itself gets no second one only through [`Chat::tokenize`].
+    fn system_prefix(&self) -> Result<Vec<u32>> {
+        let Some(system) = &self.system else {
+            return Ok(Vec::new());
+        };
+        let with = |user| self.tokenize(&[system.clone(), ChatMessage::new("user", user)]);
+        let (a, b) = (with("a")?, with("b")?);
+        Ok(a.iter()
+            .zip(&b)
+            .take_while(|(x, y)| x == y)
+            .map(|(x, _)| *x)
+            .collect())
     }
 
     /// How many first ids of the prompt `ids` are the system prompt (with
     /// BOS): what a context shift keeps.
-    fn system_tokens(&self, ids: &[u32]) -> Result<usize> {
-        let Some(system) = &self.system else {
-            return Ok(super::generate::keep_positions(&self.engine, ids, 0));
-        };
-        let text = self.template.render(std::slice::from_ref(system), false)?;
-        let tok = &self.engine.tokenizer;
-        let sys = tok.encode(&text, tok.adds_bos(), true)?;
-        Ok(sys.iter().zip(ids).take_while(|(a, b)| a == b).count())
+    fn system_tokens(&self, ids: &[u32]) -> usize {
+        if self.system.is_none() {
+            return super::generate::keep_positions(&self.engine, ids, 0);
+        }
+        self.system_ids
+            .iter()
+            .zip(ids)
+            .take_while(|(a, b)| a == b)
+            .count()
     }
 
     /// The prompt ids for `user` after the history, dropping the oldest
@@ -155,7 +173,7 @@ impl Chat {
             ids.len() - reuse
         );
         if self.context_shift {
-            self.opts.context_shift = Some(self.system_tokens(&ids)?);
+            self.opts.context_shift = Some(self.system_tokens(&ids));
         }
         let g = self.engine.generate(&ids[reuse..], &self.opts, on_text)?;
         // Stops other than end-of-turn leave the last sampled token unprocessed.
@@ -250,6 +268,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         template,
         history: system.iter().cloned().collect(),
         system,
+        system_ids: Vec::new(),
         cached: Vec::new(),
         opts: GenerateOptions {
             n_predict,
@@ -263,6 +282,9 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         turn: 0,
         context_shift: args.context_shift,
     };
+    if chat.context_shift {
+        chat.system_ids = chat.system_prefix()?;
+    }
     if interactive {
         interactive_loop(&mut chat)
     } else {

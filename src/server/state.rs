@@ -219,8 +219,7 @@ impl Model {
         self.scheduler.n_ctx()
     }
 
-    /// The conversation through the chat template, as ids. A template that
-    /// writes BOS itself must not get a second one from the tokenizer.
+    /// The conversation through the chat template, as ids.
     pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, ApiError> {
         let template = self.template.as_ref().ok_or_else(|| {
             ApiError::bad_request(
@@ -230,11 +229,7 @@ impl Model {
         let text = template
             .render(messages, true)
             .map_err(|e| ApiError::bad_request(format!("chat template: {e}")))?;
-        let tok = self.tokenizer();
-        let bos_text = tok.bos_id().and_then(|b| tok.token_text(b));
-        let add_bos =
-            tok.adds_bos() && !bos_text.is_some_and(|b| !b.is_empty() && text.starts_with(b));
-        self.encode(&text, add_bos)
+        self.encode(&text, self.tokenizer().adds_bos_to_rendered(&text))
     }
 
     /// Plain text as llama.cpp tokenizes a prompt (BOS if the vocabulary

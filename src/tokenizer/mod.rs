@@ -349,6 +349,14 @@ impl Tokenizer {
         self.add_bos
     }
 
+    /// Whether a prompt a chat template rendered gets BOS from the tokenizer:
+    /// as the vocabulary asks, unless the template wrote BOS's text itself
+    /// (a second BOS changes the model's answers).
+    pub fn adds_bos_to_rendered(&self, text: &str) -> bool {
+        let bos_text = self.bos_id().and_then(|b| self.token_text(b));
+        self.add_bos && !bos_text.is_some_and(|b| !b.is_empty() && text.starts_with(b))
+    }
+
     /// Control tokens: not printed by [`Tokenizer::decode`], only parsed from
     /// text when asked.
     pub fn is_control(&self, id: u32) -> bool {
