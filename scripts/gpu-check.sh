@@ -2,8 +2,9 @@
 # One short check on a real GPU (see scripts/gpu-bundle.sh): the adapter, the
 # Llama 2 7B and SmolLM2 shapes with pp512/tg128 side by side (the SmolLM2
 # file itself is over the device tool's 64 MiB carry; its synthetic twin has
-# the same tensors, types and bytes per token), the decode tuning sweep, a
-# profile, then the kernel and model correctness tests with what time is left.
+# the same tensors, types and bytes per token), the decode tuning sweep,
+# llama.cpp's Vulkan backend side by side on a synthetic 7B file, a profile,
+# then the kernel and model correctness tests with what time is left.
 # Results go to $OUT (the device tool's folder) or ./gpu-check-results.
 #
 # GPU_CHECK_BUDGET (seconds, default 540) bounds the whole script, so that it
@@ -62,6 +63,21 @@ for rg in "1 64" "2 64" "4 64" "2 16" "4 32" "1 32"; do
     set -- $rg
     run "bench_7b_matvec_${1}x$2" "$b/llama-wgpu" bench --synthetic llama2-7b:q4_0 -p 0 -n 64 -r 2 --matvec-rows "$1" --matvec-group "$2"
 done
+# Side by side with llama.cpp's Vulkan backend on one file both load: a
+# synthetic Llama 2 7B Q4_0 (random weights, Llama 2's vocabulary; 3.8 GB
+# written in /tmp), three interleaved rounds of pp512 and tg128.
+sbs_model=/tmp/llama2-7b-q4_0.gguf
+lb=$b/llama.cpp/build-vulkan-portable/bin/llama-bench
+if [ -e "$b/llama-bench.xz" ] && [ -e "$b/ggml-vocab-llama-spm.gguf" ]; then
+    mkdir -p "$(dirname "$lb")"
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+        "$b/llama-bench.xz" "$lb" && chmod +x "$lb"
+    run synthetic_7b_file "$b/synthetic_gguf" llama2-7b:q4_0 "$b/ggml-vocab-llama-spm.gguf" "$sbs_model"
+    run side_by_side_7b python3 scripts/side-by-side.py -m "$sbs_model" -p 512 -n 128 -r 3 \
+        --engines wgpu,vulkan-portable --llama-wgpu "$b/llama-wgpu" --llama-cpp-dir "$b/llama.cpp"
+else
+    say "== side_by_side_7b: skipped, the bundle has no llama-bench.xz or vocabulary"
+fi
 # Prefill tuning (GPUs default to an 8 x 8 register tile): does 16 x 16 spill here?
 run bench_7b_matmul_regs_16 "$b/llama-wgpu" bench --synthetic llama2-7b:q4_0 -p 512 -n 0 -r 3 --matmul-regs 16
 run profile_7b "$b/llama-wgpu" bench --synthetic llama2-7b:q4_0 -p 512 -n 16 -r 1 --profile
@@ -78,6 +94,8 @@ run gpu_model "$b/gpu_model" --test-threads 1 --skip smollm2
         echo "-- $(basename "$f" .txt)"
         grep -h '^| ' "$f" | grep -v -e '^| model' -e '^| ---' || tail -n 3 "$f"
     done
+    echo "== side by side with llama.cpp (synthetic Llama 2 7B Q4_0 file)"
+    grep -h -e '^model:' -e '^- ' -e '^| ' "$out/side_by_side_7b.txt"
     echo "== profile"
     grep -h -i -e 'dispatches' -e 'submissions' "$out/profile_7b.txt"
     echo "== tests"

@@ -5,7 +5,8 @@
 #
 #   scripts/llama-cpp.sh deps              apt packages the builds need (Debian)
 #   scripts/llama-cpp.sh fetch             download and unpack the sdist only
-#   scripts/llama-cpp.sh build [cpu|vulkan|all]   (default: all)
+#   scripts/llama-cpp.sh build [cpu|vulkan|vulkan-portable|all]   (default: all;
+#                                          vulkan-portable: llama-bench for the GPU bundle)
 #   scripts/llama-cpp.sh bin BACKEND TOOL  print the path of a built tool
 #
 # Everything lands in target/llama.cpp/ (git-ignored). The version is pinned
@@ -122,27 +123,30 @@ EOF
 }
 
 build_one() {
-  local backend="$1" dir="$cache/build-$1" flags=()
+  local backend="$1" dir="$cache/build-$1" flags=() native=ON tools=("${targets[@]}")
   case "$backend" in
     cpu) flags=(-DGGML_VULKAN=OFF) ;;
     vulkan) flags=(-DGGML_VULKAN=ON) ;;
-    *) die "unknown backend '$backend' (cpu or vulkan)" ;;
+    # For the lent GPU machine (scripts/gpu-bundle.sh): its processor is not
+    # this one, so no -march=native; llama-bench alone.
+    vulkan-portable) flags=(-DGGML_VULKAN=ON); native=OFF; tools=(llama-bench) ;;
+    *) die "unknown backend '$backend' (cpu, vulkan or vulkan-portable)" ;;
   esac
   command -v cmake >/dev/null || die "cmake not found (scripts/llama-cpp.sh deps)"
-  if [ "$backend" = vulkan ]; then
+  if [ "$backend" != cpu ]; then
     command -v glslc >/dev/null || die "glslc not found (scripts/llama-cpp.sh deps)"
   fi
   local t0=$SECONDS
   nice -n 19 cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=Release \
-    -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=ON \
+    -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE="$native" \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
     -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_OPENSSL=OFF \
     "${flags[@]}" >"$cache/cmake-$backend.log" 2>&1 \
     || { tail -n 30 "$cache/cmake-$backend.log" >&2; die "cmake configure ($backend) failed; log: $cache/cmake-$backend.log"; }
-  nice -n 19 cmake --build "$dir" -j "$jobs" --target "${targets[@]}" \
+  nice -n 19 cmake --build "$dir" -j "$jobs" --target "${tools[@]}" \
     >"$cache/build-$backend.log" 2>&1 \
     || { grep -m 20 -E 'error|Error' "$cache/build-$backend.log" >&2; die "build ($backend) failed; log: $cache/build-$backend.log"; }
-  build_logits "$dir" "$backend"
+  [ "$backend" = vulkan-portable ] || build_logits "$dir" "$backend"
   echo "llama.cpp $backend build: $((SECONDS - t0)) s, tools in $dir/bin" >&2
 }
 
@@ -167,18 +171,18 @@ case "$cmd" in
     fetch
     case "${2:-all}" in
       all) build_one cpu; build_one vulkan ;;
-      cpu | vulkan) build_one "$2" ;;
-      *) die "unknown backend '$2' (cpu, vulkan or all)" ;;
+      cpu | vulkan | vulkan-portable) build_one "$2" ;;
+      *) die "unknown backend '$2' (cpu, vulkan, vulkan-portable or all)" ;;
     esac
     ;;
   bin)
-    [ $# -eq 3 ] || die "usage: $0 bin cpu|vulkan TOOL"
+    [ $# -eq 3 ] || die "usage: $0 bin cpu|vulkan|vulkan-portable TOOL"
     b="$cache/build-$2/bin/$3"
     [ -x "$b" ] || die "$b not built (scripts/llama-cpp.sh build $2)"
     echo "$b"
     ;;
   *)
-    echo "usage: $0 deps | fetch | build [cpu|vulkan|all] | bin cpu|vulkan TOOL" >&2
+    echo "usage: $0 deps | fetch | build [cpu|vulkan|vulkan-portable|all] | bin cpu|vulkan|vulkan-portable TOOL" >&2
     exit 2
     ;;
 esac

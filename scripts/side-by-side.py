@@ -92,7 +92,7 @@ class LlamaCpp:
         a = self.args
         cmd = [self.bin, "-m", a.model, "-p", a.n_prompt, "-n", a.n_gen, "-r", 1, "-o", "json", "-t", a.threads]
         env = {}
-        if self.backend == "vulkan":
+        if self.backend.startswith("vulkan"):
             cmd += ["-ngl", 99]
             env["GGML_VK_VISIBLE_DEVICES"] = a.vk_device
         else:
@@ -100,7 +100,7 @@ class LlamaCpp:
         rows, _ = run_json(cmd + a.llama_bench_arg, env)
         out = {}
         for r in rows:
-            if self.backend == "vulkan" and "Vulkan" not in r.get("backends", ""):
+            if self.backend.startswith("vulkan") and "Vulkan" not in r.get("backends", ""):
                 sys.exit(f"error: llama-bench ran on {r.get('backends')!r}, not Vulkan")
             self.device = r.get("gpu_info") or r.get("cpu_info") or "?"
             self.commit = r.get("build_commit", "?")
@@ -122,7 +122,8 @@ def main():
     ap.add_argument("-p", "--n-prompt", default="256", help="prompt lengths, comma-separated (both engines' -p)")
     ap.add_argument("-n", "--n-gen", default="32", help="generated tokens, comma-separated (both engines' -n)")
     ap.add_argument("-r", "--rounds", type=int, default=3, help="rounds; each runs every engine once")
-    ap.add_argument("--engines", default="wgpu,vulkan,cpu", help="subset of wgpu,vulkan,cpu")
+    ap.add_argument("--engines", default="wgpu,vulkan,cpu",
+                    help="subset of wgpu,vulkan,cpu; vulkan-portable is the build for the GPU bundle")
     ap.add_argument("--llama-wgpu", default=str(default_wgpu()), help="llama-wgpu binary (a release build)")
     ap.add_argument("--llama-cpp-dir", default=str(REPO / "target/llama.cpp"), help="where scripts/llama-cpp.sh built")
     ap.add_argument("--threads", default=str(os.cpu_count()), help="llama.cpp CPU threads (-t)")
@@ -139,10 +140,10 @@ def main():
             if not Path(args.llama_wgpu).exists():
                 sys.exit(f"error: {args.llama_wgpu} not found (cargo build --release)")
             engines.append(Wgpu(args))
-        elif e in ("vulkan", "cpu"):
+        elif e in ("vulkan", "vulkan-portable", "cpu"):
             engines.append(LlamaCpp(args, e))
         else:
-            sys.exit(f"error: unknown engine {e!r} (wgpu, vulkan or cpu)")
+            sys.exit(f"error: unknown engine {e!r} (wgpu, vulkan, vulkan-portable or cpu)")
     if args.rounds < 1:
         sys.exit("error: --rounds must be at least 1")
 

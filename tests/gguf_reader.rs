@@ -920,3 +920,27 @@ fn header_only_files_have_the_full_files_table() {
     };
     assert!(err.contains("runs past the end of the file"), "{err}");
 }
+
+/// The streamed synthetic file (examples/synthetic_gguf.rs) is the in-memory
+/// one plus the extra metadata: the same tensors, bytes for bytes.
+#[test]
+fn streamed_synthetic_files_carry_extra_metadata() {
+    use llama_wgpu::gguf::Value;
+    use llama_wgpu::model::synthetic::{synthetic_gguf_mixed, write_synthetic_gguf, LlamaShape};
+    let shape = LlamaShape::tiny();
+    let (ty, out_ty) = (TensorType::Q4_0, TensorType::Q6_K);
+    let plain = Gguf::from_bytes(synthetic_gguf_mixed(&shape, ty, out_ty, 3).unwrap()).unwrap();
+    let extra = [(
+        "tokenizer.ggml.model".to_string(),
+        Value::String("llama".into()),
+    )];
+    let mut bytes = Vec::new();
+    write_synthetic_gguf(&shape, ty, out_ty, 3, &extra, &mut bytes).unwrap();
+    let streamed = Gguf::from_bytes(bytes).unwrap();
+    assert_eq!(streamed.get_str("tokenizer.ggml.model").unwrap(), "llama");
+    assert_eq!(streamed.metadata.len(), plain.metadata.len() + 1);
+    assert_eq!(streamed.tensors, plain.tensors);
+    for t in &plain.tensors {
+        assert_eq!(plain.tensor_data(t), streamed.tensor_data(t), "{}", t.name);
+    }
+}

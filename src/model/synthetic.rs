@@ -190,6 +190,25 @@ pub fn synthetic_gguf_rope(
     Ok(w.to_bytes())
 }
 
+/// [`synthetic_gguf_mixed`]'s model with `extra` metadata (a vocabulary's
+/// `tokenizer.*` keys, say), streamed to `out`: a file other engines load
+/// too (`examples/synthetic_gguf.rs`, for llama.cpp's `llama-bench` side by
+/// side with `bench -m` on a machine where no real model can be fetched).
+pub fn write_synthetic_gguf(
+    shape: &LlamaShape,
+    ty: TensorType,
+    output_ty: TensorType,
+    seed: u64,
+    extra: &[(String, Value)],
+    out: &mut impl std::io::Write,
+) -> Result<(), String> {
+    let mut w = synthetic_writer(shape, ty, output_ty, Some(seed))?;
+    for (k, v) in extra {
+        w.kv(k, v.clone());
+    }
+    w.write_to(out).map_err(|e| e.to_string())
+}
+
 /// The header and tensor table of [`synthetic_gguf_mixed`]'s model, without
 /// tensor data (for `Gguf::header_only`): `bench --synthetic` generates the
 /// weights on the GPU, so even a 70B shape costs no host memory or time.
