@@ -75,6 +75,13 @@ if [ -e "$b/llama-bench.xz" ] && [ -e "$b/ggml-vocab-llama-spm.gguf" ]; then
     run synthetic_7b_file "$b/synthetic_gguf" llama2-7b:q4_0 "$b/ggml-vocab-llama-spm.gguf" "$sbs_model"
     run side_by_side_7b python3 scripts/side-by-side.py -m "$sbs_model" -p 512 -n 128 -r 3 \
         --engines wgpu,vulkan-portable --llama-wgpu "$b/llama-wgpu" --llama-cpp-dir "$b/llama.cpp"
+    # Load time with NVIDIA's shader disk cache off (every pipeline compiled
+    # by the driver, as on a first run) and on: whether creating pipelines on
+    # several threads would pay.
+    for cache in 0 1; do
+        run "generate_7b_shader_cache_$cache" env __GL_SHADER_DISK_CACHE=$cache "$b/llama-wgpu" \
+            generate -m "$sbs_model" -p "The capital of France is" -n 16 --temp 0
+    done
 else
     say "== side_by_side_7b: skipped, the bundle has no llama-bench.xz or vocabulary"
 fi
@@ -96,6 +103,8 @@ run gpu_model "$b/gpu_model" --test-threads 1 --skip smollm2
     done
     echo "== side by side with llama.cpp (synthetic Llama 2 7B Q4_0 file)"
     grep -h -e '^model:' -e '^- ' -e '^| ' "$out/side_by_side_7b.txt"
+    echo "== generate on that file (load, prompt, generation)"
+    grep -h -H 'load:' "$out"/generate_7b_*.txt
     echo "== profile"
     grep -h -i -e 'dispatches' -e 'submissions' "$out/profile_7b.txt"
     echo "== tests"
