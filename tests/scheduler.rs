@@ -15,11 +15,15 @@ use llama_wgpu::gpu::GpuOptions;
 const N_PREDICT: usize = 8;
 
 fn engine(n_parallel: usize) -> Engine {
+    engine_with_ctx(n_parallel, 256)
+}
+
+fn engine_with_ctx(n_parallel: usize, n_ctx: usize) -> Engine {
     Engine::load(&EngineOptions {
         model: common::test_model_path(),
         load: Default::default(),
         gpu: GpuOptions::default(),
-        n_ctx: Some(256),
+        n_ctx: Some(n_ctx),
         n_batch: None,
         n_parallel,
         context: Default::default(),
@@ -43,6 +47,7 @@ fn request(engine: &Engine, prompt: &str, n: usize) -> Request {
         stop: Vec::new(),
         ignore_eos: true,
         logprobs: None,
+        context_shift: None,
     }
 }
 
@@ -74,6 +79,70 @@ const PROMPTS: [&str; 4] = [
     "Once upon a time, in a small village,",
     "List three colours:",
 ];
+
+/// Context shifts in the scheduler: a request three times as long as its
+/// slot goes on past it (its slot shifted on the GPU, keeping the first 3
+/// positions, while another sequence decodes beside it in the other slot)
+/// and gives exactly what `generate` gives alone with the same shifts; the
+/// same request without a shift ends when the slot is full.
+#[test]
+fn context_shift_in_a_slot_matches_generate_alone() {
+    const N_CTX: usize = 32;
+    const N: usize = 3 * N_CTX;
+    let mut alone = engine_with_ctx(1, N_CTX);
+    let opts = |n, shift| GenerateOptions {
+        n_predict: Some(n),
+        sampler: greedy(),
+        stop: Vec::new(),
+        ignore_eos: true,
+        top_logits: 0,
+        context_shift: shift,
+    };
+    let ids = alone.tokenize(PROMPTS[2]).unwrap();
+    let expected = alone.generate(&ids, &opts(N, Some(3)), |_| true).unwrap();
+    assert_eq!(expected.generated_ids.len(), N);
+    assert!(
+        expected.context_shifts.len() >= 4,
+        "{:?}",
+        expected.context_shifts
+    );
+    alone.model.reset();
+    let other_ids = alone.tokenize(PROMPTS[0]).unwrap();
+    let other = alone
+        .generate(&other_ids, &opts(16, None), |_| true)
+        .unwrap();
+    drop(alone);
+
+    let eng = engine_with_ctx(2, N_CTX);
+    let mut shifted = request(&eng, PROMPTS[2], N);
+    shifted.context_shift = Some(3);
+    let unshifted = request(&eng, PROMPTS[2], N);
+    let beside = request(&eng, PROMPTS[0], 16);
+    let sched = Scheduler::start(
+        eng,
+        SchedulerOptions {
+            n_parallel: 2,
+            queue_capacity: 4,
+        },
+    )
+    .unwrap();
+    let mut b = sched.submit(beside).unwrap();
+    let mut a = sched.submit(shifted).unwrap();
+    let (ids_b, _, reason_b) = collect(&mut b);
+    let (ids_a, text_a, reason_a) = collect(&mut a);
+    assert_eq!(ids_b, other.generated_ids);
+    assert_eq!(reason_b, StopReason::Length);
+    assert_eq!(ids_a, expected.generated_ids);
+    assert_eq!(text_a, expected.text);
+    assert_eq!(reason_a, StopReason::Length);
+    // Without a shift: the tokens until the slot is full, then ContextFull.
+    let mut c = sched.submit(unshifted).unwrap();
+    let (ids_c, _, reason_c) = collect(&mut c);
+    assert_eq!(reason_c, StopReason::ContextFull);
+    assert_eq!(ids_c.len(), N_CTX - ids.len() + 1);
+    assert_eq!(ids_c[..], expected.generated_ids[..ids_c.len()]);
+    sched.shutdown();
+}
 
 #[test]
 fn concurrent_greedy_requests_match_each_run_alone() {

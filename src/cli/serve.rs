@@ -40,6 +40,16 @@ pub struct ServeArgs {
     /// Jinja chat template, or a tokenizer_config.json with one (default: the model's).
     #[arg(long)]
     pub chat_template: Option<PathBuf>,
+    /// When a request's slot is full, keep the first --keep prompt tokens,
+    /// drop half of the rest and go on (llama-server's --context-shift;
+    /// without it such a request ends with finish_reason "length"), and
+    /// max_tokens may exceed the context.
+    #[arg(long)]
+    pub context_shift: bool,
+    /// Prompt tokens a context shift keeps (after BOS, which is always
+    /// kept; -1: the whole prompt).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub keep: i64,
     #[command(flatten)]
     pub context: super::common::ContextArgs,
     #[command(flatten)]
@@ -92,5 +102,6 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             queue_capacity: args.queue_size,
         },
         chat_template: args.chat_template.clone(),
+        context_shift: args.context_shift.then_some(args.keep),
     })
 }

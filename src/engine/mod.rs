@@ -402,8 +402,7 @@ fn make_room(
     let Some(keep) = opts.context_shift else {
         return Ok(false);
     };
-    let keep = keep.min(n_ctx - 2);
-    let discard = (n_ctx - keep) / 2;
+    let (keep, discard) = shift_split(keep, n_ctx);
     model.shift(keep, discard)?;
     tracing::info!(
         "context shift: kept the first {keep} positions, dropped the next {discard}, moved {} down (keys re-rotated on the GPU)",
@@ -411,6 +410,14 @@ fn make_room(
     );
     shifts.push((keep, discard));
     Ok(true)
+}
+
+/// llama.cpp's context shift of a full window of `n_ctx` positions asked to
+/// keep `keep`: (positions kept, positions dropped after them), half of the
+/// rest dropped, and at least one position freed.
+pub(crate) fn shift_split(keep: usize, n_ctx: usize) -> (usize, usize) {
+    let keep = keep.min(n_ctx - 2);
+    (keep, (n_ctx - keep) / 2)
 }
 
 /// What a sampling step reads back: the best n logits selected on the GPU

@@ -43,6 +43,11 @@ pub struct Request {
     /// token's log-probability (log-softmax of the raw logits) and the k best
     /// alternatives.
     pub logprobs: Option<usize>,
+    /// llama-server's `--context-shift` for this request: when its slot is
+    /// full, keep the first `k` positions and drop half of the rest (as
+    /// [`super::GenerateOptions::context_shift`]); `None`: the request ends
+    /// with [`StopReason::ContextFull`].
+    pub context_shift: Option<usize>,
 }
 
 #[derive(Clone, Debug)]

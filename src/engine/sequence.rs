@@ -28,6 +28,8 @@ pub(crate) struct Sequence<'t> {
     recent: Vec<u32>,
     /// Prompt tokens already in the cache.
     prompt_done: usize,
+    /// Positions dropped from the slot by context shifts.
+    discarded: usize,
     /// The last chosen token, to be fed at the next step.
     pending: Option<u32>,
     generated: usize,
@@ -62,6 +64,7 @@ impl<'t> Sequence<'t> {
             tok,
             slot,
             prompt_done: 0,
+            discarded: 0,
             pending: None,
             generated: 0,
             stream: StreamDecoder::continuation(tok),
@@ -92,6 +95,23 @@ impl<'t> Sequence<'t> {
             + self
                 .generated
                 .saturating_sub(usize::from(self.pending.is_some()))
+            - self.discarded
+    }
+
+    /// The context shift that makes room for the pending token in a full
+    /// slot of `n_ctx` positions, if the request allows one: (keep, discard),
+    /// llama.cpp's split (keep the first positions, drop half of the rest).
+    pub fn shift_needed(&self, n_ctx: usize) -> Option<(usize, usize)> {
+        let keep = self.job.req.context_shift?;
+        if self.pending.is_none() || self.n_past() < n_ctx {
+            return None;
+        }
+        Some(super::shift_split(keep, n_ctx))
+    }
+
+    /// Records a context shift of this sequence's slot.
+    pub fn shifted(&mut self, discard: usize) {
+        self.discarded += discard;
     }
 
     /// The next step's input: at most `budget` prompt tokens, or one decode token.
@@ -196,8 +216,9 @@ impl<'t> Sequence<'t> {
             return Ok(self.finish(StopReason::StopString));
         }
         let length = req.n_predict.is_some_and(|n| self.generated >= n);
-        // The chosen token is emitted but cannot be fed: no position is left.
-        let full = self.n_past() >= n_ctx;
+        // The chosen token is emitted but cannot be fed: no position is left
+        // (and no context shift will make one).
+        let full = self.n_past() >= n_ctx && req.context_shift.is_none();
         if length || full {
             let tail = self.stream.finish();
             let (more, hit) = self.stop.push(&tail);

@@ -51,6 +51,18 @@ impl Engine {
         if decoding.is_empty() && prompting.is_none() {
             return Ok(outs);
         }
+        // A full slot is shifted before its pending token is fed (one more
+        // submission, queued ahead of the step's; nothing is read back).
+        for &i in &decoding {
+            if let Some((keep, discard)) = seqs[i].shift_needed(n_ctx) {
+                let (slot, n_past) = (seqs[i].slot, seqs[i].n_past());
+                self.model.shift_slot(slot, n_past, keep, discard)?;
+                seqs[i].shifted(discard);
+                tracing::info!(
+                    "slot {slot}: context shift: kept the first {keep} positions, dropped the next {discard} (keys re-rotated on the GPU)"
+                );
+            }
+        }
         let budget = self.model.n_batch.saturating_sub(decoding.len()).max(1);
         let mut decode = Vec::with_capacity(decoding.len());
         for &i in &decoding {

@@ -44,6 +44,39 @@ pub struct Names {
     pub logprobs: &'static str,
 }
 
+/// What a request may use of its slot.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Positions per slot.
+    pub n_ctx: usize,
+    /// `serve --context-shift --keep K`: `Some(K)`, prompt positions a shift
+    /// keeps after BOS (-1: the whole prompt). Then max_tokens is unbounded.
+    pub shift_keep: Option<i64>,
+    pub bos: Option<u32>,
+}
+
+impl Limits {
+    /// A slot of `n_ctx` positions without context shifts.
+    pub fn fixed(n_ctx: usize) -> Limits {
+        Limits {
+            n_ctx,
+            shift_keep: None,
+            bos: None,
+        }
+    }
+
+    /// The positions of `prompt` a context shift keeps, if shifts are on.
+    fn keep(&self, prompt: &[u32]) -> Option<usize> {
+        let k = self.shift_keep?;
+        let bos = usize::from(self.bos.is_some() && prompt.first() == self.bos.as_ref());
+        Some(if k < 0 {
+            prompt.len()
+        } else {
+            (k as usize).saturating_add(bos).min(prompt.len())
+        })
+    }
+}
+
 fn range(name: &str, v: Option<f32>, lo: f32, hi: f32) -> Result<Option<f32>, ApiError> {
     match v {
         Some(x) if !(x >= lo && x <= hi) => Err(ApiError::bad_request(format!(
@@ -60,9 +93,10 @@ impl Sampling {
         self,
         base: SamplerParams,
         prompt: Vec<u32>,
-        n_ctx: usize,
+        limits: Limits,
         names: &Names,
     ) -> Result<Request, ApiError> {
+        let n_ctx = limits.n_ctx;
         let mut p = base;
         if let Some(t) = self.temperature {
             if !(t >= 0.0 && t.is_finite()) {
@@ -119,7 +153,7 @@ impl Sampling {
                     names.max_tokens
                 )))
             }
-            Some(n) if n as u64 > n_ctx as u64 => {
+            Some(n) if n as u64 > n_ctx as u64 && limits.shift_keep.is_none() => {
                 return Err(ApiError::bad_request(format!(
                     "{} of {n} is more than the context of {n_ctx} tokens per slot",
                     names.max_tokens
@@ -150,6 +184,7 @@ impl Sampling {
             .with_code("context_length_exceeded"));
         }
         Ok(Request {
+            context_shift: limits.keep(&prompt),
             prompt,
             sampler: p,
             n_predict,
@@ -268,7 +303,12 @@ mod tests {
     };
 
     fn build(s: Sampling, names: &Names) -> Result<Request, ApiError> {
-        s.into_request(SamplerParams::default(), vec![1, 2, 3], 64, names)
+        s.into_request(
+            SamplerParams::default(),
+            vec![1, 2, 3],
+            Limits::fixed(64),
+            names,
+        )
     }
 
     #[test]
@@ -408,8 +448,43 @@ mod tests {
             assert_eq!(r.n_predict, None);
         }
         let e = Sampling::default()
-            .into_request(SamplerParams::default(), vec![1; 65], 64, &OPENAI)
+            .into_request(
+                SamplerParams::default(),
+                vec![1; 65],
+                Limits::fixed(64),
+                &OPENAI,
+            )
             .expect_err("refused");
+        assert_eq!(e.code, Some("context_length_exceeded"));
+    }
+
+    /// `serve --context-shift --keep K`: max_tokens past the context is
+    /// allowed, and each request keeps BOS (if its prompt starts with it)
+    /// plus K prompt positions, or its whole prompt for K = -1, at most the
+    /// prompt. Without it, the same max_tokens is refused.
+    #[test]
+    fn context_shift_limits() {
+        let limits = |k| Limits {
+            n_ctx: 64,
+            shift_keep: k,
+            bos: Some(1),
+        };
+        let req = |prompt: Vec<u32>, k| {
+            Sampling {
+                max_tokens: Some(100),
+                ..Default::default()
+            }
+            .into_request(SamplerParams::default(), prompt, limits(k), &OPENAI)
+        };
+        let r = req(vec![1, 5, 6, 7], Some(2)).unwrap();
+        assert_eq!((r.n_predict, r.context_shift), (Some(100), Some(3)));
+        let r = req(vec![5, 6, 7], Some(2)).unwrap();
+        assert_eq!(r.context_shift, Some(2));
+        let r = req(vec![1, 5, 6, 7], Some(-1)).unwrap();
+        assert_eq!(r.context_shift, Some(4));
+        let r = req(vec![1, 5], Some(10)).unwrap();
+        assert_eq!(r.context_shift, Some(2));
+        let e = req(vec![1, 5, 6, 7], None).expect_err("past the context");
         assert_eq!(e.code, Some("context_length_exceeded"));
     }
 }

@@ -43,6 +43,8 @@ pub struct ServeOptions {
     pub scheduler: SchedulerOptions,
     /// A template file instead of the model's own.
     pub chat_template: Option<PathBuf>,
+    /// `--context-shift --keep K`: `Some(K)`.
+    pub context_shift: Option<i64>,
 }
 
 /// Every route, behind the API-key check and the response counter.
@@ -87,6 +89,7 @@ fn load(
     engine: &EngineOptions,
     chat_template: Option<&PathBuf>,
     sched: SchedulerOptions,
+    context_shift: Option<i64>,
 ) -> Result<state::Model> {
     let e = Engine::load(engine)?;
     let template = match chat_template {
@@ -108,6 +111,7 @@ fn load(
         scheduler,
         template,
         info,
+        context_shift,
     })
 }
 
@@ -142,8 +146,9 @@ async fn serve_async(opts: ServeOptions) -> Result<()> {
     let engine_opts = opts.engine;
     let sched = opts.scheduler;
     let template = opts.chat_template;
-    let loader =
-        tokio::task::spawn_blocking(move || match load(&engine_opts, template.as_ref(), sched) {
+    let shift = opts.context_shift;
+    let loader = tokio::task::spawn_blocking(move || {
+        match load(&engine_opts, template.as_ref(), sched, shift) {
             Ok(m) => {
                 eprintln!(
                     "model loaded in {:.1} s: {} slots of {} tokens",
@@ -156,7 +161,8 @@ async fn serve_async(opts: ServeOptions) -> Result<()> {
             Err(e) => {
                 let _ = fail_tx.send(e);
             }
-        });
+        }
+    });
 
     let load_error = std::sync::Arc::new(std::sync::Mutex::new(None));
     let load_error2 = load_error.clone();

@@ -257,7 +257,7 @@ pub async fn chat(State(state): State<AppState>, body: Body) -> Result<Response>
     let greq = req.options.unwrap_or_default().sampling().into_request(
         ollama_defaults(),
         prompt,
-        model.n_ctx(),
+        model.limits(),
         &NAMES,
     )?;
     let handle = generation::submit(&model, greq)?;
@@ -318,7 +318,7 @@ pub async fn generate(State(state): State<AppState>, body: Body) -> Result<Respo
     let greq = req.options.unwrap_or_default().sampling().into_request(
         ollama_defaults(),
         prompt.clone(),
-        model.n_ctx(),
+        model.limits(),
         &NAMES,
     )?;
     let handle = generation::submit(&model, greq)?;
@@ -388,6 +388,7 @@ pub async fn version() -> Json<Json_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::generation::Limits;
 
     #[test]
     fn conversation_rules() {
@@ -408,7 +409,7 @@ mod tests {
             serde_json::from_str(r#"{"num_predict": -1, "stop": ["a"], "num_ctx": 8}"#).unwrap();
         let r = o
             .sampling()
-            .into_request(ollama_defaults(), vec![1], 16, &NAMES)
+            .into_request(ollama_defaults(), vec![1], Limits::fixed(16), &NAMES)
             .unwrap();
         assert_eq!(r.n_predict, None);
         assert_eq!(r.stop, vec!["a".to_string()]);
@@ -419,7 +420,7 @@ mod tests {
             ..Default::default()
         }
         .sampling()
-        .into_request(ollama_defaults(), vec![1], 16, &NAMES)
+        .into_request(ollama_defaults(), vec![1], Limits::fixed(16), &NAMES)
         .expect_err("refused");
         assert!(e.message.contains("num_predict"));
     }

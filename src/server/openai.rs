@@ -267,7 +267,7 @@ pub async fn chat_completions(State(state): State<AppState>, body: Body) -> Resu
     let prompt = model.chat_prompt(&messages)?;
     let mut sampling = req.sampling();
     sampling.stop = Stop::into_vec(req.stop);
-    let greq = sampling.into_request(SamplerParams::default(), prompt, model.n_ctx(), &NAMES)?;
+    let greq = sampling.into_request(SamplerParams::default(), prompt, model.limits(), &NAMES)?;
     let want_logprobs = greq.logprobs.is_some();
     let handle = generation::submit(&model, greq)?;
     let id = new_id("chatcmpl");
@@ -443,7 +443,7 @@ pub async fn completions(State(state): State<AppState>, body: Body) -> Result<Re
         logprobs: "logprobs",
         ..NAMES
     };
-    let greq = sampling.into_request(SamplerParams::default(), prompt, model.n_ctx(), &names)?;
+    let greq = sampling.into_request(SamplerParams::default(), prompt, model.limits(), &names)?;
     let handle = generation::submit(&model, greq)?;
     let id = new_id("cmpl");
     let created = unix_now();

@@ -97,6 +97,8 @@ pub struct Model {
     /// `None` when the file has none: chat endpoints then answer 400.
     pub template: Option<ChatTemplate>,
     pub info: ModelInfo,
+    /// `serve --context-shift --keep K`: `Some(K)`.
+    pub context_shift: Option<i64>,
 }
 
 /// Facts about the file, taken before the engine moves into the scheduler.
@@ -217,6 +219,15 @@ impl Model {
 
     pub fn n_ctx(&self) -> usize {
         self.scheduler.n_ctx()
+    }
+
+    /// What a request may use of its slot.
+    pub fn limits(&self) -> super::generation::Limits {
+        super::generation::Limits {
+            n_ctx: self.n_ctx(),
+            shift_keep: self.context_shift,
+            bos: self.tokenizer().bos_id(),
+        }
     }
 
     /// The conversation through the chat template, as ids.
