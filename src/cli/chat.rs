@@ -103,7 +103,7 @@ impl Chat {
     /// BOS): what a context shift keeps.
     fn system_tokens(&self, ids: &[u32]) -> usize {
         if self.system.is_none() {
-            return super::generate::keep_positions(&self.engine, ids, 0);
+            return crate::engine::keep_positions(ids, self.engine.tokenizer.bos_id(), 0);
         }
         self.system_ids
             .iter()

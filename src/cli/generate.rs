@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 
 use super::common::{GpuArgs, ModelArgs};
-use crate::engine::{Engine, EngineOptions, GenerateOptions, SamplerParams};
+use crate::engine::{keep_positions, Engine, EngineOptions, GenerateOptions, SamplerParams};
 
 /// Sampling options with llama.cpp's names and defaults.
 #[derive(clap::Args, Clone, Debug)]
@@ -146,7 +146,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         top_logits: args.top_logits,
         context_shift: args
             .context_shift
-            .then(|| keep_positions(&engine, &ids, args.keep)),
+            .then(|| keep_positions(&ids, engine.tokenizer.bos_id(), args.keep)),
     };
     let mut stdout = std::io::stdout().lock();
     if !args.json && !args.no_display_prompt {
@@ -194,15 +194,4 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         result.stop_reason
     );
     Ok(())
-}
-
-/// Positions a context shift keeps for `--keep`, as llama.cpp counts them:
-/// BOS always, then `keep` prompt tokens (-1: all of them).
-pub(crate) fn keep_positions(engine: &Engine, ids: &[u32], keep: i64) -> usize {
-    let bos = usize::from(!ids.is_empty() && ids.first() == engine.tokenizer.bos_id().as_ref());
-    if keep < 0 {
-        ids.len()
-    } else {
-        (keep as usize).saturating_add(bos).min(ids.len())
-    }
 }

@@ -412,6 +412,18 @@ fn make_room(
     Ok(true)
 }
 
+/// Positions of a prompt `ids` that a context shift asked to keep `keep`
+/// keeps (llama.cpp's `--keep`): BOS, if the prompt starts with it, then
+/// `keep` more (-1: the whole prompt), at most the prompt.
+pub fn keep_positions(ids: &[u32], bos: Option<u32>, keep: i64) -> usize {
+    let bos = usize::from(bos.is_some() && ids.first() == bos.as_ref());
+    if keep < 0 {
+        ids.len()
+    } else {
+        (keep as usize).saturating_add(bos).min(ids.len())
+    }
+}
+
 /// llama.cpp's context shift of a full window of `n_ctx` positions asked to
 /// keep `keep`: (positions kept, positions dropped after them), half of the
 /// rest dropped, and at least one position freed.

@@ -68,12 +68,7 @@ impl Limits {
     /// The positions of `prompt` a context shift keeps, if shifts are on.
     fn keep(&self, prompt: &[u32]) -> Option<usize> {
         let k = self.shift_keep?;
-        let bos = usize::from(self.bos.is_some() && prompt.first() == self.bos.as_ref());
-        Some(if k < 0 {
-            prompt.len()
-        } else {
-            (k as usize).saturating_add(bos).min(prompt.len())
-        })
+        Some(crate::engine::keep_positions(prompt, self.bos, k))
     }
 }
 
