@@ -34,6 +34,10 @@ pub struct Sampling {
     pub stop: Vec<String>,
     pub logprobs: Option<usize>,
     pub ignore_eos: bool,
+    /// Prompt positions a context shift keeps after BOS (llama-server's
+    /// `n_keep`, Ollama's `num_keep`; -1: the whole prompt), instead of
+    /// `serve --keep`. Only with `serve --context-shift`.
+    pub keep: Option<i64>,
 }
 
 /// The API's parameter names, for error messages.
@@ -66,8 +70,10 @@ impl Limits {
     }
 
     /// The positions of `prompt` a context shift keeps, if shifts are on.
-    fn keep(&self, prompt: &[u32]) -> Option<usize> {
-        let k = self.shift_keep?;
+    /// `asked`: the request's own count instead of the server's.
+    fn keep(&self, prompt: &[u32], asked: Option<i64>) -> Option<usize> {
+        let server = self.shift_keep?;
+        let k = asked.unwrap_or(server);
         Some(crate::engine::keep_positions(prompt, self.bos, k))
     }
 }
@@ -179,7 +185,7 @@ impl Sampling {
             .with_code("context_length_exceeded"));
         }
         Ok(Request {
-            context_shift: limits.keep(&prompt),
+            context_shift: limits.keep(&prompt, self.keep),
             prompt,
             sampler: p,
             n_predict,
@@ -481,5 +487,28 @@ mod tests {
         assert_eq!(r.context_shift, Some(2));
         let e = req(vec![1, 5, 6, 7], None).expect_err("past the context");
         assert_eq!(e.code, Some("context_length_exceeded"));
+        // The request's own n_keep / num_keep, only where shifts are on.
+        let asked = |k| Sampling {
+            keep: Some(k),
+            ..Default::default()
+        };
+        let on = asked(0)
+            .into_request(
+                SamplerParams::default(),
+                vec![1, 5, 6],
+                limits(Some(2)),
+                &OPENAI,
+            )
+            .unwrap();
+        assert_eq!(on.context_shift, Some(1));
+        let off = asked(0)
+            .into_request(
+                SamplerParams::default(),
+                vec![1, 5, 6],
+                limits(None),
+                &OPENAI,
+            )
+            .unwrap();
+        assert_eq!(off.context_shift, None);
     }
 }

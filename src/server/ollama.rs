@@ -35,6 +35,8 @@ pub struct Options {
     pub repeat_last_n: Option<i64>,
     pub presence_penalty: Option<f32>,
     pub frequency_penalty: Option<f32>,
+    /// Prompt tokens a context shift keeps (with `serve --context-shift`).
+    pub num_keep: Option<i64>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -110,6 +112,7 @@ impl Options {
             stop: self.stop.unwrap_or_default(),
             logprobs: None,
             ignore_eos: false,
+            keep: self.num_keep,
         }
     }
 }

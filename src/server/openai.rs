@@ -1,6 +1,6 @@
 //! OpenAI's API: `/v1/chat/completions`, `/v1/completions`, `/v1/models`.
 //! Request fields follow OpenAI's reference (plus llama-server's top_k,
-//! min_p, repeat_penalty); unknown fields are ignored, as OpenAI's own
+//! min_p, repeat_penalty, ignore_eos, n_keep); unknown fields are ignored, as OpenAI's own
 //! clients send newer ones freely.
 
 use axum::body::Body;
@@ -94,6 +94,8 @@ pub struct ChatRequest {
     /// llama-server's extension: go on past end-of-generation tokens.
     #[serde(default)]
     pub ignore_eos: bool,
+    /// llama-server's extension: prompt tokens a context shift keeps.
+    pub n_keep: Option<i64>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -131,6 +133,8 @@ pub struct CompletionRequest {
     /// llama-server's extension: go on past end-of-generation tokens.
     #[serde(default)]
     pub ignore_eos: bool,
+    /// llama-server's extension: prompt tokens a context shift keeps.
+    pub n_keep: Option<i64>,
 }
 
 const NAMES: Names = Names {
@@ -233,6 +237,7 @@ impl ChatRequest {
             stop: Vec::new(),
             logprobs: self.logprobs.then(|| self.top_logprobs.unwrap_or(0)),
             ignore_eos: self.ignore_eos,
+            keep: self.n_keep,
         }
     }
 }
@@ -438,6 +443,7 @@ pub async fn completions(State(state): State<AppState>, body: Body) -> Result<Re
         stop: Stop::into_vec(req.stop),
         logprobs: req.logprobs,
         ignore_eos: req.ignore_eos,
+        keep: req.n_keep,
     };
     let names = Names {
         logprobs: "logprobs",
