@@ -75,6 +75,41 @@ fn second_turn_recalls_the_first_and_processes_only_new_tokens() {
     );
 }
 
+/// `--json`: one object per message, aligned with the messages: the same
+/// replies as the plain output, each turn's cache reuse as `-v` logs it, and
+/// an `error` object for a message that does not fit (exit status 1, as
+/// without --json).
+#[test]
+fn json_gives_one_object_per_message() {
+    let long = "This sentence is repeated to overflow the context. ".repeat(60);
+    let script = RECALL_SCRIPT.replacen('\n', &format!("\n{long}\n"), 1);
+    let args = ["-n", N, "--system", SYSTEM];
+    let (ok, plain, _) = chat(&script, &args);
+    assert!(!ok);
+    let (ok, lines, stderr) = chat(&script, &[&args[..], &["--json"]].concat());
+    assert!(!ok, "{stderr}");
+    assert_eq!((plain.len(), lines.len()), (3, 3), "{plain:?} {lines:?}");
+    let v: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        v[1]["error"].as_str().unwrap().contains("does not fit"),
+        "{}",
+        v[1]
+    );
+    for (i, turn) in [(0, 1), (2, 2)] {
+        assert_eq!(v[i]["turn"], turn);
+        assert_eq!(v[i]["text"], plain[i].as_str(), "the same reply");
+        assert_eq!(v[i]["stop_reason"], "length");
+        assert_eq!(v[i]["generated_ids"].as_array().unwrap().len(), 8);
+        let (_, reused, processed) = turn_stats(&stderr, turn);
+        assert_eq!(v[i]["reused_tokens"], reused);
+        assert_eq!(v[i]["prompt_ids"].as_array().unwrap().len(), processed);
+    }
+    assert!(plain[1].is_empty() && plain[2].contains(RECALL_ANSWER));
+}
+
 #[test]
 fn reset_forgets_the_conversation() {
     let script = RECALL_SCRIPT.replacen('\n', "\n/reset\n", 1);

@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _, Result};
 use super::common::{GpuArgs, ModelArgs};
 use super::generate::SamplingArgs;
 use super::AlreadyReported;
-use crate::engine::{Engine, EngineOptions, GenerateOptions, StopReason};
+use crate::engine::{Engine, EngineOptions, GenerateOptions, Generation, StopReason};
 use crate::tokenizer::{ChatMessage, ChatTemplate};
 
 #[derive(clap::Args)]
@@ -37,6 +37,13 @@ pub struct ChatArgs {
     pub n_predict: i64,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    /// With piped input: one JSON object per message on stdout instead of
+    /// the streamed reply (`turn`, `reused_tokens` and generate --json's
+    /// fields: text, generated_ids, stop_reason, timings, context_shifts,
+    /// prompt_ids = the ids processed after the reused ones; or `error` for
+    /// a message that was skipped).
+    #[arg(long)]
+    pub json: bool,
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
@@ -65,6 +72,12 @@ struct Chat {
 
 /// Why a turn produced no reply without the chat having to end.
 struct TurnSkipped(String);
+
+/// A turn's reply: the generation and how many prompt ids the cache held.
+struct Reply {
+    generation: Generation,
+    reused: usize,
+}
 
 impl Chat {
     fn reset(&mut self) {
@@ -146,7 +159,7 @@ impl Chat {
         &mut self,
         user: &str,
         on_text: impl FnMut(&str) -> bool,
-    ) -> Result<std::result::Result<StopReason, TurnSkipped>> {
+    ) -> Result<std::result::Result<Reply, TurnSkipped>> {
         let ids = match self.prompt(user)? {
             Ok(ids) => ids,
             Err(skip) => return Ok(Err(skip)),
@@ -186,11 +199,15 @@ impl Chat {
         }
         self.cached.truncate(self.engine.model.n_past());
         self.history.push(ChatMessage::new("user", user));
-        self.history.push(ChatMessage::new("assistant", g.text));
+        self.history
+            .push(ChatMessage::new("assistant", g.text.clone()));
         if g.stop_reason == StopReason::ContextFull {
             eprintln!("(reply cut: the context is full; older turns will be dropped; --context-shift goes on instead)");
         }
-        Ok(Ok(g.stop_reason))
+        Ok(Ok(Reply {
+            generation: g,
+            reused: reuse,
+        }))
     }
 }
 
@@ -236,8 +253,11 @@ fn fit_messages(
 
 pub fn run(args: &ChatArgs) -> Result<()> {
     let interactive = std::io::stdin().is_terminal();
+    if interactive && args.json {
+        bail!("--json is for piped input (one message per line); at a terminal, chat without it");
+    }
     let sampler = args.sampling.params()?;
-    let model = args.model.resolve(args.quiet)?;
+    let model = args.model.resolve(args.quiet || args.json)?;
     let engine = Engine::load(&EngineOptions {
         n_batch: None,
         n_parallel: 1,
@@ -246,7 +266,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         gpu: args.gpu.options(),
         context: args.context.options()?,
         n_ctx: args.ctx_size,
-        quiet: args.quiet,
+        quiet: args.quiet || args.json,
     })?;
     let template = match &args.chat_template {
         Some(p) => ChatTemplate::from_file(p)?,
@@ -288,12 +308,12 @@ pub fn run(args: &ChatArgs) -> Result<()> {
     if interactive {
         interactive_loop(&mut chat)
     } else {
-        piped_loop(&mut chat)
+        piped_loop(&mut chat, args.json)
     }
 }
 
 /// One user message per stdin line, one reply per stdout line.
-fn piped_loop(chat: &mut Chat) -> Result<()> {
+fn piped_loop(chat: &mut Chat, json: bool) -> Result<()> {
     let mut failed = false;
     let mut stdout = std::io::stdout().lock();
     for line in std::io::stdin().lock().lines() {
@@ -311,16 +331,36 @@ fn piped_loop(chat: &mut Chat) -> Result<()> {
         }
         let mut closed = false;
         let r = chat.respond(msg, |t| {
+            if json {
+                return true;
+            }
             // A closed pipe ends the reply quietly; the loop then ends too.
             closed = write!(stdout, "{t}").and_then(|_| stdout.flush()).is_err();
             !closed
         })?;
-        if let Err(TurnSkipped(why)) = r {
-            eprintln!("error: {why}");
-            failed = true;
+        let mut line = String::new();
+        match r {
+            Ok(reply) if json => {
+                let mut v = serde_json::to_value(&reply.generation)?;
+                v["turn"] = chat.turn.into();
+                v["reused_tokens"] = reply.reused.into();
+                line = serde_json::to_string(&v)?;
+            }
+            Ok(_) => {}
+            Err(TurnSkipped(why)) => {
+                eprintln!("error: {why}");
+                failed = true;
+                if json {
+                    line = serde_json::json!({ "error": why }).to_string();
+                }
+            }
         }
         // An empty line for a skipped turn keeps replies aligned with messages.
-        if closed || writeln!(stdout).and_then(|_| stdout.flush()).is_err() {
+        if closed
+            || writeln!(stdout, "{line}")
+                .and_then(|_| stdout.flush())
+                .is_err()
+        {
             break;
         }
     }
@@ -371,7 +411,9 @@ fn interactive_loop(chat: &mut Chat) -> Result<()> {
         });
         println!();
         match r {
-            Ok(Ok(StopReason::Interrupted)) => eprintln!("(reply stopped)"),
+            Ok(Ok(r)) if r.generation.stop_reason == StopReason::Interrupted => {
+                eprintln!("(reply stopped)")
+            }
             Ok(Ok(_)) => {}
             Ok(Err(TurnSkipped(why))) => eprintln!("error: {why}"),
             // A failed turn (e.g. a template error) need not end the session.
