@@ -18,14 +18,9 @@ use std::process::ExitCode;
 
 use llama_wgpu::gguf::{Gguf, Value};
 use llama_wgpu::model::synthetic::{llama_cpp_output_type, write_synthetic_gguf, LlamaShape};
-use llama_wgpu::quant::TensorType;
 
 fn run(spec: &str, vocab: &str, out: &str) -> Result<(), String> {
-    let (shape, ty) = spec
-        .split_once(':')
-        .ok_or_else(|| format!("{spec}: expected SHAPE:TYPE, e.g. llama2-7b:q4_0"))?;
-    let shape = LlamaShape::by_name(shape).ok_or_else(|| format!("unknown shape '{shape}'"))?;
-    let ty = TensorType::from_name(ty).ok_or_else(|| format!("unknown tensor type '{ty}'"))?;
+    let (shape, ty) = LlamaShape::parse_spec(spec).map_err(|e| format!("{spec}: {e}"))?;
     let v = Gguf::open(vocab).map_err(|e| format!("{vocab}: {e}"))?;
     let tokenizer: Vec<(String, Value)> = v
         .metadata

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::common::{GpuArgs, ModelListArgs};
@@ -15,7 +15,6 @@ use crate::gpu::{
 };
 use crate::model::synthetic::{llama_cpp_output_type, synthetic_header, LlamaShape};
 use crate::model::{LlamaConfig, ModelWeights};
-use crate::quant::TensorType;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -154,22 +153,6 @@ pub fn peak_for(adapter: &str) -> Option<f64> {
         .map(|&(_, g)| g)
 }
 
-fn parse_synthetic(spec: &str) -> Result<(LlamaShape, TensorType)> {
-    let (shape, ty) = spec
-        .split_once(':')
-        .with_context(|| format!("--synthetic {spec}: expected SHAPE:TYPE, e.g. llama2-7b:q4_0"))?;
-    let names: Vec<&str> = LlamaShape::PRESETS.iter().map(|s| s.name).collect();
-    let shape = LlamaShape::by_name(shape).with_context(|| {
-        format!(
-            "--synthetic: unknown shape '{shape}' (known: {})",
-            names.join(", ")
-        )
-    })?;
-    let ty = TensorType::from_name(ty)
-        .with_context(|| format!("--synthetic: unknown tensor type '{ty}'"))?;
-    Ok((shape, ty))
-}
-
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
@@ -224,7 +207,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         sources.push((crate::engine::open_model(p)?, name));
     }
     for spec in &args.synthetic {
-        let (shape, ty) = parse_synthetic(spec)?;
+        let (shape, ty) =
+            LlamaShape::parse_spec(spec).map_err(|e| anyhow::anyhow!("--synthetic {spec}: {e}"))?;
         // The output projection gets the type llama.cpp's quantizer would give it,
         // so the bytes read per token match a real file of this quantization.
         // Only shapes and types: the weights are generated on the GPU at load.

@@ -115,6 +115,20 @@ impl LlamaShape {
         }
     }
 
+    /// A `SHAPE:TYPE` spec (`llama2-7b:q4_0`, as `bench --synthetic` and
+    /// `examples/synthetic_gguf.rs` take it): the shape and the matrices' type.
+    pub fn parse_spec(spec: &str) -> Result<(LlamaShape, TensorType), String> {
+        let (shape, ty) = spec
+            .split_once(':')
+            .ok_or("expected SHAPE:TYPE, e.g. llama2-7b:q4_0")?;
+        let found = LlamaShape::by_name(shape).ok_or_else(|| {
+            let names: Vec<&str> = LlamaShape::PRESETS.iter().map(|s| s.name).collect();
+            format!("unknown shape '{shape}' (known: {})", names.join(", "))
+        })?;
+        let ty = TensorType::from_name(ty).ok_or_else(|| format!("unknown tensor type '{ty}'"))?;
+        Ok((found, ty))
+    }
+
     pub fn by_name(name: &str) -> Option<LlamaShape> {
         Self::PRESETS
             .into_iter()

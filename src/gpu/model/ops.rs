@@ -210,6 +210,11 @@ impl Ops {
         };
         // The normalised residual, input of the unfused projections.
         let xb = TokenRows::new(&b.xb, e_pad);
+        // One unfused matrix at a step width: the matvec, or the matmul.
+        let unfused = |m: &GpuMatrix, y: TokenRows, width: Option<u32>| match width {
+            Some(t) => m.matvec_tokens(gpu, xb, y, 0, false, t),
+            None => m.matmul(gpu, xb, y, false, cap),
+        };
         let layers = w
             .layers
             .iter()
@@ -304,12 +309,7 @@ impl Ops {
                             (&ms[1], &b.k, kv_pad),
                             (&ms[2], &b.v, kv_pad),
                         ] {
-                            v.extend(match width {
-                                Some(t) => {
-                                    m.matvec_tokens(gpu, xb, TokenRows::new(y, pad), 0, false, t)
-                                }
-                                None => m.matmul(gpu, xb, TokenRows::new(y, pad), false, cap),
-                            });
+                            v.extend(unfused(m, TokenRows::new(y, pad), width));
                         }
                         v
                     }
@@ -344,12 +344,7 @@ impl Ops {
                     (GateUp::Separate(ms), width) => {
                         let mut v = vec![norm(&b.x, &lw.ffn_norm, &b.xb)];
                         for (m, y) in [(&ms[0], &b.gate), (&ms[1], &b.up)] {
-                            v.extend(match width {
-                                Some(t) => {
-                                    m.matvec_tokens(gpu, xb, TokenRows::new(y, ff_pad), 0, false, t)
-                                }
-                                None => m.matmul(gpu, xb, TokenRows::new(y, ff_pad), false, cap),
-                            });
+                            v.extend(unfused(m, TokenRows::new(y, ff_pad), width));
                         }
                         v.push(swiglu());
                         v
