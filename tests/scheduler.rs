@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use llama_wgpu::engine::{
-    Engine, EngineOptions, Event, GenerateOptions, Request, SamplerParams, Scheduler,
+    Engine, EngineOptions, Event, Finished, GenerateOptions, Request, SamplerParams, Scheduler,
     SchedulerOptions, StopReason, SubmitError,
 };
 use llama_wgpu::gpu::GpuOptions;
@@ -48,11 +48,17 @@ fn request(engine: &Engine, prompt: &str, n: usize) -> Request {
         ignore_eos: true,
         logprobs: None,
         context_shift: None,
+        cache_prompt: true,
     }
 }
 
 /// Every event of a request, until it is done.
 fn collect(h: &mut llama_wgpu::engine::RequestHandle) -> (Vec<u32>, String, StopReason) {
+    let (ids, text, f) = collect_finished(h);
+    (ids, text, f.reason)
+}
+
+fn collect_finished(h: &mut llama_wgpu::engine::RequestHandle) -> (Vec<u32>, String, Finished) {
     let (mut ids, mut text) = (Vec::new(), String::new());
     loop {
         match h
@@ -66,7 +72,7 @@ fn collect(h: &mut llama_wgpu::engine::RequestHandle) -> (Vec<u32>, String, Stop
             }
             Event::Done(f) => {
                 assert_eq!(f.completion_tokens, ids.len());
-                return (ids, text, f.reason);
+                return (ids, text, f);
             }
             Event::Error(e) => panic!("request failed: {e}"),
         }
@@ -142,6 +148,61 @@ fn context_shift_in_a_slot_matches_generate_alone() {
     assert_eq!(ids_c.len(), N_CTX - ids.len() + 1);
     assert_eq!(ids_c[..], expected.generated_ids[..ids_c.len()]);
     sched.shutdown();
+}
+
+/// The prompt cache: a request that continues an earlier one (its prompt,
+/// the reply, more text: a conversation's next turn) starts where the slot's
+/// cached tokens end, and gives what the same request gives with the cache
+/// off; the same prompt again reprocesses only its last token.
+#[test]
+fn a_prompt_cache_hit_gives_what_a_fresh_prompt_gives() {
+    let eng = engine(1);
+    let first = request(&eng, PROMPTS[2], N_PREDICT);
+    let more = eng.tokenize(" Then the old woman said").unwrap();
+    let sched = Scheduler::start(
+        eng,
+        SchedulerOptions {
+            n_parallel: 1,
+            queue_capacity: 4,
+        },
+    )
+    .unwrap();
+    let (ids_a, _, fa) = collect_finished(&mut sched.submit(first.clone()).unwrap());
+    assert_eq!(
+        (fa.cached_tokens, fa.prompt_tokens),
+        (0, first.prompt.len())
+    );
+
+    // The slot holds the prompt and every reply token but the last (never fed).
+    let mut turn = first.prompt.clone();
+    turn.extend_from_slice(&ids_a);
+    turn.extend_from_slice(&more[1..]);
+    let next = Request {
+        prompt: turn.clone(),
+        ..first.clone()
+    };
+    let (ids_b, text_b, fb) = collect_finished(&mut sched.submit(next.clone()).unwrap());
+    assert_eq!(fb.cached_tokens, first.prompt.len() + N_PREDICT - 1);
+    assert_eq!(fb.prompt_tokens, turn.len());
+
+    let fresh = Request {
+        cache_prompt: false,
+        ..next
+    };
+    let (ids_c, text_c, fc) = collect_finished(&mut sched.submit(fresh).unwrap());
+    assert_eq!(fc.cached_tokens, 0);
+    assert_eq!(ids_b, ids_c);
+    assert_eq!(text_b, text_c);
+
+    let (ids_d, _, fd) = collect_finished(&mut sched.submit(first.clone()).unwrap());
+    assert_eq!(fd.cached_tokens, first.prompt.len() - 1);
+    assert_eq!(ids_d, ids_a);
+    sched.shutdown();
+    let stats = sched.stats();
+    let cached = (fb.cached_tokens + fd.cached_tokens) as u64;
+    assert_eq!(stats.prompt_tokens_cached_total, cached);
+    let all = 2 * first.prompt.len() + 2 * turn.len();
+    assert_eq!(stats.prompt_tokens_total + cached, all as u64);
 }
 
 #[test]

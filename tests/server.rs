@@ -419,7 +419,15 @@ fn chat_completion_streaming_and_not() {
         usage["prompt_tokens"].as_u64().unwrap() + completion
     );
     assert_eq!(r["timings"]["predicted_n"], usage["completion_tokens"]);
-    assert_eq!(r["timings"]["prompt_n"], usage["prompt_tokens"]);
+    // Another chat may have left the same system prompt in this slot.
+    let cached = usage["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(r["timings"]["cache_n"], cached);
+    assert_eq!(
+        r["timings"]["prompt_n"].as_u64().unwrap() + cached,
+        usage["prompt_tokens"].as_u64().unwrap()
+    );
     // The prompt is the rendered template: its tokens, counted by /tokenize, match usage.
     let rendered = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
     let toks = s.ok(
@@ -450,7 +458,11 @@ fn chat_completion_streaming_and_not() {
     assert_eq!(events[n - 2]["choices"][0]["finish_reason"], reason);
     // include_usage: a last chunk with no choices and the usage.
     assert_eq!(events[n - 1]["choices"], json!([]));
-    assert_eq!(events[n - 1]["usage"], *usage);
+    // (The same prompt again may come from the slot's cache: only the counts must agree.)
+    for k in ["prompt_tokens", "completion_tokens", "total_tokens"] {
+        assert_eq!(events[n - 1]["usage"][k], usage[k], "{k}");
+    }
+    assert!(events[n - 1]["usage"]["prompt_tokens_details"]["cached_tokens"].is_u64());
     assert!(events[..n - 1].iter().all(|e| e["usage"].is_null()));
 }
 
@@ -962,11 +974,11 @@ fn one_slot_disconnect_queue_full_and_sigterm() {
     drop(lines);
     let t0 = Instant::now();
     let small = json!({"prompt": "Hi", "max_tokens": 2, "temperature": 0}).to_string();
-    loop {
+    let hi = loop {
         let r = s.raw("POST", "/v1/completions", None, Some(small.as_bytes()));
         if r.status == 200 {
             assert_eq!(r.json()["usage"]["completion_tokens"], 2);
-            break;
+            break r.json();
         }
         assert_eq!(r.status, 503, "{}", r.text());
         assert!(
@@ -975,7 +987,27 @@ fn one_slot_disconnect_queue_full_and_sigterm() {
             t0.elapsed()
         );
         std::thread::sleep(Duration::from_millis(100));
-    }
+    };
+    // The one slot still holds "Hi" and the reply's first token: the same
+    // request again processes only the prompt's last token (llama-server's
+    // cache_prompt) and answers the same; with cache_prompt off, all of it.
+    let n_prompt = hi["usage"]["prompt_tokens"].as_u64().unwrap();
+    let again = s.ok("/v1/completions", &serde_json::from_str(&small).unwrap());
+    assert_eq!(again["choices"][0]["text"], hi["choices"][0]["text"]);
+    assert_eq!(again["usage"]["prompt_tokens"], n_prompt);
+    assert_eq!(
+        again["usage"]["prompt_tokens_details"]["cached_tokens"],
+        n_prompt - 1
+    );
+    assert_eq!(again["timings"]["cache_n"], n_prompt - 1);
+    assert_eq!(again["timings"]["prompt_n"], 1);
+    let fresh = s.ok(
+        "/v1/completions",
+        &json!({"prompt": "Hi", "max_tokens": 2, "temperature": 0, "cache_prompt": false}),
+    );
+    assert_eq!(fresh["choices"][0]["text"], hi["choices"][0]["text"]);
+    assert_eq!(fresh["timings"]["cache_n"], 0);
+    assert_eq!(fresh["timings"]["prompt_n"], n_prompt);
 
     let mut first = open(
         &s.addr,

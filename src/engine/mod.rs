@@ -5,6 +5,7 @@ pub mod perplexity;
 pub mod sampler;
 pub mod scheduler;
 mod sequence;
+pub mod slots;
 mod step;
 
 use std::io::IsTerminal;
@@ -56,8 +57,8 @@ pub struct Engine {
     pub gguf: Gguf,
     pub path: PathBuf,
     pub load_seconds: f64,
-    /// Which KV-cache slots a sequence holds (see `step.rs`).
-    slot_used: Vec<bool>,
+    /// Which KV-cache slots a sequence holds, and what free ones still cache.
+    slots: slots::SlotTable,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -244,7 +245,7 @@ impl Engine {
             gguf,
             path: path.to_path_buf(),
             load_seconds: start.elapsed().as_secs_f64(),
-            slot_used: vec![false; opts.n_parallel.max(1)],
+            slots: slots::SlotTable::new(opts.n_parallel),
         })
     }
 

@@ -48,6 +48,12 @@ pub struct Request {
     /// [`super::GenerateOptions::context_shift`]); `None`: the request ends
     /// with [`StopReason::ContextFull`].
     pub context_shift: Option<usize>,
+    /// llama-server's `cache_prompt`: start from the prompt tokens a free
+    /// slot still holds from an earlier request (see [`super::slots`]).
+    /// Off, every prompt token is processed: the reply does not depend on
+    /// what ran before (reused positions were computed by other kernels, in
+    /// other chunks, so logits can differ in the last bits).
+    pub cache_prompt: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -79,7 +85,10 @@ pub struct TokenLogprob {
 #[derive(Clone, Debug)]
 pub struct Finished {
     pub reason: StopReason,
+    /// The whole prompt, cached tokens included.
     pub prompt_tokens: usize,
+    /// Prompt tokens a slot already held (not processed again).
+    pub cached_tokens: usize,
     pub completion_tokens: usize,
     /// From the request's first prompt step to its first token.
     pub prompt_ms: f64,
@@ -109,7 +118,10 @@ pub struct SchedulerStats {
     pub queued: usize,
     /// Finished requests, whatever the reason.
     pub requests_total: u64,
+    /// Prompt tokens processed (cached ones not counted).
     pub prompt_tokens_total: u64,
+    /// Prompt tokens taken from a slot's cache.
+    pub prompt_tokens_cached_total: u64,
     pub generated_tokens_total: u64,
     pub steps_total: u64,
 }
@@ -284,8 +296,8 @@ fn engine_loop(mut engine: Engine, shared: &Shared, n_parallel: usize) {
                 if job.cancelled() {
                     continue;
                 }
-                match engine.alloc_slot() {
-                    Some(slot) => running.push(Sequence::new(job, slot, &tokenizer)),
+                match engine.claim_slot(&job.req.prompt, job.req.cache_prompt) {
+                    Some(grant) => running.push(Sequence::new(job, grant, &tokenizer)),
                     None => {
                         q.push_front(job);
                         break;
@@ -305,11 +317,13 @@ fn engine_loop(mut engine: Engine, shared: &Shared, n_parallel: usize) {
                 for out in outs {
                     if let SeqOutput::Finished {
                         prompt_tokens,
+                        cached_tokens,
                         completion_tokens,
                     } = out
                     {
                         stats.requests_total += 1;
                         stats.prompt_tokens_total += prompt_tokens as u64;
+                        stats.prompt_tokens_cached_total += cached_tokens as u64;
                         stats.generated_tokens_total += completion_tokens as u64;
                     }
                 }
@@ -323,7 +337,7 @@ fn engine_loop(mut engine: Engine, shared: &Shared, n_parallel: usize) {
                     s.fail(&msg);
                     stats.requests_total += 1;
                 }
-                engine.free_all_slots();
+                engine.reset_slots();
             }
         }
         let mut finished = Vec::new();
@@ -331,7 +345,7 @@ fn engine_loop(mut engine: Engine, shared: &Shared, n_parallel: usize) {
         while i < running.len() {
             if running[i].is_done() {
                 let s = running.remove(i);
-                engine.free_slot(s.slot);
+                engine.release_slot(s.slot, s.cached_ids());
                 finished.push(s);
             } else {
                 i += 1;

@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use super::scheduler::{Event, Finished, Job, TokenEvent, TokenLogprob};
+use super::slots::SlotGrant;
 use super::{readback_for, Sampler, StopFilter, StopReason};
 use crate::gpu::{BatchOutput, Output};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
@@ -13,7 +14,9 @@ use crate::tokenizer::{StreamDecoder, Tokenizer};
 pub(crate) enum SeqOutput {
     Running,
     Finished {
+        /// Prompt tokens processed (not the cached ones).
         prompt_tokens: usize,
+        cached_tokens: usize,
         completion_tokens: usize,
     },
 }
@@ -28,8 +31,13 @@ pub(crate) struct Sequence<'t> {
     recent: Vec<u32>,
     /// Prompt tokens already in the cache.
     prompt_done: usize,
+    /// Prompt tokens the slot held when the sequence started.
+    cached: usize,
     /// Positions dropped from the slot by context shifts.
     discarded: usize,
+    /// Positions the first context shift kept: the only ones still equal to
+    /// a fresh computation of their ids after it.
+    shift_kept: Option<usize>,
     /// The last chosen token, to be fed at the next step.
     pending: Option<u32>,
     generated: usize,
@@ -55,16 +63,18 @@ pub(crate) enum SeqInput<'a> {
 }
 
 impl<'t> Sequence<'t> {
-    pub fn new(job: Job, slot: usize, tok: &'t Tokenizer) -> Sequence<'t> {
+    pub fn new(job: Job, grant: SlotGrant, tok: &'t Tokenizer) -> Sequence<'t> {
         let stop = StopFilter::new(&job.req.stop);
         Sequence {
             sampler: Sampler::new(job.req.sampler.clone()),
             recent: job.req.prompt.clone(),
             job,
             tok,
-            slot,
-            prompt_done: 0,
+            slot: grant.slot,
+            prompt_done: grant.reused,
+            cached: grant.reused,
             discarded: 0,
+            shift_kept: None,
             pending: None,
             generated: 0,
             stream: StreamDecoder::continuation(tok),
@@ -110,8 +120,18 @@ impl<'t> Sequence<'t> {
     }
 
     /// Records a context shift of this sequence's slot.
-    pub fn shifted(&mut self, discard: usize) {
+    pub fn shifted(&mut self, keep: usize, discard: usize) {
         self.discarded += discard;
+        self.shift_kept.get_or_insert(keep);
+    }
+
+    /// The ids whose keys and values the slot holds from position 0, as a
+    /// fresh run of those ids would have put them there: every fed position,
+    /// or after a context shift only the positions it kept (later ones were
+    /// computed attending to positions since dropped).
+    pub fn cached_ids(&self) -> Vec<u32> {
+        let n = self.shift_kept.unwrap_or_else(|| self.n_past());
+        self.recent[..n.min(self.recent.len())].to_vec()
     }
 
     /// The next step's input: at most `budget` prompt tokens, or one decode token.
@@ -260,12 +280,14 @@ impl<'t> Sequence<'t> {
         self.done_event = Some(Event::Done(Finished {
             reason,
             prompt_tokens: self.prompt_len(),
+            cached_tokens: self.cached,
             completion_tokens: self.generated,
             prompt_ms: (first - started).as_secs_f64() * 1e3,
             generation_ms: (now - first).as_secs_f64() * 1e3,
         }));
         SeqOutput::Finished {
-            prompt_tokens: self.prompt_done,
+            prompt_tokens: self.prompt_done - self.cached,
+            cached_tokens: self.cached,
             completion_tokens: self.generated,
         }
     }

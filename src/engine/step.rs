@@ -7,30 +7,31 @@
 use anyhow::Result;
 
 use super::sequence::{SeqInput, SeqOutput, Sequence};
+use super::slots::SlotGrant;
 use super::Engine;
 use crate::gpu::{BatchOutput, ChunkInput, DecodeInput, Output, StepInput, TokenSource};
 
 impl Engine {
     /// Sequence slots in the KV cache.
     pub fn slots(&self) -> usize {
-        self.slot_used.len()
+        self.slots.len()
     }
 
-    /// Claims a free KV-cache slot, if there is one.
-    pub fn alloc_slot(&mut self) -> Option<usize> {
-        let s = self.slot_used.iter().position(|u| !u)?;
-        self.slot_used[s] = true;
-        Some(s)
+    /// Claims a free KV-cache slot for `prompt`, if there is one, and says
+    /// how many of its first tokens the slot already holds (with `reuse`).
+    pub fn claim_slot(&mut self, prompt: &[u32], reuse: bool) -> Option<SlotGrant> {
+        self.slots.claim(prompt, reuse)
     }
 
-    pub fn free_slot(&mut self, slot: usize) {
-        if let Some(u) = self.slot_used.get_mut(slot) {
-            *u = false;
-        }
+    /// Frees `slot`; it keeps `cached` (the ids at its positions
+    /// `0..cached.len()`) for a later request that starts with them.
+    pub fn release_slot(&mut self, slot: usize, cached: Vec<u32>) {
+        self.slots.release(slot, cached);
     }
 
-    pub fn free_all_slots(&mut self) {
-        self.slot_used.iter_mut().for_each(|u| *u = false);
+    /// Frees every slot and forgets what they hold.
+    pub fn reset_slots(&mut self) {
+        self.slots.reset();
     }
 
     /// Runs one step for the running sequences: cancelled ones end at once,
@@ -57,7 +58,7 @@ impl Engine {
             if let Some((keep, discard)) = seqs[i].shift_needed(n_ctx) {
                 let (slot, n_past) = (seqs[i].slot, seqs[i].n_past());
                 self.model.shift_slot(slot, n_past, keep, discard)?;
-                seqs[i].shifted(discard);
+                seqs[i].shifted(keep, discard);
                 tracing::info!(
                     "slot {slot}: context shift: kept the first {keep} positions, dropped the next {discard} (keys re-rotated on the GPU)"
                 );

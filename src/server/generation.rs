@@ -38,6 +38,9 @@ pub struct Sampling {
     /// `n_keep`, Ollama's `num_keep`; -1: the whole prompt), instead of
     /// `serve --keep`. Only with `serve --context-shift`.
     pub keep: Option<i64>,
+    /// llama-server's `cache_prompt` (default on): start from what a free
+    /// slot holds of this prompt.
+    pub cache_prompt: Option<bool>,
 }
 
 /// The API's parameter names, for error messages.
@@ -192,6 +195,7 @@ impl Sampling {
             stop: self.stop.into_iter().filter(|s| !s.is_empty()).collect(),
             ignore_eos: self.ignore_eos,
             logprobs: self.logprobs,
+            cache_prompt: self.cache_prompt.unwrap_or(true),
         })
     }
 }
@@ -249,11 +253,15 @@ pub fn finish_reason(r: StopReason) -> &'static str {
 pub fn timings(f: &Finished) -> Json {
     let per_s = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
     let per_tok = |n: usize, ms: f64| if n > 0 { ms / n as f64 } else { 0.0 };
+    // As llama-server: prompt_n counts the tokens processed, cache_n the
+    // ones a slot already held.
+    let processed = f.prompt_tokens - f.cached_tokens;
     json!({
-        "prompt_n": f.prompt_tokens,
+        "cache_n": f.cached_tokens,
+        "prompt_n": processed,
         "prompt_ms": f.prompt_ms,
-        "prompt_per_token_ms": per_tok(f.prompt_tokens, f.prompt_ms),
-        "prompt_per_second": per_s(f.prompt_tokens, f.prompt_ms),
+        "prompt_per_token_ms": per_tok(processed, f.prompt_ms),
+        "prompt_per_second": per_s(processed, f.prompt_ms),
         "predicted_n": f.completion_tokens,
         "predicted_ms": f.generation_ms,
         "predicted_per_token_ms": per_tok(f.completion_tokens, f.generation_ms),
@@ -266,6 +274,7 @@ pub fn usage(f: &Finished) -> Json {
         "prompt_tokens": f.prompt_tokens,
         "completion_tokens": f.completion_tokens,
         "total_tokens": f.prompt_tokens + f.completion_tokens,
+        "prompt_tokens_details": { "cached_tokens": f.cached_tokens },
     })
 }
 

@@ -113,6 +113,8 @@ impl Options {
             logprobs: None,
             ignore_eos: false,
             keep: self.num_keep,
+            // Ollama always reuses a loaded model's cache.
+            cache_prompt: None,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! OpenAI's API: `/v1/chat/completions`, `/v1/completions`, `/v1/models`.
 //! Request fields follow OpenAI's reference (plus llama-server's top_k,
-//! min_p, repeat_penalty, ignore_eos, n_keep); unknown fields are ignored, as OpenAI's own
+//! min_p, repeat_penalty, ignore_eos, n_keep, cache_prompt); unknown fields are ignored, as OpenAI's own
 //! clients send newer ones freely.
 
 use axum::body::Body;
@@ -96,6 +96,8 @@ pub struct ChatRequest {
     pub ignore_eos: bool,
     /// llama-server's extension: prompt tokens a context shift keeps.
     pub n_keep: Option<i64>,
+    /// llama-server's extension: reuse what a slot holds of the prompt (default true).
+    pub cache_prompt: Option<bool>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -135,6 +137,8 @@ pub struct CompletionRequest {
     pub ignore_eos: bool,
     /// llama-server's extension: prompt tokens a context shift keeps.
     pub n_keep: Option<i64>,
+    /// llama-server's extension: reuse what a slot holds of the prompt (default true).
+    pub cache_prompt: Option<bool>,
 }
 
 const NAMES: Names = Names {
@@ -238,6 +242,7 @@ impl ChatRequest {
             logprobs: self.logprobs.then(|| self.top_logprobs.unwrap_or(0)),
             ignore_eos: self.ignore_eos,
             keep: self.n_keep,
+            cache_prompt: self.cache_prompt,
         }
     }
 }
@@ -444,6 +449,7 @@ pub async fn completions(State(state): State<AppState>, body: Body) -> Result<Re
         logprobs: req.logprobs,
         ignore_eos: req.ignore_eos,
         keep: req.n_keep,
+        cache_prompt: req.cache_prompt,
     };
     let names = Names {
         logprobs: "logprobs",

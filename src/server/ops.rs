@@ -80,8 +80,14 @@ fn render_metrics(state: &AppState) -> String {
         metric(
             "prompt_tokens_total",
             "counter",
-            "Prompt tokens processed.",
+            "Prompt tokens processed (cached ones not counted).",
             s.prompt_tokens_total.to_string(),
+        );
+        metric(
+            "prompt_tokens_cached_total",
+            "counter",
+            "Prompt tokens a slot already held from an earlier request (not processed).",
+            s.prompt_tokens_cached_total.to_string(),
         );
         metric(
             "tokens_predicted_total",

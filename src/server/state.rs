@@ -84,7 +84,7 @@ impl Metrics {
         m.prompt_ms_total += f.prompt_ms;
         m.generation_ms_total += f.generation_ms;
         m.timed_tokens += f.completion_tokens as u64;
-        m.timed_prompt_tokens += f.prompt_tokens as u64;
+        m.timed_prompt_tokens += (f.prompt_tokens - f.cached_tokens) as u64;
     }
 
     pub fn snapshot(&self) -> MetricsInner {
