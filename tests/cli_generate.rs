@@ -148,3 +148,44 @@ fn context_shift_generates_past_a_full_window() {
     // stderr is a pipe here: no terminal colour codes in the log.
     assert!(!log.contains('\x1b'), "{log:?}");
 }
+
+/// `--format json`: the reply is a JSON object that ends generation when it
+/// closes (the same prompt and seed without it is not JSON), or, cut off by
+/// -n, the start of one; an unknown format is refused in one line.
+#[test]
+fn format_json_constrains_the_reply_to_an_object() {
+    use llama_wgpu::engine::json_output::JsonState;
+    let model = common::test_model_path();
+    let run = |extra: &[&str]| {
+        let out = Command::cargo_bin("llama-wgpu")
+            .unwrap()
+            .args(["generate", "-m", model.to_str().unwrap(), "--json"])
+            .args(["-p", "A JSON object describing a cat: "])
+            .args(extra)
+            .assert()
+            .success();
+        serde_json::from_slice::<serde_json::Value>(&out.get_output().stdout).unwrap()
+    };
+    let sampled = ["-n", "60", "--temp", "0.8", "--seed", "3"];
+    let r = run(&[&sampled[..], &["--format", "json"]].concat());
+    let text = r["text"].as_str().unwrap();
+    assert_eq!(r["stop_reason"], "end_of_generation", "{text:?}");
+    let v: serde_json::Value = serde_json::from_str(text).unwrap();
+    assert!(v.is_object(), "{text:?}");
+    let free = run(&sampled);
+    let free_text = free["text"].as_str().unwrap();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(free_text).is_err(),
+        "{free_text:?}"
+    );
+    // Greedy, cut off: a prefix of an object.
+    let r = run(&["-n", "12", "--temp", "0", "--format", "json"]);
+    assert_eq!(r["stop_reason"], "length");
+    let text = r["text"].as_str().unwrap();
+    let state = JsonState::new().after(text.as_bytes()).expect(text);
+    assert!(!state.is_done());
+
+    let out = generate(&["--format", "yaml"]).failure();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("invalid value 'yaml' for '--format"), "{err}");
+}

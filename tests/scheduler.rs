@@ -49,6 +49,7 @@ fn request(engine: &Engine, prompt: &str, n: usize) -> Request {
         logprobs: None,
         context_shift: None,
         cache_prompt: true,
+        format: Default::default(),
     }
 }
 
@@ -103,6 +104,7 @@ fn context_shift_in_a_slot_matches_generate_alone() {
         ignore_eos: true,
         top_logits: 0,
         context_shift: shift,
+        format: Default::default(),
     };
     let ids = alone.tokenize(PROMPTS[2]).unwrap();
     let expected = alone.generate(&ids, &opts(N, Some(3)), |_| true).unwrap();
@@ -216,6 +218,7 @@ fn concurrent_greedy_requests_match_each_run_alone() {
         ignore_eos: true,
         top_logits: 0,
         context_shift: None,
+        format: Default::default(),
     };
     let mut expected = Vec::new();
     for p in PROMPTS {

@@ -297,6 +297,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
             ignore_eos: false,
             top_logits: 0,
             context_shift: None,
+            format: args.sampling.output_format(),
         },
         reserve,
         turn: 0,

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 
 use super::common::{GpuArgs, ModelArgs};
-use crate::engine::{keep_positions, Engine, EngineOptions, GenerateOptions, SamplerParams};
+use crate::engine::{
+    keep_positions, Engine, EngineOptions, GenerateOptions, OutputFormat, SamplerParams,
+};
 
 /// Sampling options with llama.cpp's names and defaults.
 #[derive(clap::Args, Clone, Debug)]
@@ -30,9 +32,25 @@ pub struct SamplingArgs {
     /// How many recent tokens the repeat penalty considers.
     #[arg(long, default_value_t = 64)]
     pub repeat_last_n: usize,
+    /// `json`: the reply is one JSON object, constrained token by token,
+    /// and ends when it closes (Ollama's `--format json`).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum FormatArg {
+    Json,
 }
 
 impl SamplingArgs {
+    pub fn output_format(&self) -> OutputFormat {
+        match self.format {
+            Some(FormatArg::Json) => OutputFormat::JsonObject,
+            None => OutputFormat::Text,
+        }
+    }
+
     pub fn params(&self) -> Result<SamplerParams> {
         if !(self.temp >= 0.0 && self.temp.is_finite()) {
             bail!("--temp must be >= 0, got {}", self.temp);
@@ -147,6 +165,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         context_shift: args
             .context_shift
             .then(|| keep_positions(&ids, engine.tokenizer.bos_id(), args.keep)),
+        format: args.sampling.output_format(),
     };
     let mut stdout = std::io::stdout().lock();
     if !args.json && !args.no_display_prompt {

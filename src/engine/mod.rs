@@ -1,6 +1,7 @@
 //! Text generation: a model on the GPU, its tokenizer, prompt processing,
 //! sampling, stop conditions and timings.
 
+pub mod json_output;
 pub mod perplexity;
 pub mod sampler;
 pub mod scheduler;
@@ -22,6 +23,8 @@ use crate::gpu::{
 };
 use crate::model::LlamaConfig;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
+use json_output::JsonConstraint;
+pub use json_output::OutputFormat;
 pub use sampler::{Sampler, SamplerParams};
 pub use scheduler::{
     Event, Finished, Request, RequestHandle, Scheduler, SchedulerOptions, SchedulerStats,
@@ -86,6 +89,8 @@ pub struct GenerateOptions {
     /// many first positions, drop half of the rest and go on (`None`: stop
     /// with [`StopReason::ContextFull`]).
     pub context_shift: Option<usize>,
+    /// JSON mode: the reply is one JSON object (see [`json_output`]).
+    pub format: OutputFormat,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -276,8 +281,11 @@ impl Engine {
         }
         let mut sampler = Sampler::new(opts.sampler.clone());
         // Plain greedy decoding never sends the token back to the GPU.
-        let greedy_on_gpu =
-            opts.sampler.is_greedy() && !opts.sampler.has_penalties() && opts.top_logits == 0;
+        let greedy_on_gpu = opts.sampler.is_greedy()
+            && !opts.sampler.has_penalties()
+            && opts.top_logits == 0
+            && opts.format == OutputFormat::Text;
+        let mut json = (opts.format == OutputFormat::JsonObject).then(JsonConstraint::default);
         let mut recent: Vec<u32> = new_tokens.to_vec();
         let mut top_logits = Vec::new();
 
@@ -289,7 +297,16 @@ impl Engine {
             let out = self
                 .model
                 .prefill(new_tokens, readback(&sampler, &recent, opts))?;
-            choose(&mut sampler, out, &recent, opts, &mut top_logits)?
+            let tok = &self.tokenizer;
+            choose(
+                &mut sampler,
+                out,
+                &recent,
+                opts,
+                &mut top_logits,
+                &mut json,
+                tok,
+            )?
         };
         let prompt_s = t0.elapsed().as_secs_f64();
 
@@ -314,7 +331,9 @@ impl Engine {
             }
             generated.push(next);
             recent.push(next);
-            let last = opts.n_predict.is_some_and(|n| generated.len() >= n);
+            // JSON mode ends with the reply's object, as if the model had ended it.
+            let closed = json.is_some_and(|j| j.is_done());
+            let last = closed || opts.n_predict.is_some_and(|n| generated.len() >= n);
             // Sampled decoding: the step for `next` runs on the GPU while
             // the CPU streams and checks its text below.
             let mut pending = None;
@@ -329,6 +348,8 @@ impl Engine {
                 Some(StopReason::StopString)
             } else if !keep_going {
                 Some(StopReason::Interrupted)
+            } else if closed {
+                Some(StopReason::EndOfGeneration)
             } else if last {
                 Some(StopReason::Length)
             } else {
@@ -350,7 +371,16 @@ impl Engine {
                     break StopReason::ContextFull;
                 };
                 let out = self.model.decode_collect(p)?;
-                choose(&mut sampler, out, &recent, opts, &mut top_logits)?
+                let tok = &self.tokenizer;
+                choose(
+                    &mut sampler,
+                    out,
+                    &recent,
+                    opts,
+                    &mut top_logits,
+                    &mut json,
+                    tok,
+                )?
             };
             steps += 1;
         };
@@ -435,7 +465,11 @@ pub(crate) fn shift_split(keep: usize, n_ctx: usize) -> (usize, usize) {
 
 /// What a sampling step reads back: the best n logits selected on the GPU
 /// when the sampler (and `--top-logits`) need no more, else all of them.
+/// JSON mode needs every logit, for when the drawn token does not fit.
 fn readback(sampler: &Sampler, recent: &[u32], opts: &GenerateOptions) -> BatchOutput {
+    if opts.format != OutputFormat::Text {
+        return BatchOutput::LastLogits;
+    }
     readback_for(sampler, recent, opts.top_logits)
 }
 
@@ -454,6 +488,8 @@ fn choose(
     recent: &[u32],
     opts: &GenerateOptions,
     top_logits: &mut Vec<Vec<(u32, f32)>>,
+    json: &mut Option<JsonConstraint>,
+    tok: &Tokenizer,
 ) -> Result<u32> {
     let cand = match out {
         Output::TopK(best) => best,
@@ -463,7 +499,10 @@ fn choose(
     if opts.top_logits > 0 {
         top_logits.push(top_k_logits_of(&cand, opts.top_logits));
     }
-    Ok(sampler.sample_from(cand, recent))
+    match json {
+        Some(j) => j.choose(tok, cand, |c| sampler.sample_from(c, recent)),
+        None => Ok(sampler.sample_from(cand, recent)),
+    }
 }
 
 /// Opens a model (a GGUF file or a Hugging Face folder) with an error a person can act on.

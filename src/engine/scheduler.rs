@@ -15,6 +15,7 @@ use anyhow::Result;
 use serde::Serialize;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use super::json_output::OutputFormat;
 use super::sequence::{SeqOutput, Sequence};
 use super::{Engine, SamplerParams, StopReason};
 use crate::tokenizer::Tokenizer;
@@ -54,6 +55,8 @@ pub struct Request {
     /// what ran before (reused positions were computed by other kernels, in
     /// other chunks, so logits can differ in the last bits).
     pub cache_prompt: bool,
+    /// JSON mode: the reply is one JSON object (see [`super::json_output`]).
+    pub format: OutputFormat,
 }
 
 #[derive(Clone, Debug)]

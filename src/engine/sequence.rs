@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use super::json_output::{JsonConstraint, OutputFormat};
 use super::scheduler::{Event, Finished, Job, TokenEvent, TokenLogprob};
 use super::slots::SlotGrant;
 use super::{readback_for, Sampler, StopFilter, StopReason};
@@ -43,6 +44,8 @@ pub(crate) struct Sequence<'t> {
     generated: usize,
     stream: StreamDecoder<'t>,
     stop: StopFilter,
+    /// JSON mode's constraint on the reply.
+    json: Option<JsonConstraint>,
     started: Option<Instant>,
     first_token: Option<Instant>,
     done: bool,
@@ -65,7 +68,9 @@ pub(crate) enum SeqInput<'a> {
 impl<'t> Sequence<'t> {
     pub fn new(job: Job, grant: SlotGrant, tok: &'t Tokenizer) -> Sequence<'t> {
         let stop = StopFilter::new(&job.req.stop);
+        let json = (job.req.format == OutputFormat::JsonObject).then(JsonConstraint::default);
         Sequence {
+            json,
             sampler: Sampler::new(job.req.sampler.clone()),
             recent: job.req.prompt.clone(),
             job,
@@ -169,8 +174,9 @@ impl<'t> Sequence<'t> {
     /// What the step must read back for this sequence's next token.
     pub fn head(&self) -> BatchOutput {
         let req = &self.job.req;
-        if req.logprobs.is_some() {
-            // The log-softmax needs every logit.
+        if req.logprobs.is_some() || self.json.is_some() {
+            // The log-softmax needs every logit; so does JSON mode, when the
+            // drawn token does not fit and another must be drawn.
             return BatchOutput::LastLogits;
         }
         if req.sampler.is_greedy() && !req.sampler.has_penalties() {
@@ -193,26 +199,22 @@ impl<'t> Sequence<'t> {
     /// token, streams its text, and decides whether the sequence goes on.
     /// `n_ctx`: the slot's positions.
     pub fn accept(&mut self, out: Output, n_ctx: usize) -> anyhow::Result<SeqOutput> {
-        let req = &self.job.req;
         let (next, logprob) = match out {
             Output::Token(id) => (id, None),
-            Output::TopK(cand) => (self.sampler.sample_from(cand, &self.recent), None),
+            Output::TopK(cand) => (self.choose(cand)?, None),
             Output::Logits(logits) => {
                 let cand: Vec<(u32, f32)> = logits
                     .iter()
                     .enumerate()
                     .map(|(i, &l)| (i as u32, l))
                     .collect();
-                let next = if req.sampler.is_greedy() && !req.sampler.has_penalties() {
-                    crate::model::cpu::argmax(&logits)
-                } else {
-                    self.sampler.sample_from(cand, &self.recent)
-                };
-                let lp = req.logprobs.map(|k| log_probs(&logits, next, k));
+                let next = self.choose(cand)?;
+                let lp = self.job.req.logprobs.map(|k| log_probs(&logits, next, k));
                 (next, lp)
             }
             Output::Nothing => anyhow::bail!("the step produced no output for a sequence"),
         };
+        let req = &self.job.req;
         self.first_token.get_or_insert_with(Instant::now);
         if !req.ignore_eos && self.tok.is_end_of_generation(next) {
             // Text held back for a stop string that never completed is
@@ -239,7 +241,9 @@ impl<'t> Sequence<'t> {
         // The chosen token is emitted but cannot be fed: no position is left
         // (and no context shift will make one).
         let full = self.n_past() >= n_ctx && req.context_shift.is_none();
-        if length || full {
+        // JSON mode ends with the root object, as if the model had ended it.
+        let closed = self.json.is_some_and(|j| j.is_done());
+        if length || full || closed {
             let tail = self.stream.finish();
             let (more, hit) = self.stop.push(&tail);
             let text = text
@@ -252,6 +256,8 @@ impl<'t> Sequence<'t> {
             self.send_token(next, text, logprob);
             let reason = if hit {
                 StopReason::StopString
+            } else if closed {
+                StopReason::EndOfGeneration
             } else if length {
                 StopReason::Length
             } else {
@@ -261,6 +267,24 @@ impl<'t> Sequence<'t> {
         }
         self.send_token(next, text, logprob);
         Ok(SeqOutput::Running)
+    }
+
+    /// Draws the next token from `cand` (the step's logits or its top-k):
+    /// greedy or by the request's sampler, within JSON mode's constraint.
+    fn choose(&mut self, cand: Vec<(u32, f32)>) -> anyhow::Result<u32> {
+        let plain = self.job.req.sampler.is_greedy() && !self.job.req.sampler.has_penalties();
+        let (sampler, recent) = (&mut self.sampler, &self.recent);
+        let mut draw = |cand: Vec<(u32, f32)>| {
+            if plain {
+                first_best(&cand)
+            } else {
+                sampler.sample_from(cand, recent)
+            }
+        };
+        match &mut self.json {
+            Some(json) => json.choose(self.tok, cand, draw),
+            None => Ok(draw(cand)),
+        }
     }
 
     fn send_token(&self, id: u32, text: String, logprob: Option<TokenLogprob>) {
@@ -303,6 +327,17 @@ impl<'t> Sequence<'t> {
     pub fn fail(&self, msg: &str) {
         let _ = self.job.tx.send(Event::Error(msg.to_string()));
     }
+}
+
+/// The id of the first of the largest logits (as `argmax` on the GPU and CPU).
+fn first_best(cand: &[(u32, f32)]) -> u32 {
+    let mut best = cand[0];
+    for &c in &cand[1..] {
+        if c.1 > best.1 {
+            best = c;
+        }
+    }
+    best.0
 }
 
 /// The chosen token's log-probability and the `k` most likely tokens', from raw logits.

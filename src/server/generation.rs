@@ -7,7 +7,7 @@ use serde_json::{json, Value as Json};
 use super::errors::ApiError;
 use super::state::{AppState, Model};
 use crate::engine::{
-    Event, Finished, Request, RequestHandle, SamplerParams, StopReason, TokenEvent,
+    Event, Finished, OutputFormat, Request, RequestHandle, SamplerParams, StopReason, TokenEvent,
 };
 
 /// Most alternatives a token's log-probabilities may list (the scheduler's bound).
@@ -41,6 +41,8 @@ pub struct Sampling {
     /// llama-server's `cache_prompt` (default on): start from what a free
     /// slot holds of this prompt.
     pub cache_prompt: Option<bool>,
+    /// JSON mode (`response_format` json_object, Ollama's `format: "json"`).
+    pub format: OutputFormat,
 }
 
 /// The API's parameter names, for error messages.
@@ -196,6 +198,7 @@ impl Sampling {
             ignore_eos: self.ignore_eos,
             logprobs: self.logprobs,
             cache_prompt: self.cache_prompt.unwrap_or(true),
+            format: self.format,
         })
     }
 }

@@ -16,7 +16,7 @@ use super::errors::{ApiError, OllamaError};
 use super::generation::{self, collect, finish_reason, timings, Names, Sampling};
 use super::sse::{ndjson_line, stream_response, NDJSON};
 use super::state::{rfc3339, AppState, Model};
-use crate::engine::{Event, Finished, RequestHandle, SamplerParams};
+use crate::engine::{Event, Finished, OutputFormat, RequestHandle, SamplerParams};
 use crate::tokenizer::ChatMessage;
 
 type Result<T> = std::result::Result<T, OllamaError>;
@@ -115,17 +115,23 @@ impl Options {
             keep: self.num_keep,
             // Ollama always reuses a loaded model's cache.
             cache_prompt: None,
+            format: OutputFormat::Text,
         }
     }
 }
 
-fn no_format(f: &Option<Json_>) -> std::result::Result<(), ApiError> {
+/// `format`: none, or JSON mode for `"json"`.
+fn output_format(f: &Option<Json_>) -> std::result::Result<OutputFormat, ApiError> {
     match f {
-        None | Some(Json_::Null) => Ok(()),
-        Some(Json_::String(s)) if s.is_empty() => Ok(()),
-        Some(_) => Err(ApiError::bad_request(
-            "format (structured output) is not supported",
+        None | Some(Json_::Null) => Ok(OutputFormat::Text),
+        Some(Json_::String(s)) if s.is_empty() => Ok(OutputFormat::Text),
+        Some(Json_::String(s)) if s == "json" => Ok(OutputFormat::JsonObject),
+        Some(Json_::Object(_)) => Err(ApiError::bad_request(
+            "format: JSON schemas are not supported; \"json\" gives a JSON object",
         )),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "format: expected \"json\" or a JSON schema, got {other}"
+        ))),
     }
 }
 
@@ -249,7 +255,7 @@ pub async fn chat(State(state): State<AppState>, body: Body) -> Result<Response>
     let started = Instant::now();
     let model = state.model()?;
     let req: ChatRequest = read_json(body).await?;
-    no_format(&req.format)?;
+    let format = output_format(&req.format)?;
     if req
         .tools
         .as_ref()
@@ -259,12 +265,9 @@ pub async fn chat(State(state): State<AppState>, body: Body) -> Result<Response>
     }
     let messages = conversation(&req.messages)?;
     let prompt = model.chat_prompt(&messages)?;
-    let greq = req.options.unwrap_or_default().sampling().into_request(
-        ollama_defaults(),
-        prompt,
-        model.limits(),
-        &NAMES,
-    )?;
+    let mut sampling = req.options.unwrap_or_default().sampling();
+    sampling.format = format;
+    let greq = sampling.into_request(ollama_defaults(), prompt, model.limits(), &NAMES)?;
     let handle = generation::submit(&model, greq)?;
     respond(
         state,
@@ -312,7 +315,7 @@ pub async fn generate(State(state): State<AppState>, body: Body) -> Result<Respo
     let started = Instant::now();
     let model = state.model()?;
     let req: GenerateRequest = read_json(body).await?;
-    no_format(&req.format)?;
+    let format = output_format(&req.format)?;
     // Ollama answers an empty prompt by loading the model, which is loaded.
     if req.prompt.is_empty() && req.system.is_none() {
         let mut o = object(Shape::Generate, &state.alias, "", true);
@@ -320,12 +323,9 @@ pub async fn generate(State(state): State<AppState>, body: Body) -> Result<Respo
         return Ok(Json(o).into_response());
     }
     let prompt = generate_prompt(&model, &req)?;
-    let greq = req.options.unwrap_or_default().sampling().into_request(
-        ollama_defaults(),
-        prompt.clone(),
-        model.limits(),
-        &NAMES,
-    )?;
+    let mut sampling = req.options.unwrap_or_default().sampling();
+    sampling.format = format;
+    let greq = sampling.into_request(ollama_defaults(), prompt.clone(), model.limits(), &NAMES)?;
     let handle = generation::submit(&model, greq)?;
     respond(
         state,

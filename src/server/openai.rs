@@ -15,7 +15,7 @@ use super::errors::{ApiError, OpenAiError};
 use super::generation::{self, collect, finish_reason, new_id, timings, usage, Names, Sampling};
 use super::sse::{sse_data, sse_done, stream_response, EVENT_STREAM};
 use super::state::{unix_now, AppState, Model};
-use crate::engine::{Event, SamplerParams, TokenEvent, TokenLogprob};
+use crate::engine::{Event, OutputFormat, SamplerParams, TokenEvent, TokenLogprob};
 use crate::tokenizer::{ChatMessage, Tokenizer};
 
 type Result<T> = std::result::Result<T, OpenAiError>;
@@ -211,19 +211,30 @@ impl ChatRequest {
         {
             return Err(ApiError::bad_request("tools are not supported"));
         }
-        if let Some(f) = &self.response_format {
-            if f.get("type").and_then(|t| t.as_str()) != Some("text") {
-                return Err(ApiError::bad_request(
-                    "response_format: only {\"type\": \"text\"} is supported",
-                ));
-            }
-        }
+        self.format()?;
         if self.top_logprobs.is_some() && !self.logprobs {
             return Err(ApiError::bad_request(
                 "top_logprobs needs logprobs set to true",
             ));
         }
         Ok(())
+    }
+
+    /// `response_format`: text, or JSON mode for `{"type": "json_object"}`.
+    fn format(&self) -> std::result::Result<OutputFormat, ApiError> {
+        let Some(f) = self.response_format.as_ref().filter(|f| !f.is_null()) else {
+            return Ok(OutputFormat::Text);
+        };
+        match f.get("type").and_then(|t| t.as_str()) {
+            Some("text") => Ok(OutputFormat::Text),
+            Some("json_object") => Ok(OutputFormat::JsonObject),
+            Some("json_schema") => Err(ApiError::bad_request(
+                "response_format: json_schema is not supported; {\"type\": \"json_object\"} gives a JSON object",
+            )),
+            _ => Err(ApiError::bad_request(format!(
+                "response_format: expected {{\"type\": \"text\"}} or {{\"type\": \"json_object\"}}, got {f}"
+            ))),
+        }
     }
 
     fn sampling(&self) -> Sampling {
@@ -243,6 +254,8 @@ impl ChatRequest {
             ignore_eos: self.ignore_eos,
             keep: self.n_keep,
             cache_prompt: self.cache_prompt,
+            // Checked by check_supported.
+            format: self.format().unwrap_or_default(),
         }
     }
 }
@@ -450,6 +463,7 @@ pub async fn completions(State(state): State<AppState>, body: Body) -> Result<Re
         ignore_eos: req.ignore_eos,
         keep: req.n_keep,
         cache_prompt: req.cache_prompt,
+        format: OutputFormat::Text,
     };
     let names = Names {
         logprobs: "logprobs",
@@ -603,5 +617,31 @@ mod tests {
         assert!(chat(r#"{"messages": [], "top_logprobs": 2}"#)
             .check_supported()
             .is_err());
+    }
+
+    #[test]
+    fn response_format_text_json_object_and_refusals() {
+        let format =
+            |f: &str| chat(&format!(r#"{{"messages": [], "response_format": {f}}}"#)).format();
+        assert_eq!(format("null").unwrap(), OutputFormat::Text);
+        assert_eq!(format(r#"{"type": "text"}"#).unwrap(), OutputFormat::Text);
+        assert_eq!(
+            format(r#"{"type": "json_object"}"#).unwrap(),
+            OutputFormat::JsonObject
+        );
+        let e = format(r#"{"type": "json_schema", "json_schema": {}}"#).unwrap_err();
+        assert!(
+            e.message.contains("json_schema is not supported"),
+            "{}",
+            e.message
+        );
+        let e = format(r#""json""#).unwrap_err();
+        assert!(e.message.contains("got \"json\""), "{}", e.message);
+        assert_eq!(
+            chat(r#"{"messages": [], "response_format": {"type": "json_object"}}"#)
+                .sampling()
+                .format,
+            OutputFormat::JsonObject
+        );
     }
 }
