@@ -188,4 +188,67 @@ fn format_json_constrains_the_reply_to_an_object() {
     let out = generate(&["--format", "yaml"]).failure();
     let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
     assert!(err.contains("invalid value 'yaml' for '--format"), "{err}");
+
+    // --json-schema: the cat has the listed properties, in order, of their types.
+    let schema = r#"{"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
+        "age": {"type": "integer"}, "color": {"enum": ["black", "white", "ginger"]}},
+        "required": ["name", "age", "color"]}"#;
+    let r = run(&[
+        "-n",
+        "40",
+        "--temp",
+        "0.8",
+        "--seed",
+        "3",
+        "--json-schema",
+        schema,
+    ]);
+    let text = r["text"].as_str().unwrap();
+    assert_eq!(r["stop_reason"], "end_of_generation", "{text:?}");
+    let v: serde_json::Value = serde_json::from_str(text).unwrap();
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["name", "age", "color"], "{text:?}");
+    assert!(
+        v["name"].as_str().unwrap().chars().count() <= 12,
+        "{text:?}"
+    );
+    assert!(v["age"].is_i64(), "{text:?}");
+    assert!(
+        ["black", "white", "ginger"].contains(&v["color"].as_str().unwrap()),
+        "{text:?}"
+    );
+    // Refused before the model loads, by name.
+    for (bad, says) in [
+        ("{nope", "--json-schema: not JSON"),
+        (
+            r#"{"type": "object", "properties": {"a": {"format": "date"}}}"#,
+            "keyword 'format'",
+        ),
+    ] {
+        let out = generate(&["--json-schema", bad]).failure();
+        let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+        assert!(err.contains(says), "{err}");
+    }
+    let file = std::env::temp_dir().join(format!("llama-wgpu-schema-{}.json", std::process::id()));
+    std::fs::write(
+        &file,
+        r#"{"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["b"]}"#,
+    )
+    .unwrap();
+    let out = generate(&["--json-schema-file", file.to_str().unwrap()]).failure();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert!(
+        err.contains("--json-schema-file: schema.required: 'b' is not among the properties"),
+        "{err}"
+    );
+    let out = generate(&["--json-schema-file", "/nonexistent/schema.json"]).failure();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains("--json-schema-file: cannot read /nonexistent/schema.json"),
+        "{err}"
+    );
+    let out = generate(&["--json-schema", "{}", "--format", "json"]).failure();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("cannot be used with"), "{err}");
 }

@@ -596,7 +596,7 @@ fn logprobs_chat_and_completions() {
 /// max_tokens, the start of one. JSON schemas are refused with a 400.
 #[test]
 fn json_mode_replies_are_json_objects() {
-    use llama_wgpu::engine::json_output::JsonState;
+    use llama_wgpu::engine::json_output::{JsonState, Schema, SchemaState};
     let s = server();
     let ask = "Reply with a JSON object with one key \"answer\": what is 2+2?";
     let mut body = chat_body(ask, 48);
@@ -637,24 +637,56 @@ fn json_mode_replies_are_json_objects() {
         assert_eq!(state.is_done(), g["done_reason"] == "stop", "{text:?}");
     }
 
-    body["response_format"] = json!({"type": "json_schema", "json_schema": {"schema": {}}});
-    let e = s.post("/v1/chat/completions", &body);
-    assert_eq!(e.status, 400);
-    assert!(
-        e.text().contains("json_schema is not supported"),
-        "{}",
-        e.text()
-    );
+    // A schema: exactly the one integer property it asks for.
+    let schema = json!({"type": "object", "properties": {"answer": {"type": "integer"}},
+                        "required": ["answer"], "additionalProperties": false});
+    body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "sum", "strict": true, "schema": schema}});
+    let r = s.ok("/v1/chat/completions", &body);
+    let text = content(&r);
+    assert_eq!(r["choices"][0]["finish_reason"], "stop", "{text:?}");
+    let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["answer"], "{text:?}");
+    assert!(v["answer"].is_i64(), "{text:?}");
+    // Sampled replies follow it too: each is a prefix the schema allows,
+    // and a whole object exactly when the reply says it stopped.
+    let compiled = Schema::compile(&schema).unwrap();
+    for seed in [1, 2, 3] {
+        let g = s.ok(
+            "/api/generate",
+            &json!({"model": ALIAS, "stream": false, "format": schema, "prompt": ask,
+                    "options": {"temperature": 1.0, "seed": seed, "num_predict": 24}}),
+        );
+        let text = g["response"].as_str().unwrap();
+        let state = SchemaState::new(&compiled)
+            .after(&compiled, text.as_bytes())
+            .unwrap_or_else(|| panic!("seed {seed}: not the schema: {text:?}"));
+        assert_eq!(state.is_done(), g["done_reason"] == "stop", "{text:?}");
+    }
+
+    // What a schema cannot have is named in a 400.
+    for (format, says) in [
+        (
+            json!({"type": "json_schema", "json_schema": {"name": "x"}}),
+            "json_schema.schema: missing",
+        ),
+        (
+            json!({"type": "json_schema", "json_schema": {"schema": {"type": "object",
+                   "properties": {"id": {"type": "string", "pattern": "^[a-z]+$"}}}}}),
+            "keyword 'pattern' is not supported",
+        ),
+    ] {
+        body["response_format"] = format;
+        let e = s.post("/v1/chat/completions", &body);
+        assert_eq!(e.status, 400);
+        assert!(e.text().contains(says), "{}", e.text());
+    }
     let e = s.post(
         "/api/generate",
-        &json!({"model": ALIAS, "prompt": "hi", "format": {"type": "object"}}),
+        &json!({"model": ALIAS, "prompt": "hi", "format": {"type": "array"}}),
     );
     assert_eq!(e.status, 400);
-    assert!(
-        e.text().contains("JSON schemas are not supported"),
-        "{}",
-        e.text()
-    );
+    assert!(e.text().contains("root must be an object"), "{}", e.text());
 }
 
 #[test]

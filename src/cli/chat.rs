@@ -257,6 +257,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         bail!("--json is for piped input (one message per line); at a terminal, chat without it");
     }
     let sampler = args.sampling.params()?;
+    let format = args.sampling.output_format()?;
     let model = args.model.resolve(args.quiet || args.json)?;
     let engine = Engine::load(&EngineOptions {
         n_batch: None,
@@ -297,7 +298,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
             ignore_eos: false,
             top_logits: 0,
             context_shift: None,
-            format: args.sampling.output_format(),
+            format,
         },
         reserve,
         turn: 0,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 
 use super::common::{GpuArgs, ModelArgs};
+use crate::engine::json_output::Schema;
 use crate::engine::{
     keep_positions, Engine, EngineOptions, GenerateOptions, OutputFormat, SamplerParams,
 };
@@ -36,6 +37,15 @@ pub struct SamplingArgs {
     /// and ends when it closes (Ollama's `--format json`).
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
+    /// The reply is one JSON object following this JSON schema (llama.cpp's
+    /// `--json-schema`; properties come in the schema's order; keywords it
+    /// cannot enforce, such as `pattern`, are refused by name).
+    #[arg(short = 'j', long, conflicts_with = "format")]
+    pub json_schema: Option<String>,
+    /// As `--json-schema`, the schema read from this file (llama.cpp's
+    /// `--json-schema-file`).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["format", "json_schema"])]
+    pub json_schema_file: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -44,11 +54,26 @@ pub enum FormatArg {
 }
 
 impl SamplingArgs {
-    pub fn output_format(&self) -> OutputFormat {
-        match self.format {
+    pub fn output_format(&self) -> Result<OutputFormat> {
+        let (flag, text) = match (&self.json_schema, &self.json_schema_file) {
+            (Some(t), _) => ("--json-schema", t.clone()),
+            (None, Some(p)) => (
+                "--json-schema-file",
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("--json-schema-file: cannot read {}", p.display()))?,
+            ),
+            (None, None) => ("", String::new()),
+        };
+        if !flag.is_empty() {
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{flag}: not JSON: {e}"))?;
+            let s = Schema::compile(&v).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+            return Ok(OutputFormat::JsonSchema(std::sync::Arc::new(s)));
+        }
+        Ok(match self.format {
             Some(FormatArg::Json) => OutputFormat::JsonObject,
             None => OutputFormat::Text,
-        }
+        })
     }
 
     pub fn params(&self) -> Result<SamplerParams> {
@@ -138,6 +163,8 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: &GenerateArgs) -> Result<()> {
+    // Checked before the model loads: a bad schema fails at once.
+    let format = args.sampling.output_format()?;
     let prompt = match (&args.prompt, &args.file) {
         (Some(p), _) => p.clone(),
         (None, Some(f)) => std::fs::read_to_string(f)
@@ -165,7 +192,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         context_shift: args
             .context_shift
             .then(|| keep_positions(&ids, engine.tokenizer.bos_id(), args.keep)),
-        format: args.sampling.output_format(),
+        format,
     };
     let mut stdout = std::io::stdout().lock();
     if !args.json && !args.no_display_prompt {

@@ -284,8 +284,8 @@ impl Engine {
         let greedy_on_gpu = opts.sampler.is_greedy()
             && !opts.sampler.has_penalties()
             && opts.top_logits == 0
-            && opts.format == OutputFormat::Text;
-        let mut json = (opts.format == OutputFormat::JsonObject).then(JsonConstraint::default);
+            && opts.format.is_text();
+        let mut json = opts.format.constraint();
         let mut recent: Vec<u32> = new_tokens.to_vec();
         let mut top_logits = Vec::new();
 
@@ -332,7 +332,7 @@ impl Engine {
             generated.push(next);
             recent.push(next);
             // JSON mode ends with the reply's object, as if the model had ended it.
-            let closed = json.is_some_and(|j| j.is_done());
+            let closed = json.as_ref().is_some_and(|j| j.is_done());
             let last = closed || opts.n_predict.is_some_and(|n| generated.len() >= n);
             // Sampled decoding: the step for `next` runs on the GPU while
             // the CPU streams and checks its text below.
@@ -467,7 +467,7 @@ pub(crate) fn shift_split(keep: usize, n_ctx: usize) -> (usize, usize) {
 /// when the sampler (and `--top-logits`) need no more, else all of them.
 /// JSON mode needs every logit, for when the drawn token does not fit.
 fn readback(sampler: &Sampler, recent: &[u32], opts: &GenerateOptions) -> BatchOutput {
-    if opts.format != OutputFormat::Text {
+    if !opts.format.is_text() {
         return BatchOutput::LastLogits;
     }
     readback_for(sampler, recent, opts.top_logits)

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::json_output::{JsonConstraint, OutputFormat};
+use super::json_output::JsonConstraint;
 use super::scheduler::{Event, Finished, Job, TokenEvent, TokenLogprob};
 use super::slots::SlotGrant;
 use super::{readback_for, Sampler, StopFilter, StopReason};
@@ -68,7 +68,7 @@ pub(crate) enum SeqInput<'a> {
 impl<'t> Sequence<'t> {
     pub fn new(job: Job, grant: SlotGrant, tok: &'t Tokenizer) -> Sequence<'t> {
         let stop = StopFilter::new(&job.req.stop);
-        let json = (job.req.format == OutputFormat::JsonObject).then(JsonConstraint::default);
+        let json = job.req.format.constraint();
         Sequence {
             json,
             sampler: Sampler::new(job.req.sampler.clone()),
@@ -242,7 +242,7 @@ impl<'t> Sequence<'t> {
         // (and no context shift will make one).
         let full = self.n_past() >= n_ctx && req.context_shift.is_none();
         // JSON mode ends with the root object, as if the model had ended it.
-        let closed = self.json.is_some_and(|j| j.is_done());
+        let closed = self.json.as_ref().is_some_and(|j| j.is_done());
         if length || full || closed {
             let tail = self.stream.finish();
             let (more, hit) = self.stop.push(&tail);

@@ -16,6 +16,7 @@ use super::errors::{ApiError, OllamaError};
 use super::generation::{self, collect, finish_reason, timings, Names, Sampling};
 use super::sse::{ndjson_line, stream_response, NDJSON};
 use super::state::{rfc3339, AppState, Model};
+use crate::engine::json_output::Schema;
 use crate::engine::{Event, Finished, OutputFormat, RequestHandle, SamplerParams};
 use crate::tokenizer::ChatMessage;
 
@@ -120,15 +121,15 @@ impl Options {
     }
 }
 
-/// `format`: none, or JSON mode for `"json"`.
+/// `format`: none, JSON mode for `"json"`, or a JSON schema.
 fn output_format(f: &Option<Json_>) -> std::result::Result<OutputFormat, ApiError> {
     match f {
         None | Some(Json_::Null) => Ok(OutputFormat::Text),
         Some(Json_::String(s)) if s.is_empty() => Ok(OutputFormat::Text),
         Some(Json_::String(s)) if s == "json" => Ok(OutputFormat::JsonObject),
-        Some(Json_::Object(_)) => Err(ApiError::bad_request(
-            "format: JSON schemas are not supported; \"json\" gives a JSON object",
-        )),
+        Some(schema @ Json_::Object(_)) => Schema::compile(schema)
+            .map(|s| OutputFormat::JsonSchema(std::sync::Arc::new(s)))
+            .map_err(|e| ApiError::bad_request(format!("format: {e}"))),
         Some(other) => Err(ApiError::bad_request(format!(
             "format: expected \"json\" or a JSON schema, got {other}"
         ))),

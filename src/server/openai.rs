@@ -15,6 +15,7 @@ use super::errors::{ApiError, OpenAiError};
 use super::generation::{self, collect, finish_reason, new_id, timings, usage, Names, Sampling};
 use super::sse::{sse_data, sse_done, stream_response, EVENT_STREAM};
 use super::state::{unix_now, AppState, Model};
+use crate::engine::json_output::Schema;
 use crate::engine::{Event, OutputFormat, SamplerParams, TokenEvent, TokenLogprob};
 use crate::tokenizer::{ChatMessage, Tokenizer};
 
@@ -220,19 +221,32 @@ impl ChatRequest {
         Ok(())
     }
 
-    /// `response_format`: text, or JSON mode for `{"type": "json_object"}`.
+    /// `response_format`: text; JSON mode for `{"type": "json_object"}`; a
+    /// schema for `{"type": "json_schema", "json_schema": {"schema": ...}}`
+    /// (or llama-server's `{"type": "json_object", "schema": ...}`).
     fn format(&self) -> std::result::Result<OutputFormat, ApiError> {
         let Some(f) = self.response_format.as_ref().filter(|f| !f.is_null()) else {
             return Ok(OutputFormat::Text);
         };
+        let schema = |v: &Json_, at: &str| {
+            Schema::compile(v)
+                .map(|s| OutputFormat::JsonSchema(std::sync::Arc::new(s)))
+                .map_err(|e| ApiError::bad_request(format!("{at}: {e}")))
+        };
         match f.get("type").and_then(|t| t.as_str()) {
             Some("text") => Ok(OutputFormat::Text),
-            Some("json_object") => Ok(OutputFormat::JsonObject),
-            Some("json_schema") => Err(ApiError::bad_request(
-                "response_format: json_schema is not supported; {\"type\": \"json_object\"} gives a JSON object",
-            )),
+            Some("json_object") => match f.get("schema") {
+                Some(s) => schema(s, "response_format.schema"),
+                None => Ok(OutputFormat::JsonObject),
+            },
+            Some("json_schema") => match f.get("json_schema").and_then(|j| j.get("schema")) {
+                Some(s) => schema(s, "response_format.json_schema.schema"),
+                None => Err(ApiError::bad_request(
+                    "response_format.json_schema.schema: missing",
+                )),
+            },
             _ => Err(ApiError::bad_request(format!(
-                "response_format: expected {{\"type\": \"text\"}} or {{\"type\": \"json_object\"}}, got {f}"
+                "response_format: expected a type of text, json_object or json_schema, got {f}"
             ))),
         }
     }
@@ -620,28 +634,45 @@ mod tests {
     }
 
     #[test]
-    fn response_format_text_json_object_and_refusals() {
+    fn response_format_text_json_object_schema_and_refusals() {
         let format =
             |f: &str| chat(&format!(r#"{{"messages": [], "response_format": {f}}}"#)).format();
-        assert_eq!(format("null").unwrap(), OutputFormat::Text);
-        assert_eq!(format(r#"{"type": "text"}"#).unwrap(), OutputFormat::Text);
-        assert_eq!(
+        assert!(matches!(format("null").unwrap(), OutputFormat::Text));
+        assert!(matches!(
+            format(r#"{"type": "text"}"#).unwrap(),
+            OutputFormat::Text
+        ));
+        assert!(matches!(
             format(r#"{"type": "json_object"}"#).unwrap(),
             OutputFormat::JsonObject
+        ));
+        let schema = r#"{"type": "object", "properties": {"a": {"type": "integer"}}}"#;
+        let f = format!(
+            r#"{{"type": "json_schema", "json_schema": {{"name": "x", "schema": {schema}}}}}"#
         );
+        assert!(matches!(format(&f).unwrap(), OutputFormat::JsonSchema(_)));
+        let f = format!(r#"{{"type": "json_object", "schema": {schema}}}"#);
+        assert!(matches!(format(&f).unwrap(), OutputFormat::JsonSchema(_)));
         let e = format(r#"{"type": "json_schema", "json_schema": {}}"#).unwrap_err();
         assert!(
-            e.message.contains("json_schema is not supported"),
+            e.message.contains("json_schema.schema: missing"),
+            "{}",
+            e.message
+        );
+        let bad = r#"{"type": "json_schema", "json_schema": {"schema": {"type": "object", "properties": {"a": {"format": "email"}}}}}"#;
+        let e = format(bad).unwrap_err();
+        assert!(
+            e.message.contains("keyword 'format' is not supported"),
             "{}",
             e.message
         );
         let e = format(r#""json""#).unwrap_err();
         assert!(e.message.contains("got \"json\""), "{}", e.message);
-        assert_eq!(
+        assert!(matches!(
             chat(r#"{"messages": [], "response_format": {"type": "json_object"}}"#)
                 .sampling()
                 .format,
             OutputFormat::JsonObject
-        );
+        ));
     }
 }

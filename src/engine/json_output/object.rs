@@ -1,30 +1,9 @@
-//! JSON mode (OpenAI's `response_format: {"type": "json_object"}`, Ollama's
-//! `format: "json"`): the reply is constrained, token by token, to a prefix
-//! of one JSON object, and ends when that object closes.
-//!
-//! [`JsonState`] is a byte-level recognizer of RFC 8259 JSON whose root must
-//! be an object. It is `Copy` (the open containers are a bit stack), so
-//! trying a token on a copy costs a few instructions per byte: the sampler
-//! draws as usual and only when the drawn token does not fit are all the
-//! candidates checked (llama.cpp's order too).
+//! JSON mode's recognizer: RFC 8259 JSON whose root is an object, byte by
+//! byte. It is `Copy` (the open containers are a bit stack), so trying a
+//! token on a copy costs a few instructions per byte.
 
-/// What a reply must be.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum OutputFormat {
-    #[default]
-    Text,
-    /// One JSON object, and nothing after it.
-    JsonObject,
-}
-
-use crate::tokenizer::Tokenizer;
-
-/// Deepest nesting of objects and arrays accepted.
-pub const MAX_DEPTH: u8 = 64;
-/// Longest run of whitespace between two tokens: small models in JSON mode
-/// otherwise fall into emitting newlines forever (llama.cpp's JSON grammar
-/// bounds it the same way).
-pub const MAX_WHITESPACE: u8 = 24;
+use super::lex::{Num, StrLex, StrStep};
+use super::{MAX_DEPTH, MAX_WHITESPACE};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Expect {
@@ -46,56 +25,13 @@ enum Expect {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Num {
-    Minus,
-    Zero,
-    Int,
-    Dot,
-    Frac,
-    Exp,
-    ExpSign,
-    ExpInt,
-}
-
-impl Num {
-    /// A number may end here.
-    fn complete(self) -> bool {
-        matches!(self, Num::Zero | Num::Int | Num::Frac | Num::ExpInt)
-    }
-
-    fn next(self, b: u8) -> Option<Num> {
-        use Num::*;
-        Some(match (self, b) {
-            (Minus, b'0') => Zero,
-            (Minus, b'1'..=b'9') => Int,
-            (Int, b'0'..=b'9') => Int,
-            (Zero | Int, b'.') => Dot,
-            (Dot | Frac, b'0'..=b'9') => Frac,
-            (Zero | Int | Frac, b'e' | b'E') => Exp,
-            (Exp, b'+' | b'-') => ExpSign,
-            (Exp | ExpSign | ExpInt, b'0'..=b'9') => ExpInt,
-            _ => return None,
-        })
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lex {
     /// Between tokens.
     Between,
     /// Inside a string; `key`: an object key (a `:` follows it).
     Str {
         key: bool,
-        /// After a backslash.
-        escape: bool,
-        /// Hex digits still due after `\u`.
-        hex: u8,
-        /// Continuation bytes still due in a UTF-8 character.
-        utf8: u8,
-        /// The range the next continuation byte must fall in (see
-        /// [`continuation_range`]): strict UTF-8, no overlong forms or
-        /// surrogates.
-        range: u8,
+        lex: StrLex,
     },
     Num(Num),
     /// Inside `true`, `false` or `null`: which one and how many bytes read.
@@ -106,19 +42,6 @@ enum Lex {
 }
 
 const LITERALS: [&[u8]; 3] = [b"true", b"false", b"null"];
-
-/// The bytes a UTF-8 continuation may take: after E0 only A0..BF (no
-/// overlong forms), after ED only 80..9F (no surrogates), after F0 only
-/// 90..BF, after F4 only 80..8F (nothing past U+10FFFF); otherwise 80..BF.
-fn continuation_range(range: u8) -> std::ops::RangeInclusive<u8> {
-    match range {
-        1 => 0xa0..=0xbf,
-        2 => 0x80..=0x9f,
-        3 => 0x90..=0xbf,
-        4 => 0x80..=0x8f,
-        _ => 0x80..=0xbf,
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct JsonState {
@@ -204,60 +127,15 @@ impl JsonState {
 
     fn push(&mut self, b: u8) -> Option<()> {
         match self.lex {
-            Lex::Str {
-                key,
-                escape,
-                hex,
-                utf8,
-                range,
-            } => {
-                let s = |escape, hex, utf8, range| Lex::Str {
-                    key,
-                    escape,
-                    hex,
-                    utf8,
-                    range,
-                };
-                self.lex = if utf8 > 0 {
-                    if !continuation_range(range).contains(&b) {
-                        return None;
+            Lex::Str { key, mut lex } => {
+                match lex.push(b)? {
+                    StrStep::Closed if key => {
+                        self.lex = Lex::Between;
+                        self.expect = Expect::Colon;
                     }
-                    s(false, 0, utf8 - 1, 0)
-                } else if hex > 0 {
-                    if !b.is_ascii_hexdigit() {
-                        return None;
-                    }
-                    s(false, hex - 1, 0, 0)
-                } else if escape {
-                    match b {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => s(false, 0, 0, 0),
-                        b'u' => s(false, 4, 0, 0),
-                        _ => return None,
-                    }
-                } else {
-                    match b {
-                        b'"' => {
-                            if key {
-                                self.lex = Lex::Between;
-                                self.expect = Expect::Colon;
-                            } else {
-                                self.value_done();
-                            }
-                            return Some(());
-                        }
-                        b'\\' => s(true, 0, 0, 0),
-                        0x00..=0x1f => return None,
-                        0x20..=0x7f => s(false, 0, 0, 0),
-                        0xc2..=0xdf => s(false, 0, 1, 0),
-                        0xe0 => s(false, 0, 2, 1),
-                        0xed => s(false, 0, 2, 2),
-                        0xe1..=0xef => s(false, 0, 2, 0),
-                        0xf0 => s(false, 0, 3, 3),
-                        0xf4 => s(false, 0, 3, 4),
-                        0xf1..=0xf3 => s(false, 0, 3, 0),
-                        _ => return None,
-                    }
-                };
+                    StrStep::Closed => self.value_done(),
+                    StrStep::Partial | StrStep::Char => self.lex = Lex::Str { key, lex },
+                }
                 Some(())
             }
             Lex::Literal { word, read } => {
@@ -307,23 +185,12 @@ impl JsonState {
                 b'"' => {
                     s.lex = Lex::Str {
                         key: false,
-                        escape: false,
-                        hex: 0,
-                        utf8: 0,
-                        range: 0,
+                        lex: StrLex::default(),
                     };
                     Some(())
                 }
-                b'-' => {
-                    s.lex = Lex::Num(Num::Minus);
-                    Some(())
-                }
-                b'0' => {
-                    s.lex = Lex::Num(Num::Zero);
-                    Some(())
-                }
-                b'1'..=b'9' => {
-                    s.lex = Lex::Num(Num::Int);
+                b'-' | b'0'..=b'9' => {
+                    s.lex = Lex::Num(Num::start(b)?);
                     Some(())
                 }
                 b't' | b'f' | b'n' => {
@@ -342,10 +209,7 @@ impl JsonState {
             (b == b'"').then(|| {
                 s.lex = Lex::Str {
                     key: true,
-                    escape: false,
-                    hex: 0,
-                    utf8: 0,
-                    range: 0,
+                    lex: StrLex::default(),
                 }
             })
         };
@@ -372,59 +236,6 @@ impl JsonState {
             },
             Expect::Done => None,
         }
-    }
-}
-
-/// JSON mode for one reply: draws tokens that keep it a JSON object prefix.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct JsonConstraint {
-    state: JsonState,
-}
-
-impl JsonConstraint {
-    /// The reply's object has closed: the reply ends here.
-    pub fn is_done(&self) -> bool {
-        self.state.is_done()
-    }
-
-    /// Draws the next token from `cand` with `draw` (greedy or the
-    /// request's sampler). A token that cannot continue the JSON is refused
-    /// and the draw repeated among the candidates that can: llama.cpp's
-    /// order, so the full check runs only on a refusal.
-    pub fn choose(
-        &mut self,
-        tok: &Tokenizer,
-        cand: Vec<(u32, f32)>,
-        mut draw: impl FnMut(Vec<(u32, f32)>) -> u32,
-    ) -> anyhow::Result<u32> {
-        let first = draw(cand.clone());
-        if let Some(next) = after_token(tok, self.state, first) {
-            self.state = next;
-            return Ok(first);
-        }
-        let allowed: Vec<(u32, f32)> = cand
-            .into_iter()
-            .filter(|&(id, _)| after_token(tok, self.state, id).is_some())
-            .collect();
-        if allowed.is_empty() {
-            anyhow::bail!("JSON mode: no candidate token continues the reply");
-        }
-        let id = draw(allowed);
-        self.state = after_token(tok, self.state, id).expect("drawn from the allowed tokens");
-        Ok(id)
-    }
-}
-
-/// The state after token `id`, if it can continue the reply: end of
-/// generation and control tokens cannot (the reply ends by closing its
-/// object), nor tokens that print nothing.
-fn after_token(tok: &Tokenizer, state: JsonState, id: u32) -> Option<JsonState> {
-    if tok.is_end_of_generation(id) || tok.is_control(id) {
-        return None;
-    }
-    match tok.token_bytes(id) {
-        [] => None,
-        bytes => state.after(bytes),
     }
 }
 

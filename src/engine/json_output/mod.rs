@@ -1,0 +1,148 @@
+//! JSON mode (OpenAI's `response_format: {"type": "json_object"}`, Ollama's
+//! `format: "json"`): the reply is constrained, token by token, to a prefix
+//! of one JSON object, and ends when that object closes.
+//!
+//! [`JsonState`] (`object.rs`) recognizes any JSON object; [`SchemaState`]
+//! (`schema.rs`) one that follows a JSON schema. The sampler draws as usual
+//! and only when the drawn token does not fit are all the candidates checked
+//! (llama.cpp's order too).
+
+/// What a reply must be.
+#[derive(Clone, Debug, Default)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    /// One JSON object, and nothing after it.
+    JsonObject,
+    /// One JSON object that follows the schema.
+    JsonSchema(Arc<Schema>),
+}
+
+impl OutputFormat {
+    pub fn is_text(&self) -> bool {
+        matches!(self, OutputFormat::Text)
+    }
+
+    /// The constraint a reply in this format starts with (`None` for text).
+    pub fn constraint(&self) -> Option<JsonConstraint> {
+        match self {
+            OutputFormat::Text => None,
+            OutputFormat::JsonObject => Some(JsonConstraint {
+                state: Recognizer::Object(JsonState::new()),
+            }),
+            OutputFormat::JsonSchema(s) => Some(JsonConstraint {
+                state: Recognizer::Schema(s.clone(), SchemaState::new(s)),
+            }),
+        }
+    }
+}
+
+mod lex;
+mod object;
+mod schema;
+
+/// Deepest nesting of objects and arrays accepted.
+pub const MAX_DEPTH: u8 = 64;
+/// Longest run of whitespace between two tokens: small models in JSON mode
+/// otherwise fall into emitting newlines forever (llama.cpp's JSON grammar
+/// bounds it the same way).
+pub const MAX_WHITESPACE: u8 = 24;
+
+pub use object::JsonState;
+pub use schema::{Schema, SchemaState};
+
+use std::sync::Arc;
+
+use crate::tokenizer::Tokenizer;
+
+#[derive(Clone, Debug)]
+enum Recognizer {
+    Object(JsonState),
+    Schema(Arc<Schema>, SchemaState),
+}
+
+impl Recognizer {
+    fn after(&self, bytes: &[u8]) -> Option<Recognizer> {
+        match self {
+            Recognizer::Object(j) => j.after(bytes).map(Recognizer::Object),
+            Recognizer::Schema(s, st) => {
+                st.after(s, bytes).map(|n| Recognizer::Schema(s.clone(), n))
+            }
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        match self {
+            Recognizer::Object(j) => j.is_done(),
+            Recognizer::Schema(_, st) => st.is_done(),
+        }
+    }
+}
+
+/// JSON mode for one reply: draws tokens that keep it a prefix of what the
+/// format allows.
+#[derive(Clone, Debug)]
+pub struct JsonConstraint {
+    state: Recognizer,
+}
+
+impl JsonConstraint {
+    /// The reply's object has closed: the reply ends here.
+    pub fn is_done(&self) -> bool {
+        self.state.is_done()
+    }
+
+    /// Draws the next token from `cand` with `draw` (greedy or the
+    /// request's sampler). A token that cannot continue the JSON is refused
+    /// and the draw repeated among the candidates that can: llama.cpp's
+    /// order, so the full check runs only on a refusal.
+    pub fn choose(
+        &mut self,
+        tok: &Tokenizer,
+        cand: Vec<(u32, f32)>,
+        mut draw: impl FnMut(Vec<(u32, f32)>) -> u32,
+    ) -> anyhow::Result<u32> {
+        let first = draw(cand.clone());
+        if let Some(next) = after_token(tok, &self.state, first) {
+            self.state = next;
+            return Ok(first);
+        }
+        // Most of the vocabulary fails on its first byte: each first byte is
+        // tried once, and only the tokens whose first byte fits go on.
+        let mut by_first: Vec<Option<Option<Recognizer>>> = vec![None; 256];
+        let allowed: Vec<(u32, f32)> = cand
+            .into_iter()
+            .filter(|&(id, _)| {
+                if tok.is_end_of_generation(id) || tok.is_control(id) {
+                    return false;
+                }
+                let Some((&b, rest)) = tok.token_bytes(id).split_first() else {
+                    return false;
+                };
+                match by_first[b as usize].get_or_insert_with(|| self.state.after(&[b])) {
+                    Some(st) => rest.is_empty() || st.after(rest).is_some(),
+                    None => false,
+                }
+            })
+            .collect();
+        if allowed.is_empty() {
+            anyhow::bail!("JSON mode: no candidate token continues the reply");
+        }
+        let id = draw(allowed);
+        self.state = after_token(tok, &self.state, id).expect("drawn from the allowed tokens");
+        Ok(id)
+    }
+}
+
+/// The state after token `id`, if it can continue the reply: end of
+/// generation and control tokens cannot (the reply ends by closing its
+/// object), nor tokens that print nothing.
+fn after_token(tok: &Tokenizer, state: &Recognizer, id: u32) -> Option<Recognizer> {
+    if tok.is_end_of_generation(id) || tok.is_control(id) {
+        return None;
+    }
+    match tok.token_bytes(id) {
+        [] => None,
+        bytes => state.after(bytes),
+    }
+}

@@ -1,0 +1,979 @@
+//! Structured output: a reply that follows a JSON schema (OpenAI's
+//! `response_format: {"type": "json_schema"}`, Ollama's `format: {schema}`,
+//! `--json-schema`).
+//!
+//! [`Schema::compile`] turns the schema into a graph of [`Node`]s, refusing
+//! by name every keyword it does not enforce (so a schema is never silently
+//! half-applied). [`SchemaState`] follows the reply byte by byte: a stack of
+//! frames per way the text can still be read (`anyOf` forks them; forks that
+//! fail drop out), each frame one value being written.
+//!
+//! As llama.cpp's schema grammars do, object properties come in the order
+//! the schema lists them (optional ones may be skipped, required ones not),
+//! and a property not listed is allowed only where `additionalProperties`
+//! says so (absent means no, as OpenAI's strict mode).
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::lex::{Num, StrLex, StrStep};
+use super::MAX_WHITESPACE;
+
+/// Most nodes a schema may compile to, and most ways a reply may be read at
+/// once: bounds on work per token against hostile schemas.
+const MAX_NODES: usize = 4096;
+const MAX_FORKS: usize = 64;
+/// Deepest nesting of schemas in a schema, references followed: bounds the
+/// compiler's recursion (and so its stack) on hostile input.
+const MAX_SCHEMA_DEPTH: usize = 64;
+
+/// Keywords that only describe: accepted, not enforced, nothing to enforce.
+const ANNOTATIONS: &[&str] = &[
+    "title",
+    "description",
+    "default",
+    "examples",
+    "$schema",
+    "$id",
+    "$comment",
+    "$defs",
+    "definitions",
+];
+
+#[derive(Clone, Debug)]
+enum Node {
+    Integer,
+    Number,
+    String {
+        min: usize,
+        max: usize,
+    },
+    /// `enum`, `const`, `null`, `boolean`: the values' compact JSON texts.
+    Literals(Vec<Vec<u8>>),
+    Array {
+        items: usize,
+        min: usize,
+        max: usize,
+    },
+    Object {
+        props: Vec<Prop>,
+        extra: Option<usize>,
+    },
+    AnyOf(Vec<usize>),
+}
+
+#[derive(Clone, Debug)]
+struct Prop {
+    /// The key as JSON text, quotes included (`"name"`).
+    key: Vec<u8>,
+    value: usize,
+    required: bool,
+}
+
+#[derive(Debug)]
+pub struct Schema {
+    nodes: Vec<Node>,
+    root: usize,
+}
+
+struct Compiler<'a> {
+    doc: &'a Value,
+    nodes: Vec<Node>,
+    refs: HashMap<String, usize>,
+    any: Option<usize>,
+    depth: usize,
+}
+
+impl Schema {
+    /// Compiles `schema`; the error names the keyword or value at fault.
+    pub fn compile(schema: &Value) -> Result<Schema, String> {
+        let mut c = Compiler {
+            doc: schema,
+            nodes: Vec::new(),
+            refs: HashMap::new(),
+            any: None,
+            depth: 0,
+        };
+        let root = c.node(schema, "schema")?;
+        if !matches!(c.nodes[root], Node::Object { .. }) {
+            return Err("the root must be an object schema (\"type\": \"object\")".into());
+        }
+        let s = Schema {
+            nodes: c.nodes,
+            root,
+        };
+        s.check_choices_consume()?;
+        s.check_satisfiable()?;
+        Ok(s)
+    }
+
+    /// An `anyOf` that reaches itself through choices alone (`a = anyOf[a,
+    /// ...]`) would send the parser round it forever: refused.
+    fn check_choices_consume(&self) -> Result<(), String> {
+        // 0: not seen, 1: on the path, 2: done.
+        let mut mark = vec![0u8; self.nodes.len()];
+        for start in 0..self.nodes.len() {
+            if mark[start] != 0 {
+                continue;
+            }
+            let mut stack = vec![(start, 0usize)];
+            mark[start] = 1;
+            while let Some((n, i)) = stack.pop() {
+                let alts: &[usize] = match &self.nodes[n] {
+                    Node::AnyOf(a) => a,
+                    _ => &[],
+                };
+                if let Some(&a) = alts.get(i) {
+                    stack.push((n, i + 1));
+                    match mark[a] {
+                        1 => return Err(
+                            "an anyOf/oneOf chooses itself without writing anything (a $ref loop)"
+                                .into(),
+                        ),
+                        0 => {
+                            mark[a] = 1;
+                            stack.push((a, 0));
+                        }
+                        _ => {}
+                    }
+                } else {
+                    mark[n] = 2;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The reply must be able to end: a schema no finite value follows
+    /// (`{"$ref": "#/$defs/a"}` with `a` referring only to itself, a
+    /// required property that needs itself inside) would leave the model
+    /// no token to write at some point.
+    fn check_satisfiable(&self) -> Result<(), String> {
+        let mut ok = vec![false; self.nodes.len()];
+        loop {
+            let mut changed = false;
+            for n in 0..self.nodes.len() {
+                if ok[n] {
+                    continue;
+                }
+                let can = match &self.nodes[n] {
+                    Node::Integer | Node::Number => true,
+                    Node::String { min, max } => min <= max,
+                    Node::Literals(l) => !l.is_empty(),
+                    &Node::Array { items, min, .. } => min == 0 || ok[items],
+                    Node::Object { props, .. } => props.iter().all(|p| !p.required || ok[p.value]),
+                    Node::AnyOf(alts) => alts.iter().any(|&a| ok[a]),
+                };
+                if can {
+                    ok[n] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        if ok[self.root] {
+            Ok(())
+        } else {
+            Err(
+                "no finite JSON value follows this schema (a required part refers only to itself)"
+                    .into(),
+            )
+        }
+    }
+}
+
+impl Compiler<'_> {
+    fn push(&mut self, n: Node) -> Result<usize, String> {
+        if self.nodes.len() >= MAX_NODES {
+            return Err(format!("more than {MAX_NODES} schema nodes"));
+        }
+        self.nodes.push(n);
+        Ok(self.nodes.len() - 1)
+    }
+
+    /// Any JSON value (`{}` or `true`).
+    fn any(&mut self) -> Result<usize, String> {
+        if let Some(a) = self.any {
+            return Ok(a);
+        }
+        let a = self.push(Node::AnyOf(Vec::new()))?;
+        self.any = Some(a);
+        let alts = vec![
+            self.push(Node::Literals(vec![
+                b"null".to_vec(),
+                b"true".to_vec(),
+                b"false".to_vec(),
+            ]))?,
+            self.push(Node::Number)?,
+            self.push(Node::String {
+                min: 0,
+                max: usize::MAX,
+            })?,
+            self.push(Node::Array {
+                items: a,
+                min: 0,
+                max: usize::MAX,
+            })?,
+            self.push(Node::Object {
+                props: Vec::new(),
+                extra: Some(a),
+            })?,
+        ];
+        self.nodes[a] = Node::AnyOf(alts);
+        Ok(a)
+    }
+
+    fn node(&mut self, v: &Value, at: &str) -> Result<usize, String> {
+        if self.depth >= MAX_SCHEMA_DEPTH {
+            return Err(format!(
+                "{at}: schemas nest deeper than {MAX_SCHEMA_DEPTH} levels"
+            ));
+        }
+        self.depth += 1;
+        let n = self.node_inner(v, at);
+        self.depth -= 1;
+        n
+    }
+
+    fn node_inner(&mut self, v: &Value, at: &str) -> Result<usize, String> {
+        let m = match v {
+            Value::Bool(true) => return self.any(),
+            Value::Object(m) => m,
+            _ => return Err(format!("{at}: a schema must be an object or true")),
+        };
+        for k in m.keys() {
+            const ENFORCED: &[&str] = &[
+                "type",
+                "properties",
+                "required",
+                "additionalProperties",
+                "items",
+                "minItems",
+                "maxItems",
+                "enum",
+                "const",
+                "anyOf",
+                "oneOf",
+                "$ref",
+                "minLength",
+                "maxLength",
+            ];
+            if !ENFORCED.contains(&k.as_str()) && !ANNOTATIONS.contains(&k.as_str()) {
+                return Err(format!("{at}: keyword '{k}' is not supported"));
+            }
+        }
+        if let Some(r) = m.get("$ref") {
+            let r = r.as_str().ok_or(format!("{at}.$ref: not a string"))?;
+            return self.reference(r, at);
+        }
+        if let Some(c) = m.get("const") {
+            return self.push(Node::Literals(vec![json_text(c)]));
+        }
+        if let Some(e) = m.get("enum") {
+            let vals = e
+                .as_array()
+                .filter(|a| !a.is_empty())
+                .ok_or(format!("{at}.enum: not a non-empty array"))?;
+            return self.push(Node::Literals(vals.iter().map(json_text).collect()));
+        }
+        for key in ["anyOf", "oneOf"] {
+            if let Some(alts) = m.get(key) {
+                let alts = alts
+                    .as_array()
+                    .filter(|a| !a.is_empty())
+                    .ok_or(format!("{at}.{key}: not a non-empty array"))?;
+                let slot = self.push(Node::AnyOf(Vec::new()))?;
+                let mut ids = Vec::new();
+                for (i, a) in alts.iter().enumerate() {
+                    ids.push(self.node(a, &format!("{at}.{key}[{i}]"))?);
+                }
+                self.nodes[slot] = Node::AnyOf(ids);
+                return Ok(slot);
+            }
+        }
+        let types: Vec<&str> = match m.get("type") {
+            None => {
+                if m.contains_key("properties") {
+                    vec!["object"]
+                } else if m.contains_key("items") {
+                    vec!["array"]
+                } else {
+                    return self.any();
+                }
+            }
+            Some(Value::String(t)) => vec![t.as_str()],
+            Some(Value::Array(ts)) if !ts.is_empty() => ts
+                .iter()
+                .map(|t| t.as_str().ok_or(format!("{at}.type: not a string")))
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(format!("{at}.type: not a type name")),
+        };
+        let mut ids = Vec::new();
+        for t in &types {
+            ids.push(self.typed(m, t, at)?);
+        }
+        if ids.len() == 1 {
+            return Ok(ids[0]);
+        }
+        self.push(Node::AnyOf(ids))
+    }
+
+    fn typed(
+        &mut self,
+        m: &serde_json::Map<String, Value>,
+        t: &str,
+        at: &str,
+    ) -> Result<usize, String> {
+        let count = |k: &str, default: usize| -> Result<usize, String> {
+            match m.get(k) {
+                None => Ok(default),
+                Some(v) => v
+                    .as_u64()
+                    .map(|n| n.min(usize::MAX as u64) as usize)
+                    .ok_or(format!("{at}.{k}: not a count")),
+            }
+        };
+        let bounds = |lo: &str, hi: &str| -> Result<(usize, usize), String> {
+            let (a, b) = (count(lo, 0)?, count(hi, usize::MAX)?);
+            if a > b {
+                return Err(format!("{at}: {lo} {a} is more than {hi} {b}"));
+            }
+            Ok((a, b))
+        };
+        match t {
+            "null" => self.push(Node::Literals(vec![b"null".to_vec()])),
+            "boolean" => self.push(Node::Literals(vec![b"true".to_vec(), b"false".to_vec()])),
+            "integer" => self.push(Node::Integer),
+            "number" => self.push(Node::Number),
+            "string" => {
+                let (min, max) = bounds("minLength", "maxLength")?;
+                self.push(Node::String { min, max })
+            }
+            "array" => {
+                let (min, max) = bounds("minItems", "maxItems")?;
+                let slot = self.push(Node::AnyOf(Vec::new()))?;
+                let items = match m.get("items") {
+                    None => self.any()?,
+                    Some(s) => self.node(s, &format!("{at}.items"))?,
+                };
+                self.nodes[slot] = Node::Array { items, min, max };
+                Ok(slot)
+            }
+            "object" => {
+                let slot = self.push(Node::AnyOf(Vec::new()))?;
+                let required: Vec<&str> = match m.get("required") {
+                    None => Vec::new(),
+                    Some(Value::Array(r)) => r
+                        .iter()
+                        .map(|n| {
+                            n.as_str()
+                                .ok_or(format!("{at}.required: not a list of names"))
+                        })
+                        .collect::<Result<_, _>>()?,
+                    Some(_) => return Err(format!("{at}.required: not a list of names")),
+                };
+                let mut props = Vec::new();
+                if let Some(p) = m.get("properties") {
+                    let p = p
+                        .as_object()
+                        .ok_or(format!("{at}.properties: not an object"))?;
+                    for (name, s) in p {
+                        let value = self.node(s, &format!("{at}.properties.{name}"))?;
+                        props.push(Prop {
+                            key: json_text(&Value::String(name.clone())),
+                            value,
+                            required: required.contains(&name.as_str()),
+                        });
+                    }
+                }
+                if let Some(r) = required
+                    .iter()
+                    .find(|r| !props.iter().any(|p| p.key == json_text(&Value::from(**r))))
+                {
+                    return Err(format!("{at}.required: '{r}' is not among the properties"));
+                }
+                let extra = match m.get("additionalProperties") {
+                    None | Some(Value::Bool(false)) => None,
+                    Some(s) => Some(self.node(s, &format!("{at}.additionalProperties"))?),
+                };
+                self.nodes[slot] = Node::Object { props, extra };
+                Ok(slot)
+            }
+            other => Err(format!("{at}.type: unknown type '{other}'")),
+        }
+    }
+
+    /// `#`, `#/$defs/NAME` or `#/definitions/NAME` (JSON pointers into the
+    /// schema itself), compiled once, so recursive schemas work.
+    fn reference(&mut self, r: &str, at: &str) -> Result<usize, String> {
+        if let Some(&n) = self.refs.get(r) {
+            return Ok(n);
+        }
+        let pointer = r.strip_prefix('#').ok_or(format!(
+            "{at}.$ref: only local references (#/...) are supported, got '{r}'"
+        ))?;
+        let target = self
+            .doc
+            .pointer(pointer)
+            .ok_or(format!("{at}.$ref: '{r}' points at nothing"))?;
+        // Reserved first: a reference inside the target to itself finds it.
+        let slot = self.push(Node::AnyOf(Vec::new()))?;
+        self.refs.insert(r.to_string(), slot);
+        let n = self.node(target, r)?;
+        self.nodes[slot] = self.nodes[n].clone();
+        Ok(slot)
+    }
+}
+
+fn json_text(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).expect("a JSON value serializes")
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ArrPhase {
+    Open,
+    InValue,
+    AfterValue,
+    Comma,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Target {
+    Prop(usize),
+    Extra,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ObjPhase {
+    Open,
+    Comma,
+    /// Reading a key: its bytes so far, the opening quote included.
+    Key {
+        text: Vec<u8>,
+        lex: StrLex,
+    },
+    Colon(Target),
+    InValue,
+    AfterValue,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Frame {
+    /// A value of this node is due (whitespace may come first).
+    Value(usize),
+    Str {
+        max: usize,
+        min: usize,
+        chars: usize,
+        lex: StrLex,
+    },
+    Num {
+        integer: bool,
+        num: Num,
+    },
+    Lit {
+        node: usize,
+        read: Vec<u8>,
+    },
+    Arr {
+        node: usize,
+        count: usize,
+        phase: ArrPhase,
+    },
+    /// `next`: the first listed property that may still come.
+    Obj {
+        node: usize,
+        next: usize,
+        phase: ObjPhase,
+    },
+}
+
+/// One way of reading the reply so far.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Parse {
+    frames: Vec<Frame>,
+    whitespace: u8,
+}
+
+/// Where a reply is in a schema: every way it can still be read.
+#[derive(Clone, Debug)]
+pub struct SchemaState {
+    parses: Vec<Parse>,
+}
+
+impl SchemaState {
+    pub fn new(schema: &Schema) -> SchemaState {
+        SchemaState {
+            parses: vec![Parse {
+                frames: vec![Frame::Value(schema.root)],
+                whitespace: 0,
+            }],
+        }
+    }
+
+    /// The root object has closed.
+    pub fn is_done(&self) -> bool {
+        self.parses.iter().any(|p| p.frames.is_empty())
+    }
+
+    /// The state after `bytes`, or `None` if they cannot continue the reply.
+    pub fn after(&self, schema: &Schema, bytes: &[u8]) -> Option<SchemaState> {
+        let mut parses = self.parses.clone();
+        for &b in bytes {
+            let mut next = Vec::new();
+            for p in parses {
+                step(schema, p, b, &mut next);
+            }
+            next.dedup();
+            next.truncate(MAX_FORKS);
+            if next.is_empty() {
+                return None;
+            }
+            parses = next;
+        }
+        Some(SchemaState { parses })
+    }
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Feeds `b` to one parse; the parses it leads to go into `out`.
+fn step(s: &Schema, mut p: Parse, b: u8, out: &mut Vec<Parse>) {
+    let Some(top) = p.frames.pop() else {
+        return; // nothing may follow the root
+    };
+    // Whitespace between tokens, bounded per run.
+    let between = match &top {
+        Frame::Value(_) => true,
+        Frame::Arr { phase, .. } => *phase != ArrPhase::InValue,
+        Frame::Obj { phase, .. } => !matches!(phase, ObjPhase::Key { .. } | ObjPhase::InValue),
+        _ => false,
+    };
+    if between && is_ws(b) {
+        if p.whitespace >= MAX_WHITESPACE {
+            return;
+        }
+        p.whitespace += 1;
+        p.frames.push(top);
+        out.push(p);
+        return;
+    }
+    if !is_ws(b) {
+        p.whitespace = 0;
+    }
+    match top {
+        Frame::Value(n) => match &s.nodes[n] {
+            Node::AnyOf(alts) => {
+                for &a in alts {
+                    let mut q = p.clone();
+                    q.frames.push(Frame::Value(a));
+                    step(s, q, b, out);
+                }
+            }
+            Node::Literals(_) => {
+                p.frames.push(Frame::Lit {
+                    node: n,
+                    read: Vec::new(),
+                });
+                step(s, p, b, out);
+            }
+            Node::Integer | Node::Number => {
+                if let Some(num) = Num::start(b) {
+                    let integer = matches!(s.nodes[n], Node::Integer);
+                    p.frames.push(Frame::Num { integer, num });
+                    out.push(p);
+                }
+            }
+            &Node::String { min, max } => {
+                if b == b'"' {
+                    p.frames.push(Frame::Str {
+                        min,
+                        max,
+                        chars: 0,
+                        lex: StrLex::default(),
+                    });
+                    out.push(p);
+                }
+            }
+            Node::Array { .. } => {
+                if b == b'[' {
+                    p.frames.push(Frame::Arr {
+                        node: n,
+                        count: 0,
+                        phase: ArrPhase::Open,
+                    });
+                    out.push(p);
+                }
+            }
+            Node::Object { .. } => {
+                if b == b'{' {
+                    p.frames.push(Frame::Obj {
+                        node: n,
+                        next: 0,
+                        phase: ObjPhase::Open,
+                    });
+                    out.push(p);
+                }
+            }
+        },
+        Frame::Str {
+            min,
+            max,
+            chars,
+            mut lex,
+        } => match lex.push(b) {
+            Some(StrStep::Closed) if chars >= min => value_done(p, out),
+            Some(StrStep::Partial) => {
+                p.frames.push(Frame::Str {
+                    min,
+                    max,
+                    chars,
+                    lex,
+                });
+                out.push(p);
+            }
+            Some(StrStep::Char) if chars < max => {
+                p.frames.push(Frame::Str {
+                    min,
+                    max,
+                    chars: chars + 1,
+                    lex,
+                });
+                out.push(p);
+            }
+            _ => {}
+        },
+        Frame::Num { integer, num } => match num.next(b) {
+            Some(n) if !integer || n.integral() => {
+                p.frames.push(Frame::Num { integer, num: n });
+                out.push(p);
+            }
+            Some(_) => {}
+            None if num.complete() => {
+                // The number ends; `b` belongs to what follows it.
+                let mut done = Vec::new();
+                value_done(p, &mut done);
+                for q in done {
+                    step(s, q, b, out);
+                }
+            }
+            None => {}
+        },
+        Frame::Lit { node, mut read } => {
+            let Node::Literals(texts) = &s.nodes[node] else {
+                unreachable!("a literal frame's node holds literals");
+            };
+            let whole = texts.contains(&read);
+            read.push(b);
+            let longer = texts.iter().filter(|t| t.starts_with(&read)).count();
+            if longer > 0 {
+                if longer == 1 && texts.contains(&read) {
+                    value_done(p, out);
+                } else {
+                    p.frames.push(Frame::Lit { node, read });
+                    out.push(p);
+                }
+            } else if whole {
+                let mut done = Vec::new();
+                value_done(p, &mut done);
+                for q in done {
+                    step(s, q, b, out);
+                }
+            }
+        }
+        Frame::Arr { node, count, phase } => {
+            let Node::Array { items, min, max } = s.nodes[node] else {
+                unreachable!("an array frame's node is an array");
+            };
+            match phase {
+                // Too few items: `]` falls through and no item starts with it.
+                ArrPhase::Open | ArrPhase::AfterValue if b == b']' && count >= min => {
+                    value_done(p, out)
+                }
+                ArrPhase::AfterValue if b == b',' && count < max => {
+                    p.frames.push(Frame::Arr {
+                        node,
+                        count,
+                        phase: ArrPhase::Comma,
+                    });
+                    out.push(p);
+                }
+                ArrPhase::Open | ArrPhase::Comma if count < max => {
+                    p.frames.push(Frame::Arr {
+                        node,
+                        count,
+                        phase: ArrPhase::InValue,
+                    });
+                    p.frames.push(Frame::Value(items));
+                    step(s, p, b, out);
+                }
+                _ => {}
+            }
+        }
+        Frame::Obj { node, next, phase } => {
+            let Node::Object { props, extra } = &s.nodes[node] else {
+                unreachable!("an object frame's node is an object");
+            };
+            // Listed properties that may come next: up to the first
+            // required one (required ones cannot be skipped).
+            let last = props[next..]
+                .iter()
+                .position(|p| p.required)
+                .map_or(props.len(), |i| next + i + 1);
+            let may_close = props[next..].iter().all(|p| !p.required);
+            // A `,` or a key's quote only where some key can still come.
+            let more = next < props.len() || extra.is_some();
+            let obj = |next, phase| Frame::Obj { node, next, phase };
+            match phase {
+                ObjPhase::Open | ObjPhase::AfterValue if b == b'}' && may_close => {
+                    value_done(p, out)
+                }
+                ObjPhase::AfterValue if b == b',' && more => {
+                    p.frames.push(obj(next, ObjPhase::Comma));
+                    out.push(p);
+                }
+                ObjPhase::Open | ObjPhase::Comma if b == b'"' && more => {
+                    p.frames.push(obj(
+                        next,
+                        ObjPhase::Key {
+                            text: vec![b'"'],
+                            lex: StrLex::default(),
+                        },
+                    ));
+                    out.push(p);
+                }
+                ObjPhase::Key { mut text, mut lex } => {
+                    let Some(st) = lex.push(b) else { return };
+                    text.push(b);
+                    let listed = |t: &[u8]| (next..last).find(|&i| props[i].key == t);
+                    if st == StrStep::Closed {
+                        let target = match listed(&text) {
+                            Some(i) => Target::Prop(i),
+                            None if extra.is_some() && !props.iter().any(|p| p.key == text) => {
+                                Target::Extra
+                            }
+                            None => return,
+                        };
+                        p.frames.push(obj(next, ObjPhase::Colon(target)));
+                        out.push(p);
+                    } else if extra.is_some()
+                        || (next..last).any(|i| props[i].key.starts_with(&text))
+                    {
+                        p.frames.push(obj(next, ObjPhase::Key { text, lex }));
+                        out.push(p);
+                    }
+                }
+                ObjPhase::Colon(target) if b == b':' => {
+                    let (next, value) = match target {
+                        Target::Prop(i) => (i + 1, props[i].value),
+                        Target::Extra => (next, extra.expect("an extra key needs a schema")),
+                    };
+                    p.frames.push(obj(next, ObjPhase::InValue));
+                    p.frames.push(Frame::Value(value));
+                    out.push(p);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The value on top of `p` (already popped) is complete: its container
+/// moves past it.
+fn value_done(mut p: Parse, out: &mut Vec<Parse>) {
+    match p.frames.last_mut() {
+        None => {}
+        Some(Frame::Arr { count, phase, .. }) => {
+            *count += 1;
+            *phase = ArrPhase::AfterValue;
+        }
+        Some(Frame::Obj { phase, .. }) => *phase = ObjPhase::AfterValue,
+        Some(_) => unreachable!("only containers hold values"),
+    }
+    out.push(p);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema(v: Value) -> Schema {
+        Schema::compile(&v).unwrap()
+    }
+
+    /// Every prefix of `text` is accepted, and the whole is done.
+    fn accepts(s: &Schema, text: &str) -> bool {
+        let mut st = SchemaState::new(s);
+        for (i, &b) in text.as_bytes().iter().enumerate() {
+            match st.after(s, &[b]) {
+                Some(n) => st = n,
+                None => return false,
+            }
+            if st.is_done() && i + 1 < text.len() {
+                return false;
+            }
+        }
+        st.is_done()
+    }
+
+    #[test]
+    fn properties_in_order_required_and_optional() {
+        let s = schema(json!({
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 5},
+                "age": {"type": "integer"},
+                "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2},
+                "ok": {"type": "boolean"}
+            },
+            "required": ["name", "ok"]
+        }));
+        for good in [
+            r#"{"name":"Ann","ok":true}"#,
+            r#"{ "name": "Zoë", "age": -3, "tags": ["a", "b"], "ok": false }"#,
+            r#"{"name":"A","tags":[],"ok":true}"#,
+        ] {
+            assert!(accepts(&s, good), "{good}");
+        }
+        for bad in [
+            r#"{"ok":true}"#,                        // required name missing
+            r#"{"ok":true,"name":"Ann"}"#,           // out of order
+            r#"{"name":"Ann"}"#,                     // required ok missing
+            r#"{"name":"","ok":true}"#,              // minLength
+            r#"{"name":"Annabel","ok":true}"#,       // maxLength
+            r#"{"name":"Ann","age":1.5,"ok":true}"#, // integer
+            r#"{"name":"Ann","tags":["a","b","c"],"ok":true}"#,
+            r#"{"name":"Ann","x":1,"ok":true}"#, // not listed
+            r#"{"name":"Ann","ok":1}"#,
+        ] {
+            assert!(!accepts(&s, bad), "{bad}");
+        }
+        // Nothing can follow the last property: no comma after it.
+        let st = SchemaState::new(&s);
+        assert!(st.after(&s, br#"{"name":"Ann","ok":true"#).is_some());
+        assert!(st.after(&s, br#"{"name":"Ann","ok":true,"#).is_none());
+        let empty = schema(json!({"type": "object"}));
+        assert!(SchemaState::new(&empty).after(&empty, b"{\"").is_none());
+    }
+
+    #[test]
+    fn enums_consts_any_of_refs_and_extra_properties() {
+        let s = schema(json!({
+            "$defs": {"node": {"type": "object", "properties": {
+                "v": {"enum": ["red", "green", 1, 12, null]},
+                "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}
+            }, "required": ["v"]}},
+            "type": "object",
+            "properties": {
+                "root": {"$ref": "#/$defs/node"},
+                "maybe": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                "k": {"const": "fixed"},
+                "free": {}
+            },
+            "additionalProperties": {"type": "number"}
+        }));
+        for good in [
+            r#"{"root":{"v":"red"}}"#,
+            r#"{"root":{"v":12,"kids":[{"v":1},{"v":null,"kids":[]}]},"maybe":null,"k":"fixed"}"#,
+            r#"{"maybe":"x","free":{"any":[1,"two",{"three":false}]},"extra":2.5e3}"#,
+            r#"{"zzz":1,"root":{"v":"green"}}"#,
+            "{}",
+        ] {
+            assert!(accepts(&s, good), "{good}");
+        }
+        for bad in [
+            r#"{"root":{"v":"blue"}}"#,
+            r#"{"root":{"v":123}}"#,
+            r#"{"root":{"kids":[]}}"#,
+            r#"{"maybe":3}"#,
+            r#"{"k":"other"}"#,
+            r#"{"extra":"text"}"#,
+        ] {
+            assert!(!accepts(&s, bad), "{bad}");
+        }
+    }
+
+    /// `n` objects, each the only property of the one around it.
+    fn deep(n: usize) -> Value {
+        (0..n).fold(
+            json!({"type": "object"}),
+            |inner, _| json!({"type": "object", "properties": {"a": inner}}),
+        )
+    }
+
+    #[test]
+    fn recursive_schemas_that_can_end_are_followed() {
+        // A tree: `kids` is optional, so it ends.
+        let s = schema(json!({"type": "object", "properties": {
+            "v": {"type": "integer"}, "kids": {"type": "array", "items": {"$ref": "#"}}
+        }, "required": ["v"]}));
+        assert!(accepts(
+            &s,
+            r#"{"v":1,"kids":[{"v":2},{"v":3,"kids":[{"v":4,"kids":[]}]}]}"#
+        ));
+        assert!(!accepts(&s, r#"{"v":1,"kids":[{}]}"#));
+        let two = schema(json!({"type": "object", "properties": {
+            "p": {"type": "array", "items": {"type": "integer"}, "minItems": 2}}}));
+        assert!(accepts(&two, r#"{"p":[1,2]}"#) && accepts(&two, r#"{"p":[1,2,3]}"#));
+        assert!(!accepts(&two, r#"{"p":[]}"#) && !accepts(&two, r#"{"p":[1]}"#));
+        assert!(accepts(
+            &schema(deep(60)),
+            &format!("{}{{}}{}", r#"{"a":"#.repeat(59), "}".repeat(59))
+        ));
+    }
+
+    #[test]
+    fn unsupported_keywords_and_bad_schemas_are_refused_by_name() {
+        for (bad, says) in [
+            (
+                json!({"type": "object", "properties": {"a": {"type": "string", "pattern": "^a"}}}),
+                "keyword 'pattern'",
+            ),
+            (json!({"type": "string"}), "root must be an object"),
+            (
+                json!({"type": "object", "required": ["b"], "properties": {"a": {}}}),
+                "'b' is not among",
+            ),
+            (
+                json!({"type": "object", "properties": {"a": {"$ref": "http://x/y"}}}),
+                "only local references",
+            ),
+            (
+                json!({"type": "object", "properties": {"a": {"$ref": "#/$defs/none"}}}),
+                "points at nothing",
+            ),
+            (
+                json!({"type": "object", "properties": {"a": {"type": "array", "minItems": 3, "maxItems": 2}}}),
+                "minItems 3 is more than maxItems 2",
+            ),
+            (
+                json!({"type": "object", "properties": {"a": {"type": "date"}}}),
+                "unknown type 'date'",
+            ),
+            (
+                json!({"$defs": {"a": {"anyOf": [{"$ref": "#/$defs/a"}, {"type": "string"}]}},
+                       "type": "object", "properties": {"x": {"$ref": "#/$defs/a"}}}),
+                "chooses itself",
+            ),
+            (
+                json!({"$defs": {"a": {"$ref": "#/$defs/a"}},
+                       "type": "object", "properties": {"x": {"$ref": "#/$defs/a"}}, "required": ["x"]}),
+                "no finite JSON value",
+            ),
+            (
+                json!({"type": "object", "properties": {"me": {"$ref": "#"}}, "required": ["me"]}),
+                "no finite JSON value",
+            ),
+            (deep(70), "nest deeper than 64"),
+        ] {
+            let e = Schema::compile(&bad).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
+    }
+}
