@@ -50,6 +50,7 @@ fn request(engine: &Engine, prompt: &str, n: usize) -> Request {
         context_shift: None,
         cache_prompt: true,
         format: Default::default(),
+        embed: None,
     }
 }
 

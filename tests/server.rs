@@ -689,6 +689,179 @@ fn json_mode_replies_are_json_objects() {
     assert!(e.text().contains("root must be an object"), "{}", e.text());
 }
 
+fn floats(v: &Value) -> Vec<f32> {
+    serde_json::from_value(v.clone()).expect("a list of numbers")
+}
+
+fn unit_length(v: &[f32]) -> bool {
+    (v.iter().map(|x| x * x).sum::<f32>().sqrt() - 1.0).abs() < 1e-5
+}
+
+/// Same text, other requests' rows maybe in the same steps (other kernel
+/// widths): unit vectors within float32 rounding of each other.
+fn close(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4)
+}
+
+#[test]
+fn embeddings_openai_and_ollama() {
+    use base64::Engine as _;
+    let s = server();
+    let texts = ["The capital of France is Paris.", "Bonjour"];
+    let v = s.ok("/v1/embeddings", &json!({"model": ALIAS, "input": texts}));
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["model"], ALIAS);
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    let mut oa = Vec::new();
+    for (i, d) in data.iter().enumerate() {
+        assert_eq!(d["object"], "embedding");
+        assert_eq!(d["index"], i);
+        let e = floats(&d["embedding"]);
+        assert_eq!(e.len(), 576, "SmolLM2's width");
+        assert!(unit_length(&e), "normalized");
+        oa.push(e);
+    }
+    assert!(!close(&oa[0], &oa[1]), "two texts, two vectors");
+    let n_tokens: usize = texts
+        .iter()
+        .map(|t| {
+            s.ok("/tokenize", &json!({"content": t}))["tokens"]
+                .as_array()
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert_eq!(v["usage"]["prompt_tokens"], n_tokens);
+    assert_eq!(v["usage"]["total_tokens"], n_tokens);
+
+    // base64: little-endian f32s of the same vector.
+    let b = s.ok(
+        "/v1/embeddings",
+        &json!({"input": texts[0], "encoding_format": "base64"}),
+    );
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
+    let decoded: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert!(
+        close(&decoded, &oa[0]),
+        "base64 decodes to the float vector"
+    );
+    // dimensions: the first d components, normalized again.
+    let d = s.ok(
+        "/v1/embeddings",
+        &json!({"input": texts[0], "dimensions": 64}),
+    );
+    let cut = floats(&d["data"][0]["embedding"]);
+    assert_eq!(cut.len(), 64);
+    assert!(unit_length(&cut));
+    let norm: f32 = oa[0][..64].iter().map(|x| x * x).sum::<f32>().sqrt();
+    let want: Vec<f32> = oa[0][..64].iter().map(|x| x / norm).collect();
+    assert!(close(&cut, &want), "dimensions cut then renormalize");
+    // Token ids are a text too.
+    let ids = s.ok("/tokenize", &json!({"content": texts[0]}))["tokens"].clone();
+    let t = s.ok("/v1/embeddings", &json!({"input": ids}));
+    assert!(close(&floats(&t["data"][0]["embedding"]), &oa[0]));
+
+    // Ollama: the same normalized vectors; the older endpoint's are raw.
+    let o = s.ok("/api/embed", &json!({"model": ALIAS, "input": texts}));
+    assert_eq!(o["model"], ALIAS);
+    let embs = o["embeddings"].as_array().unwrap();
+    assert_eq!(embs.len(), 2);
+    for (e, want) in embs.iter().zip(&oa) {
+        assert!(close(&floats(e), want), "/api/embed equals /v1/embeddings");
+    }
+    assert_eq!(o["prompt_eval_count"], n_tokens);
+    assert!(o["total_duration"].as_u64().unwrap() > 0);
+    let one = s.ok("/api/embed", &json!({"input": texts[1]}));
+    assert!(close(&floats(&one["embeddings"][0]), &oa[1]));
+    let none = s.ok("/api/embed", &json!({"model": ALIAS, "input": []}));
+    assert_eq!(none["embeddings"], json!([]));
+    let raw = floats(&s.ok("/api/embeddings", &json!({"prompt": texts[1]}))["embedding"]);
+    let norm = raw.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!(
+        (norm - 1.0).abs() > 0.1,
+        "/api/embeddings is not normalized: {norm}"
+    );
+    let normed: Vec<f32> = raw.iter().map(|x| x / norm).collect();
+    assert!(close(&normed, &oa[1]));
+    assert_eq!(
+        s.ok("/api/embeddings", &json!({"prompt": ""}))["embedding"],
+        json!([])
+    );
+
+    // Refusals name what is wrong, and nothing is computed.
+    let long = "word ".repeat(600);
+    for (path, body, want) in [
+        (
+            "/v1/embeddings",
+            json!({"input": texts[0], "encoding_format": "hex"}),
+            "encoding_format",
+        ),
+        (
+            "/v1/embeddings",
+            json!({"input": texts[0], "dimensions": 0}),
+            "dimensions",
+        ),
+        (
+            "/v1/embeddings",
+            json!({"input": texts[0], "dimensions": 577}),
+            "between 1 and 576",
+        ),
+        (
+            "/v1/embeddings",
+            json!({"input": []}),
+            "input must not be empty",
+        ),
+        (
+            "/v1/embeddings",
+            json!({"input": ["a", ""]}),
+            "input[1] is empty",
+        ),
+        (
+            "/v1/embeddings",
+            json!({"input": [49152]}),
+            "outside the vocabulary",
+        ),
+        (
+            "/v1/embeddings",
+            json!({"input": long}),
+            "the context holds 512",
+        ),
+        ("/v1/embeddings", json!({"input": 5}), "input"),
+        ("/api/embed", json!({"input": 5}), "invalid input type"),
+        (
+            "/api/embed",
+            json!({"input": ["a", 1]}),
+            "invalid input type",
+        ),
+        (
+            "/api/embed",
+            json!({"input": long, "truncate": false}),
+            "exceeds the context length",
+        ),
+        (
+            "/api/embeddings",
+            json!({"prompt": long}),
+            "the context holds 512",
+        ),
+    ] {
+        let r = s.post(path, &body);
+        assert_eq!(r.status, 400, "{path} {body}: {}", r.text());
+        let msg = match path {
+            "/v1/embeddings" => r.json()["error"]["message"].as_str().unwrap().to_string(),
+            _ => r.json()["error"].as_str().unwrap().to_string(),
+        };
+        assert!(msg.contains(want), "{path} {body}: {msg}");
+    }
+    let r = s.post("/v1/embeddings", &json!({"input": long}));
+    assert_eq!(r.json()["error"]["code"], "context_length_exceeded");
+}
+
 #[test]
 fn ollama_chat_and_generate() {
     let s = server();
@@ -1178,10 +1351,12 @@ fn official_python_clients() {
         "openai chat stream",
         "openai completions",
         "openai models",
+        "openai embeddings",
         "ollama chat",
         "ollama chat stream",
         "ollama generate",
         "ollama list",
+        "ollama embed",
         "ollama show",
     ] {
         assert!(
@@ -1224,8 +1399,10 @@ fn browser_chat_page() {
 fn bad_command_lines_fail_with_one_line() {
     let s = server();
     let port = s.addr.rsplit(':').next().unwrap();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["-m", "models/nope.gguf"], "no such model file"),
+        (&["-m", MODEL, "--pooling", "avg"], "--pooling must be"),
+        (&["-m", MODEL, "--pooling", "none"], "one vector per token"),
         (&["-m", MODEL, "--parallel", "0"], "--parallel"),
         (&["-m", MODEL, "--port", port], "cannot listen on 127.0.0.1"),
         (&["-m", MODEL, "--host", "not a host"], "cannot listen on"),

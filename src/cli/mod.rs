@@ -5,6 +5,7 @@ mod chat;
 pub mod common;
 mod convert;
 mod devices;
+mod embed;
 mod generate;
 mod info;
 mod list;
@@ -46,6 +47,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Perplexity of a text file (llama.cpp's method, comparable with llama-perplexity).
     Perplexity(perplexity::PerplexityArgs),
+    /// Embeddings of texts: final hidden states, pooled and normalized (as llama-embedding).
+    Embed(embed::EmbedArgs),
     /// Measure prompt processing and generation speed (llama-bench style).
     Bench(bench::BenchArgs),
     /// Download a model from the Hugging Face Hub into its shared cache (HF_HUB_CACHE).
@@ -90,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::Chat(a) => chat::run(a),
         Command::Perplexity(a) => perplexity::run(a),
+        Command::Embed(a) => embed::run(a),
         Command::Pull(a) => pull::run(a),
         Command::List(a) => list::run(a),
         Command::Rm(a) => rm::run(a),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 
 use super::common::{GpuArgs, ModelArgs};
-use crate::engine::{EngineOptions, SchedulerOptions};
+use crate::engine::{EngineOptions, Pooling, SchedulerOptions};
 use crate::server::{serve, ServeOptions};
 
 #[derive(clap::Args)]
@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// kept; -1: the whole prompt).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub keep: i64,
+    /// How /v1/embeddings and /api/embed pool a text's hidden states: mean,
+    /// cls or last (default: the file's llama.pooling_type, else last).
+    #[arg(long)]
+    pub pooling: Option<String>,
     #[command(flatten)]
     pub context: super::common::ContextArgs,
     #[command(flatten)]
@@ -65,6 +69,10 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         .clone()
         .or_else(|| std::env::var("LLAMA_API_KEY").ok())
         .filter(|k| !k.is_empty());
+    let pooling = args.pooling.as_deref().map(Pooling::parse).transpose()?;
+    if pooling == Some(Pooling::None) {
+        bail!("--pooling none gives one vector per token, which the embedding endpoints cannot return; use mean, cls or last");
+    }
     let model = args.model.resolve(false)?;
     if !model.exists() {
         bail!("{}: no such model file or folder", model.display());
@@ -103,5 +111,6 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         },
         chat_template: args.chat_template.clone(),
         context_shift: args.context_shift.then_some(args.keep),
+        pooling,
     })
 }

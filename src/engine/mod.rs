@@ -1,6 +1,7 @@
 //! Text generation: a model on the GPU, its tokenizer, prompt processing,
 //! sampling, stop conditions and timings.
 
+pub mod embedding;
 pub mod json_output;
 pub mod perplexity;
 pub mod sampler;
@@ -23,6 +24,7 @@ use crate::gpu::{
 };
 use crate::model::LlamaConfig;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
+pub use embedding::{normalize, Pooling};
 use json_output::JsonConstraint;
 pub use json_output::OutputFormat;
 pub use sampler::{Sampler, SamplerParams};

@@ -15,6 +15,7 @@ use anyhow::Result;
 use serde::Serialize;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use super::embedding::Pooling;
 use super::json_output::OutputFormat;
 use super::sequence::{SeqOutput, Sequence};
 use super::{Engine, SamplerParams, StopReason};
@@ -57,6 +58,30 @@ pub struct Request {
     pub cache_prompt: bool,
     /// JSON mode: the reply is one JSON object (see [`super::json_output`]).
     pub format: OutputFormat,
+    /// An embedding request: the prompt is processed and its final hidden
+    /// states pooled into [`Finished::embedding`]; nothing is generated,
+    /// and the sampling fields are unused.
+    pub embed: Option<Pooling>,
+}
+
+impl Request {
+    /// A request for the embedding of `prompt` (see [`Request::embed`]).
+    pub fn embedding(prompt: Vec<u32>, pooling: Pooling) -> Request {
+        Request {
+            prompt,
+            sampler: SamplerParams::default(),
+            n_predict: Some(0),
+            stop: Vec::new(),
+            ignore_eos: false,
+            logprobs: None,
+            context_shift: None,
+            // Every position is computed afresh: the vector does not depend
+            // on what the slot held before.
+            cache_prompt: false,
+            format: OutputFormat::Text,
+            embed: Some(pooling),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -97,6 +122,9 @@ pub struct Finished {
     pub prompt_ms: f64,
     /// From the first token to the end.
     pub generation_ms: f64,
+    /// An embedding request's vectors (one, or one per token for
+    /// [`Pooling::None`]), not normalized; empty for a generation.
+    pub embedding: Vec<Vec<f32>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -221,8 +249,10 @@ impl Scheduler {
         if req.prompt.is_empty() {
             return Err(SubmitError::EmptyPrompt);
         }
-        // The reply needs at least one position after the prompt.
-        if req.prompt.len() >= self.n_ctx {
+        // A reply needs at least one position after the prompt; an
+        // embedding only the prompt's.
+        let room = self.n_ctx - usize::from(req.embed.is_none());
+        if req.prompt.len() > room {
             return Err(SubmitError::PromptTooLong {
                 prompt: req.prompt.len(),
                 n_ctx: self.n_ctx,
@@ -284,6 +314,7 @@ impl Scheduler {
 /// shut down with nothing left to do.
 fn engine_loop(mut engine: Engine, shared: &Shared, n_parallel: usize) {
     let tokenizer = engine.tokenizer.clone();
+    let n_embd = engine.model.cfg.n_embd;
     let mut running: Vec<Sequence> = Vec::new();
     loop {
         {
@@ -299,8 +330,9 @@ fn engine_loop(mut engine: Engine, shared: &Shared, n_parallel: usize) {
                 if job.cancelled() {
                     continue;
                 }
-                match engine.claim_slot(&job.req.prompt, job.req.cache_prompt) {
-                    Some(grant) => running.push(Sequence::new(job, grant, &tokenizer)),
+                let reuse = job.req.cache_prompt && job.req.embed.is_none();
+                match engine.claim_slot(&job.req.prompt, reuse) {
+                    Some(grant) => running.push(Sequence::new(job, grant, &tokenizer, n_embd)),
                     None => {
                         q.push_front(job);
                         break;

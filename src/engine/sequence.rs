@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use super::embedding::Pooler;
 use super::json_output::JsonConstraint;
 use super::scheduler::{Event, Finished, Job, TokenEvent, TokenLogprob};
 use super::slots::SlotGrant;
@@ -46,6 +47,8 @@ pub(crate) struct Sequence<'t> {
     stop: StopFilter,
     /// JSON mode's constraint on the reply.
     json: Option<JsonConstraint>,
+    /// An embedding request's pooled hidden states so far.
+    pooler: Option<Pooler>,
     started: Option<Instant>,
     first_token: Option<Instant>,
     done: bool,
@@ -66,11 +69,14 @@ pub(crate) enum SeqInput<'a> {
 }
 
 impl<'t> Sequence<'t> {
-    pub fn new(job: Job, grant: SlotGrant, tok: &'t Tokenizer) -> Sequence<'t> {
+    /// `n_embd`: the model's width (an embedding request's vector size).
+    pub fn new(job: Job, grant: SlotGrant, tok: &'t Tokenizer, n_embd: usize) -> Sequence<'t> {
         let stop = StopFilter::new(&job.req.stop);
         let json = job.req.format.constraint();
+        let pooler = job.req.embed.map(|p| Pooler::new(p, n_embd));
         Sequence {
             json,
+            pooler,
             sampler: Sampler::new(job.req.sampler.clone()),
             recent: job.req.prompt.clone(),
             job,
@@ -171,6 +177,42 @@ impl<'t> Sequence<'t> {
         self.pending = None;
     }
 
+    /// What a step that ends a prompt chunk of this sequence reads back:
+    /// the next token's head after the last chunk, hidden states for an
+    /// embedding.
+    pub fn chunk_output(&self, last: bool) -> BatchOutput {
+        match (&self.job.req.embed, last) {
+            (Some(p), _) => p.batch_output(),
+            (None, true) => self.head(),
+            (None, false) => BatchOutput::None,
+        }
+    }
+
+    /// Whether this is an embedding request (it never decodes).
+    pub fn is_embedding(&self) -> bool {
+        self.job.req.embed.is_some()
+    }
+
+    /// Takes an embedding request's chunk output; after the last chunk
+    /// sends the vectors and ends the sequence.
+    pub fn accept_hidden(&mut self, out: Output, last: bool) -> anyhow::Result<SeqOutput> {
+        let pooler = self
+            .pooler
+            .as_mut()
+            .expect("accept_hidden is for embedding requests");
+        pooler.add(&out.into_hidden()?)?;
+        if !last {
+            return Ok(SeqOutput::Running);
+        }
+        let vectors = self.pooler.take().expect("checked above").finish()?;
+        self.first_token.get_or_insert_with(Instant::now);
+        let out = self.finish(StopReason::Length);
+        if let Some(Event::Done(f)) = &mut self.done_event {
+            f.embedding = vectors;
+        }
+        Ok(out)
+    }
+
     /// What the step must read back for this sequence's next token.
     pub fn head(&self) -> BatchOutput {
         let req = &self.job.req;
@@ -212,7 +254,9 @@ impl<'t> Sequence<'t> {
                 let lp = self.job.req.logprobs.map(|k| log_probs(&logits, next, k));
                 (next, lp)
             }
-            Output::Nothing => anyhow::bail!("the step produced no output for a sequence"),
+            Output::Nothing | Output::Hidden(_) => {
+                anyhow::bail!("the step produced no next-token output for a sequence")
+            }
         };
         let req = &self.job.req;
         self.first_token.get_or_insert_with(Instant::now);
@@ -308,6 +352,7 @@ impl<'t> Sequence<'t> {
             completion_tokens: self.generated,
             prompt_ms: (first - started).as_secs_f64() * 1e3,
             generation_ms: (now - first).as_secs_f64() * 1e3,
+            embedding: Vec::new(),
         }));
         SeqOutput::Finished {
             prompt_tokens: self.prompt_done - self.cached,

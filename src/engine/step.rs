@@ -9,7 +9,7 @@ use anyhow::Result;
 use super::sequence::{SeqInput, SeqOutput, Sequence};
 use super::slots::SlotGrant;
 use super::Engine;
-use crate::gpu::{BatchOutput, ChunkInput, DecodeInput, Output, StepInput, TokenSource};
+use crate::gpu::{ChunkInput, DecodeInput, Output, StepInput, TokenSource};
 
 impl Engine {
     /// Sequence slots in the KV cache.
@@ -83,8 +83,9 @@ impl Engine {
         let result = {
             let chunk = match prompting {
                 Some(i) => {
-                    let out = seqs[i].head();
                     let slot = seqs[i].slot;
+                    let (out_last, out_mid) =
+                        (seqs[i].chunk_output(true), seqs[i].chunk_output(false));
                     match seqs[i].input(budget) {
                         SeqInput::Prompt { tokens, pos, last } => {
                             chunk_len = tokens.len();
@@ -93,7 +94,7 @@ impl Engine {
                                 slot,
                                 pos,
                                 tokens.to_vec(),
-                                if last { out } else { BatchOutput::None },
+                                if last { out_last } else { out_mid },
                             ))
                         }
                         SeqInput::Decode { .. } => None,
@@ -113,7 +114,9 @@ impl Engine {
         };
         if let Some(i) = prompting {
             seqs[i].advance_prompt(chunk_len);
-            if chunk_last {
+            if seqs[i].is_embedding() {
+                outs.push(seqs[i].accept_hidden(result.chunk, chunk_last)?);
+            } else if chunk_last {
                 outs.push(seqs[i].accept(result.chunk, n_ctx)?);
             } else {
                 outs.push(SeqOutput::Running);

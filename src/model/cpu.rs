@@ -160,6 +160,14 @@ impl CpuModel {
 
     /// Runs one token at the next position; returns the logits over the vocabulary.
     pub fn forward(&mut self, token: u32) -> Vec<f32> {
+        let xb = self.forward_hidden(token);
+        matvec(self.output.as_ref().unwrap_or(&self.token_embd), &xb)
+    }
+
+    /// Runs one token at the next position; returns its hidden state after
+    /// the final norm (what the output projection reads: llama.cpp's
+    /// embedding of the token).
+    pub fn forward_hidden(&mut self, token: u32) -> Vec<f32> {
         let c = &self.cfg;
         let pos = self.n_past();
         let (hd, kv_dim) = (c.head_dim, c.kv_dim());
@@ -217,8 +225,7 @@ impl CpuModel {
             add(&mut x, &down);
         }
 
-        let xb = rmsnorm(&x, &self.output_norm, c.rms_eps);
-        matvec(self.output.as_ref().unwrap_or(&self.token_embd), &xb)
+        rmsnorm(&x, &self.output_norm, c.rms_eps)
     }
 }
 

@@ -199,6 +199,7 @@ impl Sampling {
             logprobs: self.logprobs,
             cache_prompt: self.cache_prompt.unwrap_or(true),
             format: self.format,
+            embed: None,
         })
     }
 }

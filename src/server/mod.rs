@@ -3,13 +3,15 @@
 //! nothing of HTTP. The server keeps no state between requests: each
 //! carries its whole conversation.
 //!
-//! One job per file: `routes` (here), `openai`, `ollama`, `ops` (health,
-//! metrics, tokenize), `generation` (what the APIs share), `body`
+//! One job per file: `routes` (here), `openai`, `ollama`, `embeddings`
+//! (both APIs' embedding endpoints), `ops` (health, metrics, tokenize),
+//! `generation` (what the APIs share), `body`
 //! (request parsing), `errors`, `auth`, `sse` (stream framings), `state`,
 //! `page` (the web chat page).
 
 mod auth;
 mod body;
+mod embeddings;
 mod errors;
 mod generation;
 mod ollama;
@@ -29,7 +31,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::engine::{Engine, EngineOptions, Scheduler, SchedulerOptions};
+use crate::engine::{Engine, EngineOptions, Pooling, Scheduler, SchedulerOptions};
 use crate::tokenizer::ChatTemplate;
 pub use auth::constant_time_eq;
 pub use state::AppState;
@@ -45,6 +47,8 @@ pub struct ServeOptions {
     pub chat_template: Option<PathBuf>,
     /// `--context-shift --keep K`: `Some(K)`.
     pub context_shift: Option<i64>,
+    /// `--pooling` for the embedding endpoints (`None`: the file's, else last).
+    pub pooling: Option<Pooling>,
 }
 
 /// Every route, behind the API-key check and the response counter.
@@ -59,6 +63,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/models", get(openai::models))
+        .route("/v1/embeddings", post(embeddings::openai))
+        .route("/api/embed", post(embeddings::ollama_embed))
+        .route("/api/embeddings", post(embeddings::ollama_embeddings))
         .route("/api/chat", post(ollama::chat))
         .route("/api/generate", post(ollama::generate))
         .route("/api/tags", get(ollama::tags))
@@ -90,8 +97,13 @@ fn load(
     chat_template: Option<&PathBuf>,
     sched: SchedulerOptions,
     context_shift: Option<i64>,
+    pooling: Option<Pooling>,
 ) -> Result<state::Model> {
     let e = Engine::load(engine)?;
+    let pooling = match pooling {
+        Some(p) => p,
+        None => Pooling::of_model(&e.gguf)?,
+    };
     let template = match chat_template {
         Some(p) => Some(ChatTemplate::from_file(p)?),
         None => match ChatTemplate::from_gguf(&e.gguf) {
@@ -112,6 +124,7 @@ fn load(
         template,
         info,
         context_shift,
+        pooling,
     })
 }
 
@@ -146,9 +159,9 @@ async fn serve_async(opts: ServeOptions) -> Result<()> {
     let engine_opts = opts.engine;
     let sched = opts.scheduler;
     let template = opts.chat_template;
-    let shift = opts.context_shift;
+    let (shift, pooling) = (opts.context_shift, opts.pooling);
     let loader = tokio::task::spawn_blocking(move || {
-        match load(&engine_opts, template.as_ref(), sched, shift) {
+        match load(&engine_opts, template.as_ref(), sched, shift, pooling) {
             Ok(m) => {
                 eprintln!(
                     "model loaded in {:.1} s: {} slots of {} tokens",

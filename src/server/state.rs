@@ -99,6 +99,8 @@ pub struct Model {
     pub info: ModelInfo,
     /// `serve --context-shift --keep K`: `Some(K)`.
     pub context_shift: Option<i64>,
+    /// How the embedding endpoints pool a text's hidden states.
+    pub pooling: crate::engine::Pooling,
 }
 
 /// Facts about the file, taken before the engine moves into the scheduler.
@@ -111,6 +113,8 @@ pub struct ModelInfo {
     /// The most common type of the 2-D weights (`Q4_1`).
     pub quantization: String,
     pub n_ctx_train: Option<u64>,
+    /// The hidden width: an embedding's dimensions.
+    pub n_embd: usize,
     /// Scalar metadata (arrays such as the vocabulary left out), for `/api/show`.
     pub metadata: serde_json::Map<String, Json>,
     pub template_source: Option<String>,
@@ -140,6 +144,7 @@ impl ModelInfo {
                 .ok()
                 .flatten(),
             architecture,
+            n_embd: e.model.cfg.n_embd,
             parameters: g
                 .tensors
                 .iter()

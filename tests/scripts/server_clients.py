@@ -60,6 +60,17 @@ try:
 except openai.AuthenticationError:
     pass
 
+# The client asks for base64 unless told otherwise, and decodes it.
+texts = ["The capital of France is Paris.", "Bonjour"]
+e = oa.embeddings.create(model=model, input=texts)
+vecs = [d.embedding for d in e.data]
+assert len(vecs) == 2 and all(len(v) == 576 for v in vecs), [len(v) for v in vecs]
+assert all(abs(sum(x * x for x in v) - 1.0) < 1e-4 for v in vecs)
+assert e.usage.prompt_tokens > 2, e.usage
+floats = oa.embeddings.create(model=model, input=texts[0], encoding_format="float").data[0].embedding
+assert max(abs(a - b) for a, b in zip(floats, vecs[0])) < 1e-4
+ok("openai embeddings")
+
 ol = ollama.Client(host=base, headers={"Authorization": "Bearer " + key}, timeout=300)
 opts = {"temperature": 0, "num_predict": 5}
 r = ol.chat(model=model, messages=msgs, options=opts)
@@ -81,6 +92,14 @@ ok("ollama generate")
 names = [m.model for m in ol.list().models]
 assert names == [model], names
 ok("ollama list")
+
+em = ol.embed(model=model, input=texts)
+assert len(em.embeddings) == 2
+assert max(abs(a - b) for a, b in zip(em.embeddings[1], vecs[1])) < 1e-4
+legacy = ol.embeddings(model=model, prompt=texts[1]).embedding
+norm = sum(x * x for x in legacy) ** 0.5
+assert max(abs(a / norm - b) for a, b in zip(legacy, vecs[1])) < 1e-4
+ok("ollama embed")
 
 s = ol.show(model)
 assert "im_start" in s.template and s.details.family == "llama", s

@@ -130,7 +130,11 @@ impl StepBuffers {
             }),
             staging: gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("readback"),
-                size: (head_cap * (cfg.n_vocab * 4).max(MAX_TOP_K * 8) + head_cap * 4) as u64,
+                size: (head_cap
+                    * (cfg.n_vocab * 4)
+                        .max(MAX_TOP_K * 8)
+                        .max(pad(cfg.n_embd) * 4)
+                    + head_cap * 4) as u64,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             }),

@@ -473,7 +473,7 @@ impl GpuModel {
         if tokens.is_empty() {
             bail!("nothing to process");
         }
-        let all_logits = out == BatchOutput::AllLogits;
+        let all_rows = out.is_all();
         let mut all = Vec::new();
         let mut last_out = Output::Nothing;
         let n_chunks = tokens.len().div_ceil(self.n_batch);
@@ -485,7 +485,7 @@ impl GpuModel {
                         slot,
                         pos: pos + ci * self.n_batch,
                         tokens: chunk,
-                        out: if all_logits || last {
+                        out: if all_rows || last {
                             out
                         } else {
                             BatchOutput::None
@@ -495,16 +495,19 @@ impl GpuModel {
                 },
                 profile.as_deref_mut(),
             )?;
-            if all_logits {
-                all.extend(o.chunk.into_logits()?);
+            if all_rows {
+                match o.chunk {
+                    Output::Logits(v) | Output::Hidden(v) => all.extend(v),
+                    other => bail!("expected every row of the chunk, got {other:?}"),
+                }
             } else if last {
                 last_out = o.chunk;
             }
         }
-        Ok(if all_logits {
-            Output::Logits(all)
-        } else {
-            last_out
+        Ok(match out {
+            BatchOutput::AllLogits => Output::Logits(all),
+            BatchOutput::AllHidden => Output::Hidden(all),
+            _ => last_out,
         })
     }
 
@@ -522,6 +525,8 @@ pub enum Output {
     Token(u32),
     /// `(id, logit)`, best first (ties: lower id first).
     TopK(Vec<(u32, f32)>),
+    /// Final-normed hidden states, `n_embd` per row (embeddings).
+    Hidden(Vec<f32>),
 }
 
 impl Output {
@@ -536,6 +541,13 @@ impl Output {
         match self {
             Output::Token(t) => Ok(t),
             other => bail!("expected a token from the GPU step, got {other:?}"),
+        }
+    }
+
+    pub fn into_hidden(self) -> Result<Vec<f32>> {
+        match self {
+            Output::Hidden(h) => Ok(h),
+            other => bail!("expected hidden states from the GPU step, got {other:?}"),
         }
     }
 
@@ -560,4 +572,16 @@ pub enum BatchOutput {
     TopK(usize),
     /// The logits of every position of a chunk (perplexity).
     AllLogits,
+    /// The last position's hidden state after the final norm, before the
+    /// output projection (llama.cpp's embedding of a token).
+    LastHidden,
+    /// The hidden state of every position of a chunk (mean pooling).
+    AllHidden,
+}
+
+impl BatchOutput {
+    /// One output row per position of a chunk, not only the last one.
+    pub fn is_all(self) -> bool {
+        matches!(self, BatchOutput::AllLogits | BatchOutput::AllHidden)
+    }
 }

@@ -491,11 +491,13 @@ impl Ops {
         self.layers(s).len() - self.embed.len()
     }
 
-    /// Norm and output projection over `r` gathered rows.
-    pub fn head(&self, r: usize) -> Vec<(&Dispatch, [u32; 3])> {
+    /// Norm and (with `project`) output projection over `r` gathered rows.
+    pub fn head(&self, r: usize, project: bool) -> Vec<(&Dispatch, [u32; 3])> {
         let mut v = vec![(&self.head_norm, [r as u32, 1, 1])];
-        for d in self.output.for_tokens(r) {
-            v.push((d, self.proj_groups(d, r)));
+        if project {
+            for d in self.output.for_tokens(r) {
+                v.push((d, self.proj_groups(d, r)));
+            }
         }
         v
     }

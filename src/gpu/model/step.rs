@@ -5,7 +5,9 @@
 //! Rows `0..chunk` are one sequence's prompt chunk (consecutive positions),
 //! the rest one decode token per sequence. The rows whose logits are wanted
 //! are gathered into the head's buffer, go through the final norm and the
-//! output projection together, then argmax and top-k select per row.
+//! output projection together, then argmax and top-k select per row. Rows
+//! that want their hidden state (embeddings) are read back after the norm;
+//! a step whose head rows all want that skips the output projection.
 
 use anyhow::{bail, Result};
 
@@ -75,6 +77,8 @@ enum Want {
     TopK(usize),
     /// The best `.0` of the `.1` the kernel selected for this row.
     TopKOf(usize, usize),
+    /// The final-normed hidden state (`n_embd` floats).
+    Hidden,
 }
 
 fn want(out: BatchOutput) -> Option<Want> {
@@ -83,6 +87,7 @@ fn want(out: BatchOutput) -> Option<Want> {
         BatchOutput::LastLogits | BatchOutput::AllLogits => Some(Want::Logits),
         BatchOutput::Greedy => Some(Want::Greedy),
         BatchOutput::TopK(k) => Some(Want::TopK(k)),
+        BatchOutput::LastHidden | BatchOutput::AllHidden => Some(Want::Hidden),
     }
 }
 
@@ -99,7 +104,7 @@ pub(crate) struct SubmittedStep {
     reads: Vec<(Want, u64)>,
     staging_bytes: u64,
     chunk_rows: usize,
-    /// The chunk reads one head row (not all its logits).
+    /// The chunk reads one head row (not all its rows).
     chunk_one: bool,
     /// Per decode row: whether it reads anything back.
     decode_wants: Vec<bool>,
@@ -111,7 +116,7 @@ struct Plan<'a> {
     /// Per head row: what it wants, and where in the staging buffer its bytes land.
     reads: Vec<(Want, u64)>,
     staging_bytes: u64,
-    /// Head rows of the chunk (all its rows with AllLogits, else 0 or 1).
+    /// Head rows of the chunk (all its rows with AllLogits or AllHidden, else 0 or 1).
     chunk_rows: usize,
 }
 
@@ -166,7 +171,7 @@ impl GpuModel {
             check_slot(c.slot, c.pos, n_chunk)?;
             c.tokens.iter().try_for_each(|&t| check_id(t))?;
             heads += match c.out {
-                BatchOutput::AllLogits => n_chunk,
+                BatchOutput::AllLogits | BatchOutput::AllHidden => n_chunk,
                 BatchOutput::None => 0,
                 _ => 1,
             };
@@ -272,8 +277,9 @@ impl GpuModel {
         let mut head_rows: Vec<(usize, Want)> = Vec::new();
         let mut chunk_rows = 0;
         if let Some(c) = s.chunk {
-            if c.out == BatchOutput::AllLogits {
-                head_rows.extend((0..n_chunk).map(|r| (r, Want::Logits)));
+            if c.out.is_all() {
+                let w = want(c.out).expect("a per-row output");
+                head_rows.extend((0..n_chunk).map(|r| (r, w)));
                 chunk_rows = n_chunk;
             } else if let Some(w) = want(c.out) {
                 head_rows.push((n_chunk - 1, w));
@@ -304,7 +310,13 @@ impl GpuModel {
                 i = j;
             }
             let r = head_rows.len();
-            ops.extend(self.ops.head(r).into_iter().map(|(d, g)| Op::Run(d, g)));
+            let project = head_rows.iter().any(|h| h.1 != Want::Hidden);
+            ops.extend(
+                self.ops
+                    .head(r, project)
+                    .into_iter()
+                    .map(|(d, g)| Op::Run(d, g)),
+            );
             if head_rows.iter().any(|h| h.1 == Want::Greedy) {
                 ops.push(Op::Run(&self.ops.argmax, [r as u32, 1, 1]));
             }
@@ -340,6 +352,8 @@ impl GpuModel {
                 let (src, off, bytes) = match w.1 {
                     Want::Logits => (&b.logits, hr * vocab_bytes, vocab_bytes),
                     Want::Greedy => (&b.ids, hr * 4, 4),
+                    // Whole padded rows, so that consecutive rows merge into one copy.
+                    Want::Hidden => (&b.head_xb, hr * e_row, e_row),
                     Want::TopK(k) | Want::TopKOf(_, k) => (
                         &b.topk_out,
                         hr * (MAX_TOP_K * 8) as u64,
@@ -457,7 +471,7 @@ impl GpuModel {
             reads: plan.reads,
             staging_bytes: plan.staging_bytes,
             chunk_rows: plan.chunk_rows,
-            chunk_one: s.chunk.is_some_and(|c| c.out != BatchOutput::AllLogits),
+            chunk_one: s.chunk.is_some_and(|c| !c.out.is_all()),
             decode_wants: s
                 .decode
                 .iter()
@@ -474,9 +488,17 @@ impl GpuModel {
             Vec::new()
         };
         let n_vocab = self.cfg.n_vocab;
+        let n_embd = self.cfg.n_embd;
         let parse = |w: Want, at: u64| -> Result<Output> {
             let at = at as usize;
             match w {
+                Want::Hidden => {
+                    let h: &[f32] = bytemuck::cast_slice(&raw[at..at + n_embd * 4]);
+                    if h.iter().any(|v| !v.is_finite()) {
+                        bail!("the GPU produced a hidden state that is not finite");
+                    }
+                    Ok(Output::Hidden(h.to_vec()))
+                }
                 Want::Logits => Ok(Output::Logits(
                     bytemuck::cast_slice(&raw[at..at + n_vocab * 4]).to_vec(),
                 )),
@@ -518,11 +540,20 @@ impl GpuModel {
                 parse(w, at)?
             }
             n => {
-                let mut all = Vec::with_capacity(n * n_vocab);
+                let mut all = Vec::new();
+                let mut hidden = false;
                 for (w, at) in reads.by_ref().take(n) {
-                    all.extend(parse(w, at)?.into_logits()?);
+                    hidden = w == Want::Hidden;
+                    match parse(w, at)? {
+                        Output::Logits(v) | Output::Hidden(v) => all.extend(v),
+                        other => bail!("a chunk row produced {other:?}"),
+                    }
                 }
-                Output::Logits(all)
+                if hidden {
+                    Output::Hidden(all)
+                } else {
+                    Output::Logits(all)
+                }
             }
         };
         let mut decode = Vec::with_capacity(sub.decode_wants.len());
