@@ -17,10 +17,9 @@ import argparse
 import http.client
 import json
 import os
-import subprocess
 import sys
-import threading
-import time
+
+import serve_local
 
 QUESTIONS = [
     "Tell me about the history of lighthouses.",
@@ -45,28 +44,9 @@ def post(host, port, path, body):
 
 
 def start(a):
-    """A server on a free loopback port: (process, (host, port)) once /health answers."""
-    srv = subprocess.Popen([a.binary, "serve", "-m", a.model, "--port", "0", "--parallel", "1",
-                            "-c", str(a.ctx)], stderr=subprocess.PIPE, text=True)
-    addr = None
-    for line in srv.stderr:
-        if line.startswith("listening on http://"):
-            addr = line.strip().removeprefix("listening on http://")
-            break
-    if addr is None:
-        srv.kill()
-        sys.exit("the server did not start")
-    threading.Thread(target=lambda: [None for _ in srv.stderr], daemon=True).start()
-    host, port = addr.rsplit(":", 1)
-    while True:
-        try:
-            c = http.client.HTTPConnection(host, port, timeout=5)
-            c.request("GET", "/health")
-            if c.getresponse().status == 200:
-                return srv, (host, port)
-        except OSError:
-            pass
-        time.sleep(0.2)
+    """A one-slot server: (process, (host, port)) once /health answers."""
+    srv, host, port = serve_local.start(a.binary, ["-m", a.model, "--parallel", "1", "-c", str(a.ctx)])
+    return srv, (host, port)
 
 
 def main():

@@ -14,10 +14,11 @@ import http.client
 import json
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
+
+import serve_local
 
 
 def stream_completion(host, port, prompt, tokens, results, i):
@@ -66,28 +67,9 @@ def main():
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     levels = [int(x) for x in a.levels.split(",")]
-    srv = subprocess.Popen([a.binary, "serve", "-m", a.model, "--port", "0", "--parallel", str(a.parallel),
-                            "-c", str(a.ctx), "--queue-size", str(max(levels))],
-                           stderr=subprocess.PIPE, text=True)
+    srv, host, port = serve_local.start(a.binary, ["-m", a.model, "--parallel", str(a.parallel),
+                                                   "-c", str(a.ctx), "--queue-size", str(max(levels))])
     try:
-        addr = None
-        for line in srv.stderr:
-            if line.startswith("listening on http://"):
-                addr = line.strip().removeprefix("listening on http://")
-                break
-        if addr is None:
-            sys.exit("the server did not start")
-        threading.Thread(target=lambda: [None for _ in srv.stderr], daemon=True).start()
-        host, port = addr.rsplit(":", 1)
-        while True:
-            try:
-                c = http.client.HTTPConnection(host, port, timeout=5)
-                c.request("GET", "/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
         rows = []
         for n in levels:
             results = [None] * n

@@ -281,34 +281,20 @@ impl Engine {
                 self.model.n_past()
             );
         }
-        let mut sampler = Sampler::new(opts.sampler.clone());
         // Plain greedy decoding never sends the token back to the GPU.
         let greedy_on_gpu = opts.sampler.is_greedy()
             && !opts.sampler.has_penalties()
             && opts.top_logits == 0
             && opts.format.is_text();
-        let mut json = opts.format.constraint();
-        let mut recent: Vec<u32> = new_tokens.to_vec();
-        let mut top_logits = Vec::new();
+        let mut dec = Decoding::new(opts, new_tokens);
 
         let t0 = Instant::now();
         // The whole prompt in batches: weights are read once per batch, not per token.
         let mut next = if greedy_on_gpu {
             self.model.prefill_greedy(new_tokens)?
         } else {
-            let out = self
-                .model
-                .prefill(new_tokens, readback(&sampler, &recent, opts))?;
-            let tok = &self.tokenizer;
-            choose(
-                &mut sampler,
-                out,
-                &recent,
-                opts,
-                &mut top_logits,
-                &mut json,
-                tok,
-            )?
+            let out = self.model.prefill(new_tokens, dec.readback())?;
+            dec.choose(out, &self.tokenizer)?
         };
         let prompt_s = t0.elapsed().as_secs_f64();
 
@@ -332,16 +318,15 @@ impl Engine {
                 break StopReason::EndOfGeneration;
             }
             generated.push(next);
-            recent.push(next);
+            dec.recent.push(next);
             // JSON mode ends with the reply's object, as if the model had ended it.
-            let closed = json.as_ref().is_some_and(|j| j.is_done());
+            let closed = dec.json.as_ref().is_some_and(|j| j.is_done());
             let last = closed || opts.n_predict.is_some_and(|n| generated.len() >= n);
             // Sampled decoding: the step for `next` runs on the GPU while
             // the CPU streams and checks its text below.
             let mut pending = None;
             if !greedy_on_gpu && !last && make_room(&mut self.model, opts, &mut shifts)? {
-                let out = readback(&sampler, &recent, opts);
-                pending = Some(self.model.decode_submit(next, out)?);
+                pending = Some(self.model.decode_submit(next, dec.readback())?);
             }
             let (out, hit) = stop.push(&stream.push(next));
             text.push_str(&out);
@@ -373,16 +358,7 @@ impl Engine {
                     break StopReason::ContextFull;
                 };
                 let out = self.model.decode_collect(p)?;
-                let tok = &self.tokenizer;
-                choose(
-                    &mut sampler,
-                    out,
-                    &recent,
-                    opts,
-                    &mut top_logits,
-                    &mut json,
-                    tok,
-                )?
+                dec.choose(out, &self.tokenizer)?
             };
             steps += 1;
         };
@@ -399,6 +375,7 @@ impl Engine {
             text.push_str(&rest);
         }
         // The last sampled position belongs to no generated token when generation stopped on it.
+        let mut top_logits = dec.top_logits;
         top_logits.truncate(generated.len().max(1));
         let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
         Ok(Generation {
@@ -465,45 +442,63 @@ pub(crate) fn shift_split(keep: usize, n_ctx: usize) -> (usize, usize) {
     (keep, (n_ctx - keep) / 2)
 }
 
-/// What a sampling step reads back: the best n logits selected on the GPU
-/// when the sampler (and `--top-logits`) need no more, else all of them.
-/// JSON mode needs every logit, for when the drawn token does not fit.
-fn readback(sampler: &Sampler, recent: &[u32], opts: &GenerateOptions) -> BatchOutput {
-    if !opts.format.is_text() {
-        return BatchOutput::LastLogits;
-    }
-    readback_for(sampler, recent, opts.top_logits)
+/// The sampling side of one generation: the sampler, the ids its
+/// penalties see, JSON mode's constraint and the `--top-logits` record.
+struct Decoding<'o> {
+    opts: &'o GenerateOptions,
+    sampler: Sampler,
+    /// Prompt and generated ids (the repetition penalty's window).
+    recent: Vec<u32>,
+    json: Option<JsonConstraint>,
+    top_logits: Vec<Vec<(u32, f32)>>,
 }
 
-/// As [`readback`], with `extra` best logits wanted besides the sampler's.
+impl<'o> Decoding<'o> {
+    fn new(opts: &'o GenerateOptions, prompt: &[u32]) -> Decoding<'o> {
+        Decoding {
+            opts,
+            sampler: Sampler::new(opts.sampler.clone()),
+            recent: prompt.to_vec(),
+            json: opts.format.constraint(),
+            top_logits: Vec::new(),
+        }
+    }
+
+    /// What a sampling step reads back: the best n logits selected on the
+    /// GPU when the sampler (and `--top-logits`) need no more, else all of
+    /// them. JSON mode needs every logit, for when the drawn token does not
+    /// fit.
+    fn readback(&self) -> BatchOutput {
+        if !self.opts.format.is_text() {
+            return BatchOutput::LastLogits;
+        }
+        readback_for(&self.sampler, &self.recent, self.opts.top_logits)
+    }
+
+    /// Records the raw top logits if asked for, then samples.
+    fn choose(&mut self, out: Output, tok: &Tokenizer) -> Result<u32> {
+        let cand = match out {
+            Output::TopK(best) => best,
+            Output::Logits(l) => l.iter().enumerate().map(|(i, &v)| (i as u32, v)).collect(),
+            other => bail!("unexpected GPU step output {other:?}"),
+        };
+        if self.opts.top_logits > 0 {
+            self.top_logits
+                .push(top_k_logits_of(&cand, self.opts.top_logits));
+        }
+        let (sampler, recent) = (&mut self.sampler, &self.recent);
+        match &mut self.json {
+            Some(j) => j.choose(tok, cand, |c| sampler.sample_from(c, recent)),
+            None => Ok(sampler.sample_from(cand, recent)),
+        }
+    }
+}
+
+/// As [`Decoding::readback`], with `extra` best logits wanted besides the sampler's.
 pub(crate) fn readback_for(sampler: &Sampler, recent: &[u32], extra: usize) -> BatchOutput {
     match sampler.candidates_needed(recent) {
         Some(n) if n.max(extra) <= MAX_TOP_K => BatchOutput::TopK(n.max(extra)),
         _ => BatchOutput::LastLogits,
-    }
-}
-
-/// Records the raw top logits if asked for, then samples.
-fn choose(
-    sampler: &mut Sampler,
-    out: Output,
-    recent: &[u32],
-    opts: &GenerateOptions,
-    top_logits: &mut Vec<Vec<(u32, f32)>>,
-    json: &mut Option<JsonConstraint>,
-    tok: &Tokenizer,
-) -> Result<u32> {
-    let cand = match out {
-        Output::TopK(best) => best,
-        Output::Logits(l) => l.iter().enumerate().map(|(i, &v)| (i as u32, v)).collect(),
-        other => bail!("unexpected GPU step output {other:?}"),
-    };
-    if opts.top_logits > 0 {
-        top_logits.push(top_k_logits_of(&cand, opts.top_logits));
-    }
-    match json {
-        Some(j) => j.choose(tok, cand, |c| sampler.sample_from(c, recent)),
-        None => Ok(sampler.sample_from(cand, recent)),
     }
 }
 
