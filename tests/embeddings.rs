@@ -319,24 +319,24 @@ fn bin() -> Command {
 #[test]
 fn embed_command_prints_normalized_vectors_and_refuses_bad_flags() {
     let model = common::test_model_path();
-    let out = bin()
-        .args(["embed", "-m"])
-        .arg(&model)
-        .args([
-            "-p",
-            "Hello world\nThe capital of France",
-            "--json",
-            "-c",
-            "64",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // stdout of a run that must succeed.
+    let embed = |args: &[&str]| -> Vec<u8> {
+        let out = bin()
+            .args(["embed", "-m"])
+            .arg(&model)
+            .args(["-c", "64"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let out = embed(&["-p", "Hello world\nThe capital of France", "--json"]);
+    let v: Value = serde_json::from_slice(&out).unwrap();
     let data = v["data"].as_array().unwrap();
     assert_eq!(data.len(), 2);
     assert_eq!(
@@ -363,28 +363,16 @@ fn embed_command_prints_normalized_vectors_and_refuses_bad_flags() {
     );
 
     // pooling none: one line per token; normalization off gives the raw vector.
-    let out = bin()
-        .args(["embed", "-m"])
-        .arg(&model)
-        .args([
-            "-p",
-            "Hello world",
-            "--pooling",
-            "none",
-            "--embd-normalize",
-            "-1",
-            "-q",
-            "-c",
-            "64",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let out = embed(&[
+        "-p",
+        "Hello world",
+        "--pooling",
+        "none",
+        "--embd-normalize",
+        "-1",
+        "-q",
+    ]);
+    let text = String::from_utf8(out).unwrap();
     let ids = e.tokenize("Hello world").unwrap();
     assert_eq!(text.lines().count(), ids.len());
     let raw = e.embed(&ids, Pooling::None).unwrap();
