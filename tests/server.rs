@@ -863,6 +863,144 @@ fn embeddings_openai_and_ollama() {
 }
 
 #[test]
+fn llama_server_native_endpoints() {
+    let s = server();
+    let prompt = "Once upon a time";
+    let body = json!({"prompt": prompt, "n_predict": 8, "temperature": 0,
+                      "return_tokens": true, "n_probs": 2});
+    let c = s.ok("/completion", &body);
+    assert_eq!(c["stop"], true);
+    assert_eq!(c["model"], ALIAS);
+    assert_eq!(c["tokens_predicted"], 8);
+    assert_eq!(c["stop_type"], "limit");
+    assert_eq!(c["prompt"], prompt);
+    assert_eq!(c["generation_settings"]["n_predict"], 8);
+    assert_eq!(c["timings"]["predicted_n"], 8);
+    let n_prompt = s.ok("/tokenize", &json!({"content": prompt}))["tokens"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(c["tokens_evaluated"], n_prompt);
+    let content = c["content"].as_str().unwrap().to_string();
+    let ids = c["tokens"].as_array().unwrap().clone();
+    assert_eq!(ids.len(), 8);
+    assert_eq!(
+        s.ok("/detokenize", &json!({"tokens": ids}))["content"],
+        content
+    );
+    let probs = c["completion_probabilities"].as_array().unwrap();
+    assert_eq!(probs.len(), 8);
+    for (p, id) in probs.iter().zip(&ids) {
+        assert_eq!(&p["id"], id);
+        assert!(p["logprob"].as_f64().unwrap() <= 0.0);
+        let top = p["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 2);
+        // Greedy: the chosen token is the most likely one.
+        assert_eq!(&top[0]["id"], id);
+    }
+    let o = s.ok(
+        "/v1/completions",
+        &json!({"prompt": prompt, "max_tokens": 8, "temperature": 0}),
+    );
+    assert_eq!(
+        o["choices"][0]["text"], content,
+        "same text as /v1/completions"
+    );
+
+    // The stream: partial results, then the final one; no [DONE] (llama-server's framing).
+    let mut lines = s.stream(
+        "/completion",
+        &json!({"prompt": prompt, "n_predict": 8, "temperature": 0, "stream": true}),
+    );
+    let mut events = Vec::new();
+    while let Some(l) = lines.next_line() {
+        let data = l
+            .strip_prefix("data: ")
+            .unwrap_or_else(|| panic!("not SSE: {l}"));
+        assert_ne!(data, "[DONE]");
+        events.push(serde_json::from_str::<Value>(data).unwrap());
+    }
+    let last = events.pop().unwrap();
+    assert_eq!(last["stop"], true);
+    assert_eq!(last["stop_type"], "limit");
+    assert!(events.iter().all(|e| e["stop"] == false));
+    let streamed: String = events
+        .iter()
+        .map(|e| e["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(streamed, content);
+
+    // A stop string the greedy text contains ends it there, and is named.
+    let word: String = content.chars().skip(3).take(2).collect();
+    let w = s.ok(
+        "/completion",
+        &json!({"prompt": prompt, "n_predict": 8, "temperature": 0, "stop": [word]}),
+    );
+    assert_eq!(w["stop_type"], "word");
+    assert_eq!(w["stopping_word"], word);
+    assert!(content.starts_with(w["content"].as_str().unwrap()));
+
+    // json_schema constrains as response_format does.
+    let schema =
+        json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]});
+    let j = s.ok(
+        "/completion",
+        &json!({"prompt": "A number as JSON:", "n_predict": 24, "temperature": 0, "json_schema": schema}),
+    );
+    let text = j["content"].as_str().unwrap();
+    if j["stop_type"] == "eos" {
+        let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert!(v["n"].is_i64(), "{text}");
+    } else {
+        assert!(text.trim_start().starts_with('{'), "{text}");
+    }
+
+    let p = s.get("/props", Some(KEY)).json();
+    assert_eq!(p["default_generation_settings"]["n_ctx"], 512);
+    assert_eq!(p["total_slots"], 4);
+    assert_eq!(p["model_alias"], ALIAS);
+    assert!(p["chat_template"].as_str().unwrap().contains("im_start"));
+
+    // /embedding: llama-server's shape, the same vector as /v1/embeddings.
+    let e = s.ok("/embedding", &json!({"content": "Bonjour"}));
+    assert_eq!(e[0]["index"], 0);
+    let native = floats(&e[0]["embedding"][0]);
+    let oa = s.ok("/v1/embeddings", &json!({"input": "Bonjour"}));
+    assert!(close(&native, &floats(&oa["data"][0]["embedding"])));
+    let raw = s.ok(
+        "/embedding",
+        &json!({"content": "Bonjour", "embd_normalize": -1}),
+    );
+    let legacy = s.ok("/api/embeddings", &json!({"prompt": "Bonjour"}));
+    let (a, b) = (
+        floats(&raw[0]["embedding"][0]),
+        floats(&legacy["embedding"]),
+    );
+    assert!(a
+        .iter()
+        .zip(&b)
+        .all(|(x, y)| (x - y).abs() <= 1e-4 * y.abs().max(1.0)));
+
+    for (body, want) in [
+        (
+            json!({"prompt": "a", "grammar": "root ::= \"x\""}),
+            "grammar",
+        ),
+        (json!({"prompt": "a", "mirostat": 2}), "mirostat"),
+        (json!({"prompt": "a", "n_predict": -5}), "n_predict"),
+        (
+            json!({"prompt": "a", "json_schema": {"type": "object", "properties": {"a": {"pattern": "x"}}}}),
+            "pattern",
+        ),
+    ] {
+        let r = s.post("/completion", &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(msg.contains(want), "{body}: {msg}");
+    }
+}
+
+#[test]
 fn ollama_chat_and_generate() {
     let s = server();
     let body = json!({

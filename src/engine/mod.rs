@@ -146,6 +146,8 @@ pub fn top_k_logits_of(cand: &[(u32, f32)], k: usize) -> Vec<(u32, f32)> {
 struct StopFilter {
     stops: Vec<String>,
     pending: String,
+    /// The stop string that ended the text, once one has.
+    matched: Option<String>,
 }
 
 impl StopFilter {
@@ -153,19 +155,22 @@ impl StopFilter {
         StopFilter {
             stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
             pending: String::new(),
+            matched: None,
         }
     }
 
     /// Adds text; returns what can be emitted now and whether a stop string was completed.
     fn push(&mut self, text: &str) -> (String, bool) {
         self.pending.push_str(text);
-        if let Some(at) = self
+        // The earliest match wins; at one position, the first listed.
+        if let Some((at, s)) = self
             .stops
             .iter()
-            .filter_map(|s| self.pending.find(s.as_str()))
-            .min()
+            .filter_map(|s| self.pending.find(s.as_str()).map(|at| (at, s)))
+            .min_by_key(|&(at, _)| at)
         {
             let out = self.pending[..at].to_string();
+            self.matched = Some(s.clone());
             self.pending.clear();
             return (out, true);
         }
@@ -517,10 +522,8 @@ mod tests {
     use super::*;
 
     fn run(stops: &[&str], pieces: &[&str]) -> (String, bool) {
-        let mut f = StopFilter {
-            stops: stops.iter().map(|s| s.to_string()).collect(),
-            pending: String::new(),
-        };
+        let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
+        let mut f = StopFilter::new(&stops);
         let mut out = String::new();
         for p in pieces {
             let (o, hit) = f.push(p);
@@ -546,6 +549,25 @@ mod tests {
         // A held-back prefix that never completes is released at the end.
         assert_eq!(run(&["END"], &["abc E", "N"]), ("abc EN".into(), false));
         assert_eq!(run(&[], &["a", "b"]), ("ab".into(), false));
+    }
+
+    #[test]
+    fn the_stop_string_that_matched_is_recorded() {
+        let matched = |stops: &[&str], text: &str| {
+            let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
+            let mut f = StopFilter::new(&stops);
+            let (out, hit) = f.push(text);
+            assert!(hit);
+            (out, f.matched.unwrap())
+        };
+        // The earliest in the text, whatever the list's order.
+        assert_eq!(
+            matched(&["D", "END"], "the END"),
+            ("the ".into(), "END".into())
+        );
+        // At one position, the first listed.
+        assert_eq!(matched(&["ab", "a"], "xab"), ("x".into(), "ab".into()));
+        assert_eq!(matched(&["a", "ab"], "xab"), ("x".into(), "a".into()));
     }
 
     #[test]

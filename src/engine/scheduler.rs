@@ -122,6 +122,8 @@ pub struct Finished {
     pub prompt_ms: f64,
     /// From the first token to the end.
     pub generation_ms: f64,
+    /// The stop string that ended the reply ([`StopReason::StopString`]).
+    pub stop_word: Option<String>,
     /// An embedding request's vectors (one, or one per token for
     /// [`Pooling::None`]), not normalized; empty for a generation.
     pub embedding: Vec<Vec<f32>>,

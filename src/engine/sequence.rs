@@ -352,6 +352,7 @@ impl<'t> Sequence<'t> {
             completion_tokens: self.generated,
             prompt_ms: (first - started).as_secs_f64() * 1e3,
             generation_ms: (now - first).as_secs_f64() * 1e3,
+            stop_word: self.stop.matched.clone(),
             embedding: Vec::new(),
         }));
         SeqOutput::Finished {

@@ -25,7 +25,7 @@ pub const MAX_INPUTS: usize = 2048;
 /// The texts' vectors as the model pools them, not normalized, and the
 /// prompt tokens they took. At most `--parallel` texts are in the queue at
 /// once, so one large request does not fill it for everyone else.
-async fn embed_all(
+pub(super) async fn embed_all(
     state: &AppState,
     model: &Model,
     texts: Vec<Vec<u32>>,
@@ -70,6 +70,24 @@ fn finish_vector(v: &[f32], dimensions: Option<usize>) -> Vec<f32> {
         Some(d) if d < v.len() => normalize(&v[..d], 2),
         _ => v,
     }
+}
+
+/// Refuses a request of no texts or too many, and texts that are empty,
+/// longer than a slot or hold ids outside the vocabulary.
+pub(super) fn check_inputs(model: &Model, texts: &[Vec<u32>]) -> Result<(), ApiError> {
+    if texts.is_empty() {
+        return Err(ApiError::bad_request("input must not be empty"));
+    }
+    if texts.len() > MAX_INPUTS {
+        return Err(ApiError::bad_request(format!(
+            "input has {} texts; at most {MAX_INPUTS} per request",
+            texts.len()
+        )));
+    }
+    for t in texts {
+        model.check_ids(t, "input")?;
+    }
+    check_lengths(texts, model.n_ctx())
 }
 
 /// Refuses texts that are empty or longer than a slot.
@@ -189,20 +207,7 @@ pub async fn openai(
         Input::Ids(ids) => vec![ids],
         Input::IdLists(v) => v,
     };
-    if texts.is_empty() {
-        return Err(ApiError::bad_request("input must not be empty").into());
-    }
-    if texts.len() > MAX_INPUTS {
-        return Err(ApiError::bad_request(format!(
-            "input has {} texts; at most {MAX_INPUTS} per request",
-            texts.len()
-        ))
-        .into());
-    }
-    for t in &texts {
-        model.check_ids(t, "input")?;
-    }
-    check_lengths(&texts, model.n_ctx())?;
+    check_inputs(&model, &texts)?;
     let (vectors, tokens) = embed_all(&state, &model, texts).await?;
     let data = vectors
         .iter()

@@ -4,7 +4,8 @@
 //! carries its whole conversation.
 //!
 //! One job per file: `routes` (here), `openai`, `ollama`, `embeddings`
-//! (both APIs' embedding endpoints), `ops` (health, metrics, tokenize),
+//! (both APIs' embedding endpoints), `native` (llama-server's own
+//! `/completion`, `/props`, `/embedding`), `ops` (health, metrics, tokenize),
 //! `generation` (what the APIs share), `body`
 //! (request parsing), `errors`, `auth`, `sse` (stream framings), `state`,
 //! `page` (the web chat page).
@@ -14,6 +15,7 @@ mod body;
 mod embeddings;
 mod errors;
 mod generation;
+mod native;
 mod ollama;
 mod openai;
 mod ops;
@@ -66,6 +68,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/embeddings", post(embeddings::openai))
         .route("/api/embed", post(embeddings::ollama_embed))
         .route("/api/embeddings", post(embeddings::ollama_embeddings))
+        .route("/completion", post(native::completion))
+        .route("/completions", post(native::completion))
+        .route("/props", get(native::props))
+        .route("/embedding", post(native::embedding))
+        .route("/embeddings", post(native::embedding))
         .route("/api/chat", post(ollama::chat))
         .route("/api/generate", post(ollama::generate))
         .route("/api/tags", get(ollama::tags))
