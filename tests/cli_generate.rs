@@ -252,3 +252,79 @@ fn format_json_constrains_the_reply_to_an_object() {
     let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
     assert!(err.contains("cannot be used with"), "{err}");
 }
+
+#[test]
+fn grammar_constrains_the_reply_to_its_strings() {
+    let model = common::test_model_path();
+    let run = |prompt: &str, extra: &[&str]| {
+        let out = Command::cargo_bin("llama-wgpu")
+            .unwrap()
+            .args(["generate", "-m", model.to_str().unwrap(), "--json", "-q"])
+            .args(["-p", prompt])
+            .args(extra)
+            .assert()
+            .success();
+        serde_json::from_slice::<serde_json::Value>(&out.get_output().stdout).unwrap()
+    };
+    // Greedy and sampled: a whole string of the grammar, ended by it.
+    let phone = r#"root ::= [0-9]{3} "-" [0-9]{4}"#;
+    for extra in [&["--temp", "0"][..], &["--temp", "1.0", "--seed", "7"][..]] {
+        let r = run(
+            "Call me at",
+            &[extra, &["-n", "16", "--grammar", phone]].concat(),
+        );
+        let text = r["text"].as_str().unwrap();
+        assert_eq!(r["stop_reason"], "end_of_generation", "{text:?}");
+        let (a, b) = text.split_once('-').unwrap_or_else(|| panic!("{text:?}"));
+        assert!(
+            a.len() == 3 && b.len() == 4 && (a.to_owned() + b).chars().all(|c| c.is_ascii_digit()),
+            "{text:?}"
+        );
+    }
+    // From a file, with a comment and several rules.
+    let path = std::env::temp_dir().join(format!("answer-{}.gbnf", std::process::id()));
+    std::fs::write(
+        &path,
+        "# yes or no, then a full stop\nroot ::= answer \".\"\nanswer ::= \"yes\" | \"no\"\n",
+    )
+    .unwrap();
+    let r = run(
+        "Is Paris in France? Answer:",
+        &[
+            "-n",
+            "8",
+            "--temp",
+            "0",
+            "--grammar-file",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        ["yes.", "no."].contains(&r["text"].as_str().unwrap()),
+        "{r}"
+    );
+    std::fs::remove_file(&path).unwrap();
+
+    for (args, want) in [
+        (
+            vec!["--grammar", "root ::= \"a\" | b"],
+            "grammar: rule 'b' is used but never defined",
+        ),
+        (
+            vec!["--grammar", "root ::= \"a\"\n\"b\""],
+            "grammar, line 2: expected a rule name",
+        ),
+        (
+            vec!["--grammar-file", "/nonexistent.gbnf"],
+            "--grammar-file: cannot read /nonexistent.gbnf",
+        ),
+        (
+            vec!["--grammar", "root ::= \"a\"", "--format", "json"],
+            "cannot be used with",
+        ),
+    ] {
+        let out = generate(&args).failure();
+        let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

@@ -955,6 +955,35 @@ fn llama_server_native_endpoints() {
         assert!(text.trim_start().starts_with('{'), "{text}");
     }
 
+    // A GBNF grammar: the reply is one of its strings, and ends with it.
+    let yes_no = r#"root ::= ("yes" | "no") "." "#;
+    let g = s.ok(
+        "/completion",
+        &json!({"prompt": "Is Paris in France? Answer:", "n_predict": 8, "temperature": 0, "grammar": yes_no}),
+    );
+    assert!(
+        ["yes.", "no."].contains(&g["content"].as_str().unwrap()),
+        "{g}"
+    );
+    assert_eq!(g["stop_type"], "eos");
+    // The same through the OpenAI API (llama-server's extension), sampled.
+    let c = s.ok(
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "Pick a digit."}], "max_tokens": 8,
+                "temperature": 1.0, "seed": 3, "grammar": "root ::= [0-9] [0-9]?"}),
+    );
+    let digits = c["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(
+        (1..=2).contains(&digits.len()) && digits.chars().all(|ch| ch.is_ascii_digit()),
+        "{digits:?}"
+    );
+    let r = s.post(
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "x"}], "grammar": "root ::= \"a\"",
+                "response_format": {"type": "json_object"}}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+
     let p = s.get("/props", Some(KEY)).json();
     assert_eq!(p["default_generation_settings"]["n_ctx"], 512);
     assert_eq!(p["total_slots"], 4);
@@ -983,8 +1012,8 @@ fn llama_server_native_endpoints() {
 
     for (body, want) in [
         (
-            json!({"prompt": "a", "grammar": "root ::= \"x\""}),
-            "grammar",
+            json!({"prompt": "a", "grammar": "root ::= answer"}),
+            "rule 'answer' is used but never defined",
         ),
         (json!({"prompt": "a", "mirostat": 2}), "mirostat"),
         (json!({"prompt": "a", "n_predict": -5}), "n_predict"),

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 
 use super::common::{GpuArgs, ModelArgs};
+use crate::engine::grammar::Grammar;
 use crate::engine::json_output::Schema;
 use crate::engine::{
     keep_positions, Engine, EngineOptions, GenerateOptions, OutputFormat, SamplerParams,
@@ -46,6 +47,13 @@ pub struct SamplingArgs {
     /// `--json-schema-file`).
     #[arg(long, value_name = "PATH", conflicts_with_all = ["format", "json_schema"])]
     pub json_schema_file: Option<PathBuf>,
+    /// The reply is a string of this GBNF grammar (llama.cpp's `--grammar`;
+    /// it may end where the grammar's `root` is complete).
+    #[arg(long, conflicts_with_all = ["format", "json_schema", "json_schema_file"])]
+    pub grammar: Option<String>,
+    /// As `--grammar`, read from this file (llama.cpp's `--grammar-file`).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["format", "json_schema", "json_schema_file", "grammar"])]
+    pub grammar_file: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -55,6 +63,19 @@ pub enum FormatArg {
 
 impl SamplingArgs {
     pub fn output_format(&self) -> Result<OutputFormat> {
+        let grammar = match (&self.grammar, &self.grammar_file) {
+            (Some(g), _) => Some(("--grammar", g.clone())),
+            (None, Some(p)) => Some((
+                "--grammar-file",
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("--grammar-file: cannot read {}", p.display()))?,
+            )),
+            (None, None) => None,
+        };
+        if let Some((flag, text)) = grammar {
+            let g = Grammar::parse(&text).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+            return Ok(OutputFormat::Grammar(std::sync::Arc::new(g)));
+        }
         let (flag, text) = match (&self.json_schema, &self.json_schema_file) {
             (Some(t), _) => ("--json-schema", t.clone()),
             (None, Some(p)) => (

@@ -2,6 +2,7 @@
 //! sampling, stop conditions and timings.
 
 pub mod embedding;
+pub mod grammar;
 pub mod json_output;
 pub mod perplexity;
 pub mod sampler;

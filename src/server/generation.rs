@@ -296,6 +296,16 @@ pub fn wants_tools(t: &Json) -> bool {
     }
 }
 
+/// llama-server's `grammar` field (GBNF), `None` when absent or empty.
+pub fn grammar(g: &Option<String>) -> Result<Option<OutputFormat>, ApiError> {
+    match g.as_deref() {
+        None | Some("") => Ok(None),
+        Some(text) => crate::engine::grammar::Grammar::parse(text)
+            .map(|g| Some(OutputFormat::Grammar(std::sync::Arc::new(g))))
+            .map_err(|e| ApiError::bad_request(e.to_string())),
+    }
+}
+
 /// Submits, mapping the scheduler's refusals to HTTP.
 pub fn submit(model: &Model, req: Request) -> Result<RequestHandle, ApiError> {
     Ok(model.submit(req)?)

@@ -55,9 +55,10 @@ pub struct CompletionRequest {
     /// Each result also lists the generated ids.
     #[serde(default)]
     pub return_tokens: bool,
+    /// GBNF; `json_schema` takes precedence, as in llama-server.
+    pub grammar: Option<String>,
     // Options llama-server has and this engine does not: refused when they
     // would change the output, never silently ignored.
-    pub grammar: Option<String>,
     pub mirostat: Option<i64>,
     pub typical_p: Option<f32>,
     pub dry_multiplier: Option<f32>,
@@ -79,9 +80,6 @@ const NAMES: Names = Names {
 impl CompletionRequest {
     fn check_supported(&self) -> std::result::Result<(), ApiError> {
         let refuse = |what: &str| Err(ApiError::bad_request(what.to_string()));
-        if self.grammar.as_deref().is_some_and(|g| !g.is_empty()) {
-            return refuse("grammar (GBNF) is not supported; json_schema is");
-        }
         if self.mirostat.is_some_and(|m| m != 0) {
             return refuse("mirostat is not supported");
         }
@@ -134,9 +132,12 @@ impl CompletionRequest {
         }
     }
 
+    /// `json_schema`, else `grammar` (llama-server's precedence).
     fn format(&self) -> std::result::Result<OutputFormat, ApiError> {
         match &self.json_schema {
-            None | Some(Json_::Null) => Ok(OutputFormat::Text),
+            None | Some(Json_::Null) => {
+                Ok(generation::grammar(&self.grammar)?.unwrap_or(OutputFormat::Text))
+            }
             Some(s) => Schema::compile(s)
                 .map(|s| OutputFormat::JsonSchema(std::sync::Arc::new(s)))
                 .map_err(|e| ApiError::bad_request(format!("json_schema: {e}"))),
@@ -411,7 +412,6 @@ mod tests {
         .check_supported()
         .is_ok());
         for (body, word) in [
-            (r#"{"prompt": "a", "grammar": "root ::= \"x\""}"#, "grammar"),
             (r#"{"prompt": "a", "mirostat": 2}"#, "mirostat"),
             (r#"{"prompt": "a", "typical_p": 0.5}"#, "typical_p"),
             (

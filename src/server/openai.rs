@@ -99,6 +99,8 @@ pub struct ChatRequest {
     pub n_keep: Option<i64>,
     /// llama-server's extension: reuse what a slot holds of the prompt (default true).
     pub cache_prompt: Option<bool>,
+    /// llama-server's extension: a GBNF grammar the reply follows.
+    pub grammar: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -140,6 +142,8 @@ pub struct CompletionRequest {
     pub n_keep: Option<i64>,
     /// llama-server's extension: reuse what a slot holds of the prompt (default true).
     pub cache_prompt: Option<bool>,
+    /// llama-server's extension: a GBNF grammar the reply follows.
+    pub grammar: Option<String>,
 }
 
 const NAMES: Names = Names {
@@ -225,9 +229,18 @@ impl ChatRequest {
     /// schema for `{"type": "json_schema", "json_schema": {"schema": ...}}`
     /// (or llama-server's `{"type": "json_object", "schema": ...}`).
     fn format(&self) -> std::result::Result<OutputFormat, ApiError> {
+        let grammar = super::generation::grammar(&self.grammar)?;
         let Some(f) = self.response_format.as_ref().filter(|f| !f.is_null()) else {
-            return Ok(OutputFormat::Text);
+            return Ok(grammar.unwrap_or(OutputFormat::Text));
         };
+        if grammar.is_some() && f.get("type").and_then(|t| t.as_str()) != Some("text") {
+            return Err(ApiError::bad_request(
+                "grammar and response_format cannot be used together",
+            ));
+        }
+        if let Some(g) = grammar {
+            return Ok(g);
+        }
         let schema = |v: &Json_, at: &str| {
             Schema::compile(v)
                 .map(|s| OutputFormat::JsonSchema(std::sync::Arc::new(s)))
@@ -477,7 +490,7 @@ pub async fn completions(State(state): State<AppState>, body: Body) -> Result<Re
         ignore_eos: req.ignore_eos,
         keep: req.n_keep,
         cache_prompt: req.cache_prompt,
-        format: OutputFormat::Text,
+        format: super::generation::grammar(&req.grammar)?.unwrap_or(OutputFormat::Text),
     };
     let names = Names {
         logprobs: "logprobs",

@@ -1,6 +1,8 @@
-//! JSON mode (OpenAI's `response_format: {"type": "json_object"}`, Ollama's
-//! `format: "json"`): the reply is constrained, token by token, to a prefix
-//! of one JSON object, and ends when that object closes.
+//! Constrained replies. JSON mode (OpenAI's `response_format: {"type":
+//! "json_object"}`, Ollama's `format: "json"`): the reply is constrained,
+//! token by token, to a prefix of one JSON object, and ends when that object
+//! closes; likewise for a JSON schema and for a GBNF grammar
+//! ([`super::grammar`]), which may also end wherever the grammar is complete.
 //!
 //! [`JsonState`] (`object.rs`) recognizes any JSON object; [`SchemaState`]
 //! (`schema.rs`) one that follows a JSON schema. The sampler draws as usual
@@ -16,6 +18,8 @@ pub enum OutputFormat {
     JsonObject,
     /// One JSON object that follows the schema.
     JsonSchema(Arc<Schema>),
+    /// A string of the GBNF grammar.
+    Grammar(Arc<Grammar>),
 }
 
 impl OutputFormat {
@@ -32,6 +36,9 @@ impl OutputFormat {
             }),
             OutputFormat::JsonSchema(s) => Some(JsonConstraint {
                 state: Recognizer::Schema(s.clone(), SchemaState::new(s)),
+            }),
+            OutputFormat::Grammar(g) => Some(JsonConstraint {
+                state: Recognizer::Grammar(GrammarState::new(g)),
             }),
         }
     }
@@ -53,12 +60,14 @@ pub use schema::{Schema, SchemaState};
 
 use std::sync::Arc;
 
+use super::grammar::{Grammar, GrammarState};
 use crate::tokenizer::Tokenizer;
 
 #[derive(Clone, Debug)]
 enum Recognizer {
     Object(JsonState),
     Schema(Arc<Schema>, SchemaState),
+    Grammar(GrammarState),
 }
 
 impl Recognizer {
@@ -68,6 +77,7 @@ impl Recognizer {
             Recognizer::Schema(s, st) => {
                 st.after(s, bytes).map(|n| Recognizer::Schema(s.clone(), n))
             }
+            Recognizer::Grammar(g) => g.after(bytes).map(Recognizer::Grammar),
         }
     }
 
@@ -75,6 +85,17 @@ impl Recognizer {
         match self {
             Recognizer::Object(j) => j.is_done(),
             Recognizer::Schema(_, st) => st.is_done(),
+            Recognizer::Grammar(g) => g.is_done(),
+        }
+    }
+
+    /// An end-of-generation token may come now: a grammar that is complete
+    /// but could go on (`[a-z]+`) lets the model choose. A JSON reply ends
+    /// by itself when its object closes.
+    fn may_end(&self) -> bool {
+        match self {
+            Recognizer::Grammar(g) => g.is_accepting(),
+            _ => false,
         }
     }
 }
@@ -103,6 +124,9 @@ impl JsonConstraint {
         mut draw: impl FnMut(Vec<(u32, f32)>) -> u32,
     ) -> anyhow::Result<u32> {
         let first = draw(cand.clone());
+        if tok.is_end_of_generation(first) && self.state.may_end() {
+            return Ok(first);
+        }
         if let Some(next) = after_token(tok, &self.state, first) {
             self.state = next;
             return Ok(first);
@@ -113,7 +137,10 @@ impl JsonConstraint {
         let allowed: Vec<(u32, f32)> = cand
             .into_iter()
             .filter(|&(id, _)| {
-                if tok.is_end_of_generation(id) || tok.is_control(id) {
+                if tok.is_end_of_generation(id) {
+                    return self.state.may_end();
+                }
+                if tok.is_control(id) {
                     return false;
                 }
                 let Some((&b, rest)) = tok.token_bytes(id).split_first() else {
@@ -126,10 +153,12 @@ impl JsonConstraint {
             })
             .collect();
         if allowed.is_empty() {
-            anyhow::bail!("JSON mode: no candidate token continues the reply");
+            anyhow::bail!("constrained output: no candidate token continues the reply");
         }
         let id = draw(allowed);
-        self.state = after_token(tok, &self.state, id).expect("drawn from the allowed tokens");
+        if !tok.is_end_of_generation(id) {
+            self.state = after_token(tok, &self.state, id).expect("drawn from the allowed tokens");
+        }
         Ok(id)
     }
 }
