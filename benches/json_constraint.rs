@@ -1,5 +1,5 @@
 //! `cargo bench --bench json_constraint`: what a refused token costs on the
-//! CPU in JSON mode and under a schema. A refusal checks every candidate
+//! CPU in JSON mode, under a schema and under a GBNF grammar for JSON. A refusal checks every candidate
 //! in the vocabulary, the worst case of a constrained step. The tokenizer is
 //! the test model's (`BENCH_MODEL`, default
 //! `models/SmolLM2-135M-Instruct.Q4_1.gguf`).
@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use llama_wgpu::engine::grammar::Grammar;
 use llama_wgpu::engine::json_output::{OutputFormat, Schema};
 use llama_wgpu::gguf::Gguf;
 use llama_wgpu::tokenizer::Tokenizer;
@@ -37,6 +38,20 @@ fn main() {
     )
     .expect("schema JSON");
     let schema = Arc::new(Schema::compile(&schema).expect("schema"));
+    // After llama.cpp's grammars/json.gbnf.
+    let grammar = Arc::new(
+        Grammar::parse(
+            r#"root   ::= object
+value  ::= object | array | string | number | ("true" | "false" | "null") ws
+object ::= "{" ws ( string ":" ws value ("," ws string ":" ws value)* )? "}" ws
+array  ::= "[" ws ( value ("," ws value)* )? "]" ws
+string ::= "\"" ( [^"\\\x7F\x00-\x1F] | "\\" (["\\bfnrt/] | "u" [0-9a-fA-F]{4}) )* "\"" ws
+number ::= ("-"? ([0-9] | [1-9] [0-9]{0,15})) ("." [0-9]+)? ([eE] [-+]? [0-9] [1-9]{0,15})? ws
+ws ::= | " " | "\n" [ \t]{0,20}
+"#,
+        )
+        .expect("grammar"),
+    );
     println!(
         "vocabulary {n}, {} refused tokens per run, median of 5 runs",
         ids.len()
@@ -44,6 +59,7 @@ fn main() {
     for (label, format) in [
         ("json_object", OutputFormat::JsonObject),
         ("json_schema", OutputFormat::JsonSchema(schema)),
+        ("gbnf_json", OutputFormat::Grammar(grammar)),
     ] {
         let mut runs: Vec<Duration> = (0..5)
             .map(|_| {

@@ -11,8 +11,8 @@
 //! positions still to match, its top a character element; a code point
 //! advances every stack whose top accepts it.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
 
@@ -25,6 +25,8 @@ pub const MAX_RULES: usize = 10_000;
 pub const MAX_STACKS: usize = 1024;
 /// Deepest chain of open rules in one parse.
 pub const MAX_STACK_DEPTH: usize = 256;
+/// Most elements that repetitions may expand into, over the whole grammar.
+pub const MAX_EXPANDED: usize = 1 << 20;
 /// Longest grammar text accepted.
 pub const MAX_GRAMMAR_BYTES: usize = 1 << 20;
 
@@ -106,7 +108,14 @@ struct Rule {
 pub struct Grammar {
     rules: Vec<Rule>,
     root: u32,
+    /// What a stack becomes once its top has matched a character, which
+    /// does not depend on the character: computed once per stack, since a
+    /// refused token checks most of the vocabulary against the same few.
+    successors: Mutex<HashMap<Stack, Option<Arc<[Stack]>>>>,
 }
+
+/// Entries [`Grammar::successors`] keeps before it starts again.
+const MAX_MEMO: usize = 1 << 16;
 
 /// The parser over the grammar's text.
 struct Parser<'a> {
@@ -117,6 +126,8 @@ struct Parser<'a> {
     /// an index with no alternatives until then.
     names: std::collections::HashMap<String, u32>,
     defined: Vec<bool>,
+    /// Elements the repetitions have written so far.
+    expanded: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -410,6 +421,15 @@ impl<'a> Parser<'a> {
         min: u32,
         max: Option<u32>,
     ) -> Result<Vec<Elem>, GrammarError> {
+        let copies = max.unwrap_or(min).max(min) as usize + 1;
+        self.expanded = self
+            .expanded
+            .saturating_add(item.len().saturating_mul(copies));
+        if self.expanded > MAX_EXPANDED {
+            return Err(GrammarError::Invalid(format!(
+                "repetitions expand to more than {MAX_EXPANDED} elements"
+            )));
+        }
         let mut out = Vec::new();
         for _ in 0..min {
             out.extend(item.iter().cloned());
@@ -478,6 +498,7 @@ impl<'a> Parser<'a> {
         let g = Grammar {
             rules: self.rules,
             root,
+            successors: Mutex::new(HashMap::new()),
         };
         g.check_left_recursion()?;
         if initial_stacks(&g).is_none() {
@@ -503,6 +524,7 @@ impl Grammar {
             rules: Vec::new(),
             names: Default::default(),
             defined: Vec::new(),
+            expanded: 0,
         }
         .grammar()
     }
@@ -608,7 +630,8 @@ struct Pos {
     idx: u32,
 }
 
-type Stack = Vec<Pos>;
+/// Positions from the bottom up; shared, so that states copy cheaply.
+type Stack = Arc<[Pos]>;
 
 /// Where a reply stands in a grammar.
 #[derive(Clone, Debug)]
@@ -631,119 +654,156 @@ impl GrammarState {
 
     /// The reply so far is a whole string of the grammar: it may end here.
     pub fn is_accepting(&self) -> bool {
-        self.partial.1 == 0 && self.stacks.iter().any(Vec::is_empty)
+        self.partial.1 == 0 && self.stacks.iter().any(|s| s.is_empty())
     }
 
     /// Nothing can follow: the reply ends here.
     pub fn is_done(&self) -> bool {
-        self.partial.1 == 0 && self.stacks.iter().all(Vec::is_empty)
+        self.partial.1 == 0 && self.stacks.iter().all(|s| s.is_empty())
     }
 
     /// The state after `bytes`, if they continue a string of the grammar.
     pub fn after(&self, bytes: &[u8]) -> Option<GrammarState> {
-        let mut st = self.clone();
+        let g = self.grammar.as_ref();
+        // The stacks are copied only once a character changes them: a
+        // refusal calls this for most of the vocabulary.
+        let mut stacks: Option<Vec<Stack>> = None;
+        let (mut buf, mut have, mut need) = self.partial;
         for &b in bytes {
-            let (buf, have, need) = &mut st.partial;
-            if *need == 0 {
+            if need == 0 {
                 match b {
                     0x00..=0x7f => {
-                        st.stacks = advance(&st.grammar, &st.stacks, b as u32)?;
+                        let cur = stacks.as_deref().unwrap_or(&self.stacks);
+                        stacks = Some(advance(g, cur, b as u32)?);
                         continue;
                     }
-                    0xc2..=0xdf => *need = 2,
-                    0xe0..=0xef => *need = 3,
-                    0xf0..=0xf4 => *need = 4,
+                    0xc2..=0xdf => need = 2,
+                    0xe0..=0xef => need = 3,
+                    0xf0..=0xf4 => need = 4,
                     _ => return None,
                 }
                 buf[0] = b;
-                *have = 1;
+                have = 1;
             } else {
                 if b & 0xc0 != 0x80 {
                     return None;
                 }
-                buf[*have as usize] = b;
-                *have += 1;
+                buf[have as usize] = b;
+                have += 1;
                 if have == need {
-                    let c = std::str::from_utf8(&buf[..*have as usize])
+                    let c = std::str::from_utf8(&buf[..have as usize])
                         .ok()?
                         .chars()
                         .next()? as u32;
-                    st.partial = ([0; 4], 0, 0);
-                    st.stacks = advance(&st.grammar, &st.stacks, c)?;
+                    (buf, have, need) = ([0; 4], 0, 0);
+                    let cur = stacks.as_deref().unwrap_or(&self.stacks);
+                    stacks = Some(advance(g, cur, c)?);
                     continue;
                 }
             }
             // An unfinished character is a prefix only if some parse can
             // take a character it may become.
-            let (lo, hi) = st.partial_range();
-            if !st.stacks.iter().any(|s| {
+            let (lo, hi) = partial_range((buf, have, need));
+            let cur = stacks.as_deref().unwrap_or(&self.stacks);
+            if !cur.iter().any(|s| {
                 s.last().is_some_and(|top| {
-                    st.grammar.rules[top.rule as usize].alts[top.alt as usize][top.idx as usize]
+                    g.rules[top.rule as usize].alts[top.alt as usize][top.idx as usize]
                         .overlaps(lo, hi)
                 })
             }) {
                 return None;
             }
         }
-        Some(st)
+        Some(GrammarState {
+            grammar: self.grammar.clone(),
+            stacks: stacks.unwrap_or_else(|| self.stacks.clone()),
+            partial: (buf, have, need),
+        })
     }
+}
 
-    /// The code points the unfinished UTF-8 character can still become.
-    fn partial_range(&self) -> (u32, u32) {
-        let (buf, have, need) = self.partial;
-        let lead_bits = match need {
-            2 => 0x1f,
-            3 => 0x0f,
-            _ => 0x07,
-        };
-        let mut v = (buf[0] & lead_bits) as u32;
-        for &b in &buf[1..have as usize] {
-            v = (v << 6) | (b & 0x3f) as u32;
-        }
-        let rest = 6 * (need - have) as u32;
-        (v << rest, (v << rest) | ((1 << rest) - 1))
+/// The code points an unfinished UTF-8 character (bytes, how many, how
+/// many it needs) can still become.
+fn partial_range((buf, have, need): ([u8; 4], u8, u8)) -> (u32, u32) {
+    let lead_bits = match need {
+        2 => 0x1f,
+        3 => 0x0f,
+        _ => 0x07,
+    };
+    let mut v = (buf[0] & lead_bits) as u32;
+    for &b in &buf[1..have as usize] {
+        v = (v << 6) | (b & 0x3f) as u32;
     }
+    let rest = 6 * (need - have) as u32;
+    (v << rest, (v << rest) | ((1 << rest) - 1))
 }
 
 /// The stacks before the first character: every alternative of `root`, expanded.
 fn initial_stacks(g: &Grammar) -> Option<Vec<Stack>> {
     let mut out = Vec::new();
-    let mut seen = HashSet::new();
     for alt in 0..g.rules[g.root as usize].alts.len() {
         let s = vec![Pos {
             rule: g.root,
             alt: alt as u32,
             idx: 0,
         }];
-        expand(g, s, &mut out, &mut seen)?;
+        expand(g, s, &mut out)?;
     }
-    Some(out)
+    Some(out.into_iter().map(Arc::from).collect())
+}
+
+impl Grammar {
+    /// The stacks `s` becomes once its top has matched a character.
+    fn successors(&self, s: &Stack) -> Option<Arc<[Stack]>> {
+        let mut memo = self.successors.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(hit) = memo.get(s) {
+            return hit.clone();
+        }
+        let mut next = s.to_vec();
+        next.last_mut().expect("a character on top").idx += 1;
+        let mut out = Vec::new();
+        let found = expand(self, next, &mut out)
+            .map(|()| out.into_iter().map(Arc::from).collect::<Arc<[Stack]>>());
+        if memo.len() >= MAX_MEMO {
+            memo.clear();
+        }
+        memo.insert(s.clone(), found.clone());
+        found
+    }
 }
 
 /// Every stack whose top accepts `c`, advanced past it and expanded.
 fn advance(g: &Grammar, stacks: &[Stack], c: u32) -> Option<Vec<Stack>> {
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
+    let mut out: Vec<Stack> = Vec::with_capacity(stacks.len());
     for s in stacks {
         let Some(top) = s.last() else { continue };
         if !g.rules[top.rule as usize].alts[top.alt as usize][top.idx as usize].matches(c) {
             continue;
         }
-        let mut next = s.clone();
-        next.last_mut().expect("not empty").idx += 1;
-        expand(g, next, &mut out, &mut seen)?;
+        for t in g.successors(s)?.iter() {
+            // The sets are small (a handful of parses, at most MAX_STACKS):
+            // a scan beats hashing.
+            if !out.contains(t) {
+                out.push(t.clone());
+            }
+        }
+        if out.len() > MAX_STACKS {
+            return None;
+        }
     }
     (!out.is_empty()).then_some(out)
 }
 
+/// Adds `s` unless it is there already.
+fn push_new(out: &mut Vec<Vec<Pos>>, s: Vec<Pos>) {
+    if !out.contains(&s) {
+        out.push(s);
+    }
+}
+
 /// Adds to `out` the stacks `s` stands for with a character element on top
 /// (or empty: complete). `None` past [`MAX_STACKS`] or [`MAX_STACK_DEPTH`].
-fn expand(
-    g: &Grammar,
-    mut s: Stack,
-    out: &mut Vec<Stack>,
-    seen: &mut HashSet<Stack>,
-) -> Option<()> {
+fn expand(g: &Grammar, mut s: Vec<Pos>, out: &mut Vec<Vec<Pos>>) -> Option<()> {
     // Finished alternatives return to their caller.
     while let Some(top) = s.last() {
         if (top.idx as usize) < g.rules[top.rule as usize].alts[top.alt as usize].len() {
@@ -752,9 +812,7 @@ fn expand(
         s.pop();
     }
     let Some(&top) = s.last() else {
-        if seen.insert(s.clone()) {
-            out.push(s);
-        }
+        push_new(out, s);
         return (out.len() <= MAX_STACKS).then_some(());
     };
     match &g.rules[top.rule as usize].alts[top.alt as usize][top.idx as usize] {
@@ -783,14 +841,12 @@ fn expand(
                     alt: alt as u32,
                     idx: 0,
                 });
-                expand(g, n, out, seen)?;
+                expand(g, n, out)?;
             }
             Some(())
         }
         _ => {
-            if seen.insert(s.clone()) {
-                out.push(s);
-            }
+            push_new(out, s);
             (out.len() <= MAX_STACKS).then_some(())
         }
     }
@@ -955,6 +1011,10 @@ ws ::= | " " | "\n" [ \t]{0,20}
             let e = Grammar::parse(src).unwrap_err().to_string();
             assert!(e.contains(want), "{src:?}: {e}");
         }
+        // Small text, huge expansion: bounded before anything is allocated.
+        let big = format!("root ::= {}", "\"a\"{1000} ".repeat(1100));
+        let e = Grammar::parse(&big).unwrap_err().to_string();
+        assert!(e.contains("expand to more than"), "{e}");
     }
 
     #[test]
