@@ -207,5 +207,6 @@ pub(super) fn load(path: &Path) -> Result<Tokenizer, TokenizerError> {
             }
         ),
         eog,
+        by_bytes: Default::default(),
     })
 }

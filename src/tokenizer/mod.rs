@@ -110,6 +110,9 @@ pub struct Tokenizer {
     add_eos: bool,
     add_space_prefix: bool,
     eog: BTreeSet<u32>,
+    /// [`Tokenizer::text_ids_by_bytes`], built when first asked for
+    /// (constrained output walks the vocabulary as a trie).
+    by_bytes: std::sync::OnceLock<Vec<u32>>,
 }
 
 enum Fragment<'a> {
@@ -149,6 +152,7 @@ impl Tokenizer {
             add_eos: v.add_eos,
             add_space_prefix: v.add_space_prefix,
             eog: v.eog,
+            by_bytes: Default::default(),
         })
     }
 
@@ -312,6 +316,23 @@ impl Tokenizer {
     }
 
     /// The raw bytes a token prints as (empty for ids outside the vocabulary).
+    /// The ids of the tokens that print text (not control or
+    /// end-of-generation tokens, not empty), sorted by their bytes: tokens
+    /// that share a prefix are neighbours.
+    pub fn text_ids_by_bytes(&self) -> &[u32] {
+        self.by_bytes.get_or_init(|| {
+            let mut ids: Vec<u32> = (0..self.pieces.len() as u32)
+                .filter(|&id| {
+                    !self.token_bytes(id).is_empty()
+                        && !self.is_control(id)
+                        && !self.is_end_of_generation(id)
+                })
+                .collect();
+            ids.sort_by(|&a, &b| self.token_bytes(a).cmp(self.token_bytes(b)));
+            ids
+        })
+    }
+
     pub fn token_bytes(&self, id: u32) -> &[u8] {
         self.pieces
             .get(id as usize)

@@ -113,6 +113,74 @@ impl JsonConstraint {
         self.state.is_done()
     }
 
+    /// Whether token `id` may come next (one check, without drawing).
+    pub fn fits(&self, tok: &Tokenizer, id: u32) -> bool {
+        if tok.is_end_of_generation(id) {
+            return self.state.may_end();
+        }
+        after_token(tok, &self.state, id).is_some()
+    }
+
+    /// Whether token `id` can continue the reply (end of generation aside),
+    /// for each candidate in turn. Each first byte is tried once, and only
+    /// the tokens whose first byte fits are checked further, each in one
+    /// call: best for `JsonState`, whose checks are a few instructions a
+    /// byte (`cargo bench --bench json_constraint`: 1.7 ms a refusal, 2.6
+    /// ms by the trie).
+    fn fits_by_first_byte<'s>(&'s self, tok: &'s Tokenizer) -> impl FnMut(u32) -> bool + 's {
+        let mut by_first: Vec<Option<Option<Recognizer>>> = vec![None; 256];
+        move |id| {
+            if tok.is_control(id) {
+                return false;
+            }
+            let Some((&b, rest)) = tok.token_bytes(id).split_first() else {
+                return false;
+            };
+            match by_first[b as usize].get_or_insert_with(|| self.state.after(&[b])) {
+                Some(st) => rest.is_empty() || st.after(rest).is_some(),
+                None => false,
+            }
+        }
+    }
+
+    /// The vocabulary walked as a trie, in the byte order of its tokens:
+    /// each prefix is checked once for all the tokens that share it, and a
+    /// prefix that fails rules out all of them. Best where a byte costs
+    /// more (schema parses, grammar stacks: 4.4 -> 3.9 and 18.0 -> 8.7 ms a
+    /// refusal).
+    fn fitting_by_trie(&self, tok: &Tokenizer) -> Vec<bool> {
+        let mut fits = vec![false; tok.vocab_size()];
+        // states[d]: the state after the first d bytes of the last token
+        // walked (None: those bytes cannot continue the reply).
+        let mut states: Vec<Option<Recognizer>> = vec![Some(self.state.clone())];
+        let mut prev: &[u8] = &[];
+        for &id in tok.text_ids_by_bytes() {
+            let bytes = tok.token_bytes(id);
+            let common = prev
+                .iter()
+                .zip(bytes)
+                .take_while(|(a, b)| a == b)
+                .count()
+                .min(states.len() - 1);
+            states.truncate(common + 1);
+            while states.len() <= bytes.len() {
+                let d = states.len();
+                let next = match &states[d - 1] {
+                    Some(st) => st.after(&bytes[d - 1..d]),
+                    None => None,
+                };
+                let dead = next.is_none();
+                states.push(next);
+                if dead {
+                    break;
+                }
+            }
+            fits[id as usize] = states.len() == bytes.len() + 1 && states[bytes.len()].is_some();
+            prev = bytes;
+        }
+        fits
+    }
+
     /// Draws the next token from `cand` with `draw` (greedy or the
     /// request's sampler). A token that cannot continue the JSON is refused
     /// and the draw repeated among the candidates that can: llama.cpp's
@@ -131,27 +199,24 @@ impl JsonConstraint {
             self.state = next;
             return Ok(first);
         }
-        // Most of the vocabulary fails on its first byte: each first byte is
-        // tried once, and only the tokens whose first byte fits go on.
-        let mut by_first: Vec<Option<Option<Recognizer>>> = vec![None; 256];
+        let mut fits: Box<dyn FnMut(u32) -> bool> = match self.state {
+            Recognizer::Object(_) => Box::new(self.fits_by_first_byte(tok)),
+            _ => {
+                let by_id = self.fitting_by_trie(tok);
+                Box::new(move |id| by_id.get(id as usize).copied().unwrap_or(false))
+            }
+        };
+        let may_end = self.state.may_end();
         let allowed: Vec<(u32, f32)> = cand
             .into_iter()
             .filter(|&(id, _)| {
                 if tok.is_end_of_generation(id) {
-                    return self.state.may_end();
+                    return may_end;
                 }
-                if tok.is_control(id) {
-                    return false;
-                }
-                let Some((&b, rest)) = tok.token_bytes(id).split_first() else {
-                    return false;
-                };
-                match by_first[b as usize].get_or_insert_with(|| self.state.after(&[b])) {
-                    Some(st) => rest.is_empty() || st.after(rest).is_some(),
-                    None => false,
-                }
+                fits(id)
             })
             .collect();
+        drop(fits);
         if allowed.is_empty() {
             anyhow::bail!("constrained output: no candidate token continues the reply");
         }

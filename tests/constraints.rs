@@ -1,0 +1,84 @@
+//! Constrained output on the test model's vocabulary: the set of tokens a
+//! refusal allows (the vocabulary walked as a trie for schemas and
+//! grammars, by first byte for JSON mode) is exactly the set of tokens that
+//! are accepted one at a time, at every point of a reply.
+
+mod common;
+
+use std::sync::Arc;
+
+use llama_wgpu::engine::grammar::Grammar;
+use llama_wgpu::engine::json_output::{JsonConstraint, OutputFormat, Schema};
+use llama_wgpu::gguf::Gguf;
+use llama_wgpu::tokenizer::Tokenizer;
+
+const REPLY: &[u8] = br#"{"name": "Ann", "age": 37, "tags": ["x", 2.5, "long tag"]}"#;
+
+/// The tokens a refusal lets the sampler draw from: the first draw is an
+/// end-of-generation token (refused mid-reply), the second sees the rest.
+fn allowed_after_refusal(c: &JsonConstraint, tok: &Tokenizer, eog: u32) -> Vec<u32> {
+    let n = tok.vocab_size() as u32;
+    let cand: Vec<(u32, f32)> = (0..n).map(|i| (i, 0.0)).collect();
+    let mut seen = Vec::new();
+    let mut first = true;
+    let _ = c.clone().choose(tok, cand, |c| {
+        if std::mem::take(&mut first) {
+            return eog;
+        }
+        seen = c.iter().map(|p| p.0).collect();
+        seen[0]
+    });
+    seen.sort_unstable();
+    seen
+}
+
+/// The tokens that fit, each checked alone.
+fn allowed_one_by_one(c: &JsonConstraint, tok: &Tokenizer) -> Vec<u32> {
+    (0..tok.vocab_size() as u32)
+        .filter(|&id| c.fits(tok, id))
+        .collect()
+}
+
+#[test]
+fn refusals_allow_exactly_the_tokens_that_fit() {
+    let g = Gguf::open(common::test_model_path()).unwrap();
+    let tok = Tokenizer::from_gguf(&g).unwrap();
+    let n = tok.vocab_size() as u32;
+    let eog = (0..n).find(|&i| tok.is_end_of_generation(i)).unwrap();
+    let byte_token = |b: u8| (0..n).find(|&i| tok.token_bytes(i) == [b]).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        r#"{"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"},
+            "tags": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "number"}]}}},
+            "required": ["name", "age", "tags"]}"#,
+    )
+    .unwrap();
+    let grammar = r#"root ::= "{" ws pair ("," ws pair)* "}"
+pair ::= "\"" [a-z]+ "\":" ws (str | num | "[" ws item ("," ws item)* "]")
+item ::= str | num
+str ::= "\"" [^"]* "\""
+num ::= [0-9]+ ("." [0-9]+)?
+ws ::= " "?
+"#;
+    for format in [
+        OutputFormat::JsonObject,
+        OutputFormat::JsonSchema(Arc::new(Schema::compile(&schema).unwrap())),
+        OutputFormat::Grammar(Arc::new(Grammar::parse(grammar).unwrap())),
+    ] {
+        let mut c = format.constraint().unwrap();
+        let mut checked = 0;
+        for (i, &b) in REPLY.iter().enumerate() {
+            // Inside keys, strings and numbers, after separators, in the array.
+            if i % 5 == 0 {
+                let fast = allowed_after_refusal(&c, &tok, eog);
+                let slow = allowed_one_by_one(&c, &tok);
+                assert!(!slow.is_empty(), "{format:?} at byte {i}");
+                assert_eq!(fast, slow, "{format:?} at byte {i} ({:?})", &REPLY[..i]);
+                checked += 1;
+            }
+            let id = byte_token(b);
+            assert!(c.fits(&tok, id));
+            assert_eq!(c.choose(&tok, vec![(id, 0.0)], |c| c[0].0).unwrap(), id);
+        }
+        assert!(checked >= 11);
+    }
+}
