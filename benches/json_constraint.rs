@@ -38,19 +38,8 @@ fn main() {
     )
     .expect("schema JSON");
     let schema = Arc::new(Schema::compile(&schema).expect("schema"));
-    // After llama.cpp's grammars/json.gbnf.
     let grammar = Arc::new(
-        Grammar::parse(
-            r#"root   ::= object
-value  ::= object | array | string | number | ("true" | "false" | "null") ws
-object ::= "{" ws ( string ":" ws value ("," ws string ":" ws value)* )? "}" ws
-array  ::= "[" ws ( value ("," ws value)* )? "]" ws
-string ::= "\"" ( [^"\\\x7F\x00-\x1F] | "\\" (["\\bfnrt/] | "u" [0-9a-fA-F]{4}) )* "\"" ws
-number ::= ("-"? ([0-9] | [1-9] [0-9]{0,15})) ("." [0-9]+)? ([eE] [-+]? [0-9] [1-9]{0,15})? ws
-ws ::= | " " | "\n" [ \t]{0,20}
-"#,
-        )
-        .expect("grammar"),
+        Grammar::parse(include_str!("../tests/fixtures/grammars/json.gbnf")).expect("grammar"),
     );
     println!(
         "vocabulary {n}, {} refused tokens per run, median of 5 runs",

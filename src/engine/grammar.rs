@@ -936,16 +936,7 @@ mod tests {
 
     #[test]
     fn a_json_grammar_follows_json() {
-        // After llama.cpp's grammars/json.gbnf, without whitespace bounds.
-        let json = g(r#"
-root   ::= object
-value  ::= object | array | string | number | ("true" | "false" | "null") ws
-object ::= "{" ws ( string ":" ws value ("," ws string ":" ws value)* )? "}" ws
-array  ::= "[" ws ( value ("," ws value)* )? "]" ws
-string ::= "\"" ( [^"\\\x7F\x00-\x1F] | "\\" (["\\bfnrt/] | "u" [0-9a-fA-F]{4}) )* "\"" ws
-number ::= ("-"? ([0-9] | [1-9] [0-9]{0,15})) ("." [0-9]+)? ([eE] [-+]? [0-9] [1-9]{0,15})? ws
-ws ::= | " " | "\n" [ \t]{0,20}
-"#);
+        let json = g(include_str!("../../tests/fixtures/grammars/json.gbnf"));
         for ok in [
             r#"{}"#,
             r#"{"a": 1, "b": [true, null, "x\n\u00e9"], "c": {"d": -2.5e3}}"#,
