@@ -104,7 +104,6 @@ struct Rule {
 }
 
 /// A compiled grammar.
-#[derive(Debug)]
 pub struct Grammar {
     rules: Vec<Rule>,
     root: u32,
@@ -112,6 +111,17 @@ pub struct Grammar {
     /// does not depend on the character: computed once per stack, since a
     /// refused token checks most of the vocabulary against the same few.
     successors: Mutex<HashMap<Stack, Option<Arc<[Stack]>>>>,
+}
+
+/// Its size, not its contents: a `{:?}` of a request (or of a failing
+/// test's format) would otherwise print the memo's thousands of stacks.
+impl std::fmt::Debug for Grammar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grammar")
+            .field("rules", &self.rules.len())
+            .field("root", &self.rules[self.root as usize].name)
+            .finish()
+    }
 }
 
 /// Entries [`Grammar::successors`] keeps before it starts again.
