@@ -74,7 +74,7 @@ fn finish_vector(v: &[f32], dimensions: Option<usize>) -> Vec<f32> {
 
 /// Refuses a request of no texts or too many, and texts that are empty,
 /// longer than a slot or hold ids outside the vocabulary.
-pub(super) fn check_inputs(model: &Model, texts: &[Vec<u32>]) -> Result<(), ApiError> {
+fn check_inputs(model: &Model, texts: &[Vec<u32>]) -> Result<(), ApiError> {
     if texts.is_empty() {
         return Err(ApiError::bad_request("input must not be empty"));
     }
@@ -164,6 +164,23 @@ pub enum Input {
     IdLists(Vec<Vec<u32>>),
 }
 
+impl Input {
+    /// The texts as ids, each checked ([`check_inputs`]).
+    pub(super) fn token_lists(self, model: &Model) -> Result<Vec<Vec<u32>>, ApiError> {
+        let texts = match self {
+            Input::Text(s) => vec![model.encode(&s, true)?],
+            Input::Texts(v) => v
+                .iter()
+                .map(|s| model.encode(s, true))
+                .collect::<Result<_, _>>()?,
+            Input::Ids(ids) => vec![ids],
+            Input::IdLists(v) => v,
+        };
+        check_inputs(model, &texts)?;
+        Ok(texts)
+    }
+}
+
 #[derive(Deserialize, Debug)]
 pub struct OpenAiRequest {
     #[allow(dead_code)]
@@ -198,16 +215,7 @@ pub async fn openai(
         ))
         .into());
     }
-    let texts: Vec<Vec<u32>> = match req.input {
-        Input::Text(s) => vec![model.encode(&s, true)?],
-        Input::Texts(v) => v
-            .iter()
-            .map(|s| model.encode(s, true))
-            .collect::<Result<_, _>>()?,
-        Input::Ids(ids) => vec![ids],
-        Input::IdLists(v) => v,
-    };
-    check_inputs(&model, &texts)?;
+    let texts = req.input.token_lists(&model)?;
     let (vectors, tokens) = embed_all(&state, &model, texts).await?;
     let data = vectors
         .iter()

@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json_};
 
 use super::body::read_json;
-use super::embeddings::embed_all;
+use super::embeddings::{embed_all, Input};
 use super::errors::{ApiError, OpenAiError};
 use super::generation::{self, collect, timings, Names, Sampling};
 use super::openai::Prompt;
 use super::sse::{sse_data, stream_response, EVENT_STREAM};
-use super::state::{AppState, Model};
+use super::state::AppState;
 use crate::engine::json_output::Schema;
 use crate::engine::{
     normalize, Event, Finished, OutputFormat, Request, SamplerParams, StopReason, TokenEvent,
@@ -117,21 +117,6 @@ impl CompletionRequest {
         }
     }
 
-    fn prompt_ids(&self, model: &Model) -> std::result::Result<Vec<u32>, ApiError> {
-        match &self.prompt {
-            Prompt::Text(s) => model.encode(s, true),
-            Prompt::Texts(v) if v.len() == 1 => model.encode(&v[0], true),
-            Prompt::Texts(v) => Err(ApiError::bad_request(format!(
-                "prompt: one prompt per request is supported, got {}",
-                v.len()
-            ))),
-            Prompt::Ids(ids) => {
-                model.check_ids(ids, "prompt")?;
-                Ok(ids.clone())
-            }
-        }
-    }
-
     /// `json_schema`, else `grammar` (llama-server's precedence).
     fn format(&self) -> std::result::Result<OutputFormat, ApiError> {
         match &self.json_schema {
@@ -219,7 +204,7 @@ pub async fn completion(State(state): State<AppState>, body: Body) -> Result<Res
     let req: CompletionRequest = read_json(body).await?;
     req.check_supported()?;
     let format = req.format()?;
-    let prompt = req.prompt_ids(&model)?;
+    let prompt = req.prompt.ids(&model)?;
     let prompt_text = model.tokenizer().decode(&prompt);
     let n_prompt = prompt.len();
     let sampling = Sampling {
@@ -348,8 +333,8 @@ pub async fn props(State(state): State<AppState>) -> Result<Response> {
 #[derive(Deserialize, Debug)]
 pub struct EmbeddingRequest {
     /// llama-server's name; `input` is taken too.
-    pub content: Option<Prompt>,
-    pub input: Option<Prompt>,
+    pub content: Option<Input>,
+    pub input: Option<Input>,
     /// llama.cpp's `--embd-normalize` per request (default 2, Euclidean).
     pub embd_normalize: Option<i32>,
 }
@@ -366,16 +351,10 @@ pub async fn embedding(State(state): State<AppState>, body: Body) -> Result<Resp
     let started = Instant::now();
     let model = state.model()?;
     let req: EmbeddingRequest = read_json(body).await?;
-    let texts: Vec<Vec<u32>> = match req.content.or(req.input) {
+    let texts = match req.content.or(req.input) {
         None => return Err(ApiError::bad_request("\"content\" or \"input\" must be given").into()),
-        Some(Prompt::Text(s)) => vec![model.encode(&s, true)?],
-        Some(Prompt::Texts(v)) => v
-            .iter()
-            .map(|s| model.encode(s, true))
-            .collect::<std::result::Result<_, _>>()?,
-        Some(Prompt::Ids(ids)) => vec![ids],
+        Some(input) => input.token_lists(&model)?,
     };
-    super::embeddings::check_inputs(&model, &texts)?;
     let norm = req.embd_normalize.unwrap_or(2);
     let (vectors, _) = embed_all(&state, &model, texts).await?;
     tracing::debug!(

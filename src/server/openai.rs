@@ -422,9 +422,11 @@ fn chat_stream(
     stream_response(EVENT_STREAM, s)
 }
 
-impl CompletionRequest {
-    fn prompt_ids(&self, model: &Model) -> std::result::Result<Vec<u32>, ApiError> {
-        match &self.prompt {
+impl Prompt {
+    /// The one prompt of a completion request, as ids (text tokenized as
+    /// llama.cpp does, ids checked against the vocabulary).
+    pub fn ids(&self, model: &Model) -> std::result::Result<Vec<u32>, ApiError> {
+        match self {
             Prompt::Text(s) => model.encode(s, true),
             Prompt::Texts(v) if v.len() == 1 => model.encode(&v[0], true),
             Prompt::Texts(v) => Err(ApiError::bad_request(format!(
@@ -472,7 +474,7 @@ pub async fn completions(State(state): State<AppState>, body: Body) -> Result<Re
     if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::bad_request("suffix is not supported").into());
     }
-    let prompt = req.prompt_ids(&model)?;
+    let prompt = req.prompt.ids(&model)?;
     let sampling = Sampling {
         temperature: req.temperature,
         top_k: req.top_k,
