@@ -689,6 +689,234 @@ fn json_mode_replies_are_json_objects() {
     assert!(e.text().contains("root must be an object"), "{}", e.text());
 }
 
+fn weather_tools() -> Value {
+    json!([{"type": "function", "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"]}
+    }}, {"type": "function", "function": {
+        "name": "get_time", "description": "Current time in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}
+    }}])
+}
+
+/// One OpenAI tool call: its id, name and arguments (an object, from its JSON string).
+fn openai_call(c: &Value) -> (String, String, Value) {
+    assert_eq!(c["type"], "function", "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("call_"), "{c}");
+    let args = c["function"]["arguments"].as_str().unwrap();
+    let args: Value = serde_json::from_str(args).unwrap_or_else(|e| panic!("{e}: {c}"));
+    assert!(args.is_object(), "{c}");
+    (
+        id,
+        c["function"]["name"].as_str().unwrap().to_string(),
+        args,
+    )
+}
+
+/// Tool calling in the generic syntax (SmolLM2's template has no tools):
+/// the reply is constrained to a call of an offered tool with arguments
+/// that follow its schema, or to an answer, and read back as OpenAI's and
+/// Ollama's `tool_calls`.
+#[test]
+fn tool_calls_in_the_generic_syntax() {
+    let s = server();
+    let mut body = chat_body("What is the weather in Paris?", 48);
+    body["tools"] = weather_tools();
+    body["tool_choice"] = json!("required");
+    let r = s.ok("/v1/chat/completions", &body);
+    let choice = &r["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{r}");
+    assert!(choice["message"]["content"].is_null(), "{r}");
+    let calls = choice["message"]["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{r}");
+    let (id, name, args) = openai_call(&calls[0]);
+    assert!(name == "get_weather" || name == "get_time", "{r}");
+    if name == "get_weather" {
+        assert!(args["city"].is_string(), "{r}");
+    }
+    let keys: Vec<&String> = args.as_object().unwrap().keys().collect();
+    assert!(
+        keys.iter().all(|k| *k == "city"),
+        "only the schema's property: {r}"
+    );
+
+    // A named tool is the one called; streamed, the call comes as one delta.
+    body["tool_choice"] = json!({"type": "function", "function": {"name": "get_time"}});
+    body["stream"] = json!(true);
+    let events = s.sse("/v1/chat/completions", &body);
+    let deltas: Vec<&Value> = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["tool_calls"].as_array())
+        .flatten()
+        .collect();
+    assert_eq!(deltas.len(), 1, "{events:?}");
+    assert_eq!(deltas[0]["index"], 0);
+    assert_eq!(openai_call(deltas[0]).1, "get_time");
+    let n = events.len();
+    assert_eq!(events[n - 1]["choices"][0]["finish_reason"], "tool_calls");
+
+    // The call and its result sent back: the next turn is an answer or a
+    // call again, whichever the model writes, and well-formed either way.
+    let mut body = chat_body("What is the weather in Paris?", 48);
+    body["tools"] = weather_tools();
+    body["messages"] = json!([
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": id, "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": id, "content": "18 C and sunny"},
+    ]);
+    let r = s.ok("/v1/chat/completions", &body);
+    let m = &r["choices"][0]["message"];
+    match m["tool_calls"].as_array() {
+        Some(calls) => {
+            assert_eq!(r["choices"][0]["finish_reason"], "tool_calls", "{r}");
+            calls.iter().for_each(|c| drop(openai_call(c)));
+        }
+        None => {
+            let text = m["content"].as_str().unwrap();
+            assert!(!text.is_empty() && !text.contains("\"response\""), "{r}");
+        }
+    }
+
+    // Ollama: calls with arguments as objects.
+    let o = s.ok(
+        "/api/chat",
+        &json!({"model": ALIAS, "stream": false, "tools": weather_tools(),
+                "messages": [{"role": "user", "content": "What is the weather in Oslo?"}],
+                "options": {"temperature": 0, "num_predict": 48}}),
+    );
+    let calls = o["message"]["tool_calls"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{o}"));
+    assert_eq!(calls[0]["function"]["name"], "get_weather", "{o}");
+    assert_eq!(calls[0]["function"]["arguments"]["city"], "Oslo", "{o}");
+    assert_eq!(o["done_reason"], "stop");
+
+    // What cannot be honoured is a 400 that names it.
+    let mut bad = chat_body("hi", 4);
+    for (tools, choice, extra, says) in [
+        (
+            json!([{"type": "function", "function": {"name": "a b"}}]),
+            json!(null),
+            json!(null),
+            "tools[0].function.name",
+        ),
+        (
+            weather_tools(),
+            json!({"type": "function", "function": {"name": "nope"}}),
+            json!(null),
+            "'nope' is not one of the tools",
+        ),
+        (
+            json!([]),
+            json!("required"),
+            json!(null),
+            "no tools are offered",
+        ),
+        (
+            weather_tools(),
+            json!(null),
+            json!({"type": "json_object"}),
+            "cannot be combined with response_format",
+        ),
+        (
+            json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object",
+            "properties": {"n": {"type": "integer", "minimum": 0}}}}}]),
+            json!(null),
+            json!(null),
+            "tools[0].function.parameters ('f')",
+        ),
+    ] {
+        bad["tools"] = tools;
+        bad["tool_choice"] = choice;
+        bad["response_format"] = extra;
+        let e = s.post("/v1/chat/completions", &bad);
+        assert_eq!(e.status, 400, "{says}: {}", e.text());
+        assert!(e.text().contains(says), "{says}: {}", e.text());
+    }
+    bad["tools"] = json!(null);
+    bad["tool_choice"] = json!(null);
+    bad["response_format"] = json!(null);
+    bad["messages"] = json!([{"role": "assistant", "content": null, "tool_calls": [
+        {"id": "x", "type": "function", "function": {"name": "f", "arguments": "{not json"}}]}]);
+    let e = s.post("/v1/chat/completions", &bad);
+    assert_eq!(e.status, 400);
+    assert!(
+        e.text()
+            .contains("messages[0].tool_calls[0].function.arguments"),
+        "{}",
+        e.text()
+    );
+}
+
+/// Tool calling in the Hermes syntax: SmolLM2 served with Qwen 2.5's chat
+/// template (tests/fixtures/tokenizer/tools.json), which describes the
+/// tools itself; with `tool_choice` required the reply opens inside a
+/// `<tool_call>` block and its call object is constrained.
+#[test]
+fn tool_calls_in_the_hermes_syntax() {
+    let f: Value = serde_json::from_str(
+        &std::fs::read_to_string("tests/fixtures/tokenizer/tools.json").unwrap(),
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("llama-wgpu-hermes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let template = dir.join("qwen2.5.jinja");
+    std::fs::write(
+        &template,
+        f["templates"]["qwen2.5"]["source"].as_str().unwrap(),
+    )
+    .unwrap();
+    let s = start(&[
+        "--parallel",
+        "1",
+        "-c",
+        "1024",
+        "--chat-template",
+        template.to_str().unwrap(),
+    ]);
+    let mut body = chat_body("What is the weather in Paris?", 48);
+    body["tools"] = weather_tools();
+    body["tool_choice"] = json!("required");
+    let r = s.ok("/v1/chat/completions", &body);
+    assert_eq!(r["choices"][0]["finish_reason"], "tool_calls", "{r}");
+    let calls = r["choices"][0]["message"]["tool_calls"].as_array().unwrap();
+    let (id, name, args) = openai_call(&calls[0]);
+    assert_eq!(name, "get_weather", "{r}");
+    assert!(args["city"].is_string(), "{r}");
+    // The prompt is the template's, tools included: more tokens than without them.
+    let plain = s.ok(
+        "/v1/chat/completions",
+        &chat_body("What is the weather in Paris?", 1),
+    );
+    assert!(
+        r["usage"]["prompt_tokens"].as_u64().unwrap()
+            > plain["usage"]["prompt_tokens"].as_u64().unwrap() + 100,
+        "{r} {plain}"
+    );
+    // A turn after the result renders through the template's own tool turns.
+    body["tool_choice"] = json!("auto");
+    body["max_tokens"] = json!(16);
+    body["messages"] = json!([
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": id, "type": "function",
+            "function": {"name": "get_weather", "arguments": args.to_string()}}]},
+        {"role": "tool", "tool_call_id": id, "content": "18 C and sunny"},
+    ]);
+    let r = s.ok("/v1/chat/completions", &body);
+    let m = &r["choices"][0]["message"];
+    assert!(
+        m["content"].is_string() || m["tool_calls"].is_array(),
+        "{r}"
+    );
+    // Closing the wrapper's stdin stops this server now rather than at exit.
+    drop(s.child.lock().unwrap().stdin.take());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn floats(v: &Value) -> Vec<f32> {
     serde_json::from_value(v.clone()).expect("a list of numbers")
 }
@@ -1525,6 +1753,8 @@ fn official_python_clients() {
         "ollama list",
         "ollama embed",
         "ollama show",
+        "openai tools",
+        "ollama tools",
     ] {
         assert!(
             stdout.contains(&format!("ok {check}\n")),

@@ -177,3 +177,37 @@ fn template_files_override() {
     assert!(err.contains("nope.jinja"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Templates that describe tools themselves (Qwen 2.5's and Hermes 3's,
+/// the Hermes call syntax), given `tools`, earlier calls and tool results,
+/// against jinja2 in transformers' environment
+/// (tests/fixtures/tokenizer/tools.json, from tests/scripts/tok_tools_fixture.py).
+#[test]
+fn tool_templates_match_jinja2() {
+    let p = crate_root().join("tests/fixtures/tokenizer/tools.json");
+    let f: Json = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let tools = &f["tools"];
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for (key, t) in f["templates"].as_object().unwrap() {
+        let tmpl = ChatTemplate::new(t["source"].as_str().unwrap(), key.as_str())
+            .unwrap()
+            .with_special_tokens("<|begin_of_text|>", "<|im_end|>");
+        for c in t["cases"].as_array().unwrap() {
+            let with = c["with_tools"].as_bool().unwrap();
+            let got = tmpl
+                .render_with_tools(&messages(&c["messages"]), with.then_some(tools), true)
+                .unwrap_or_else(|e| panic!("{key}/{}: {e}", c["name"]));
+            let want = c["expected"].as_str().unwrap();
+            n += 1;
+            if got != want {
+                failures.push(format!(
+                    "{key}/{} tools={with}:\n want {want:?}\n  got {got:?}",
+                    c["name"]
+                ));
+            }
+        }
+    }
+    assert_eq!(n, 9);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

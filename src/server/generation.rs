@@ -287,15 +287,6 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}-{:024x}", rand::random::<u128>() >> 32)
 }
 
-/// Clients send `"tools": []` when they have none; any tool is refused.
-pub fn wants_tools(t: &Json) -> bool {
-    match t {
-        Json::Null => false,
-        Json::Array(a) => !a.is_empty(),
-        _ => true,
-    }
-}
-
 /// llama-server's `grammar` field (GBNF), `None` when absent or empty.
 pub fn grammar(g: &Option<String>) -> Result<Option<OutputFormat>, ApiError> {
     match g.as_deref() {

@@ -22,6 +22,7 @@ mod ops;
 mod page;
 mod sse;
 mod state;
+mod tools;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -16,6 +16,7 @@ use super::errors::{ApiError, OllamaError};
 use super::generation::{self, collect, finish_reason, timings, Names, Sampling};
 use super::sse::{ndjson_line, stream_response, NDJSON};
 use super::state::{rfc3339, AppState, Model};
+use super::tools::{self, Reply, ReplyStream, ToolUse};
 use crate::engine::json_output::Schema;
 use crate::engine::{Event, Finished, OutputFormat, RequestHandle, SamplerParams};
 use crate::tokenizer::ChatMessage;
@@ -45,6 +46,10 @@ pub struct Message {
     pub role: String,
     pub content: Option<String>,
     pub images: Option<Vec<String>>,
+    /// An assistant turn's calls (arguments as objects).
+    pub tool_calls: Option<Json_>,
+    /// A tool result's tool.
+    pub tool_name: Option<String>,
 }
 
 const ROLES: &[&str] = &["system", "user", "assistant", "tool"];
@@ -156,10 +161,26 @@ fn conversation(messages: &[Message]) -> std::result::Result<Vec<ChatMessage>, A
                     "messages[{i}].images: the model takes text only"
                 )));
             }
-            let content = m.content.as_ref().ok_or_else(|| {
-                ApiError::bad_request(format!("messages[{i}]: a message needs a content"))
-            })?;
-            Ok(ChatMessage::new(m.role.clone(), content.clone()))
+            let calls = match &m.tool_calls {
+                Some(c) if m.role == "assistant" && !c.is_null() => Some(tools::history_calls(
+                    c,
+                    &format!("messages[{i}].tool_calls"),
+                )?),
+                _ => None,
+            };
+            let content = match (&m.content, &calls) {
+                (Some(c), _) => c.clone(),
+                (None, Some(_)) => String::new(),
+                (None, None) => {
+                    return Err(ApiError::bad_request(format!(
+                        "messages[{i}]: a message needs a content"
+                    )))
+                }
+            };
+            let mut msg = ChatMessage::new(m.role.clone(), content);
+            msg.tool_calls = calls;
+            msg.name = m.tool_name.clone();
+            Ok(msg)
         })
         .collect()
 }
@@ -195,6 +216,19 @@ fn object(shape: Shape, name: &str, text: &str, done: bool) -> Json_ {
     o
 }
 
+/// A chat object's message with the reply read for calls.
+fn add_calls(o: &mut Json_, reply: Reply) {
+    o["message"]["content"] = json!(reply.content.unwrap_or_default());
+    if !reply.calls.is_empty() {
+        o["message"]["tool_calls"] = reply
+            .calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| c.ollama(i))
+            .collect();
+    }
+}
+
 async fn respond(
     state: AppState,
     handle: RequestHandle,
@@ -202,11 +236,15 @@ async fn respond(
     stream: bool,
     started: Instant,
     prompt: Vec<u32>,
+    tools: Option<ToolUse>,
 ) -> Result<Response> {
     let name = state.alias.clone();
     if !stream {
         let out = collect(&state, handle).await?;
         let mut o = object(shape, &name, &out.text, true);
+        if let Some(t) = &tools {
+            add_calls(&mut o, t.reply(&out.text));
+        }
         done_fields(&mut o, &out.finished, started);
         if let Shape::Generate = shape {
             let mut context = prompt;
@@ -218,16 +256,32 @@ async fn respond(
     let mut handle = handle;
     let s = async_stream::stream! {
         let mut generated = Vec::new();
+        // With tools only what is surely text for the user is shown as it comes.
+        let mut reading = tools.map(ReplyStream::new);
         loop {
             match handle.events.recv().await {
                 Some(Event::Token(t)) => {
                     generated.push(t.id);
-                    if !t.text.is_empty() {
-                        yield ndjson_line(&object(shape, &name, &t.text, false));
+                    let text = match reading.as_mut() {
+                        Some(r) => r.push(&t.text),
+                        None => t.text,
+                    };
+                    if !text.is_empty() {
+                        yield ndjson_line(&object(shape, &name, &text, false));
                     }
                 }
                 Some(Event::Done(f)) => {
                     state.metrics.finished(&f);
+                    if let Some(r) = &reading {
+                        let (rest, reply) = r.finish();
+                        if !rest.is_empty() || !reply.calls.is_empty() {
+                            let mut o = object(shape, &name, &rest, false);
+                            if !reply.calls.is_empty() {
+                                add_calls(&mut o, Reply { content: Some(rest), calls: reply.calls });
+                            }
+                            yield ndjson_line(&o);
+                        }
+                    }
                     let mut o = object(shape, &name, "", true);
                     done_fields(&mut o, &f, started);
                     if let Shape::Generate = shape {
@@ -256,16 +310,20 @@ pub async fn chat(State(state): State<AppState>, body: Body) -> Result<Response>
     let started = Instant::now();
     let model = state.model()?;
     let req: ChatRequest = read_json(body).await?;
-    let format = output_format(&req.format)?;
-    if req
-        .tools
-        .as_ref()
-        .is_some_and(super::generation::wants_tools)
-    {
-        return Err(ApiError::bad_request("tools are not supported").into());
+    let mut format = output_format(&req.format)?;
+    // Ollama has no tool_choice or parallel_tool_calls: the model may call
+    // or answer; one call at a time in the generic syntax (small models
+    // asked for a list of calls tend to repeat the first), any number of
+    // `<tool_call>` blocks in Hermes'.
+    let tools = ToolUse::parse(req.tools.as_ref(), None, None, model.tool_syntax())?;
+    if tools.active() {
+        if !format.is_text() {
+            return Err(ApiError::bad_request("tools cannot be combined with format").into());
+        }
+        format = tools.format()?.unwrap_or(format);
     }
     let messages = conversation(&req.messages)?;
-    let prompt = model.chat_prompt(&messages)?;
+    let prompt = model.chat_prompt_with_tools(messages, &tools)?;
     let mut sampling = req.options.unwrap_or_default().sampling();
     sampling.format = format;
     let greq = sampling.into_request(ollama_defaults(), prompt, model.limits(), &NAMES)?;
@@ -277,6 +335,7 @@ pub async fn chat(State(state): State<AppState>, body: Body) -> Result<Response>
         req.stream.unwrap_or(true),
         started,
         Vec::new(),
+        tools.active().then_some(tools),
     )
     .await
 }
@@ -335,6 +394,7 @@ pub async fn generate(State(state): State<AppState>, body: Body) -> Result<Respo
         req.stream.unwrap_or(true),
         started,
         prompt,
+        None,
     )
     .await
 }
@@ -381,7 +441,8 @@ pub async fn show(State(state): State<AppState>, body: Body) -> Result<Response>
         "template": info.template_source.clone().unwrap_or_default(),
         "details": info.details(),
         "model_info": model_info,
-        "capabilities": ["completion"],
+        // Any template can be asked for calls (the generic syntax).
+        "capabilities": ["completion", "tools"],
         "modified_at": modified(&model),
     }))
     .into_response())
@@ -402,6 +463,8 @@ mod tests {
             role: role.into(),
             content: content.map(str::to_string),
             images: None,
+            tool_calls: None,
+            tool_name: None,
         };
         assert!(conversation(&[m("user", Some("hi"))]).is_ok());
         assert!(conversation(&[]).is_err());

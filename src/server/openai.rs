@@ -15,6 +15,7 @@ use super::errors::{ApiError, OpenAiError};
 use super::generation::{self, collect, finish_reason, new_id, timings, usage, Names, Sampling};
 use super::sse::{sse_data, sse_done, stream_response, EVENT_STREAM};
 use super::state::{unix_now, AppState, Model};
+use super::tools::{self, ReplyStream, ToolUse};
 use crate::engine::json_output::Schema;
 use crate::engine::{Event, OutputFormat, SamplerParams, TokenEvent, TokenLogprob};
 use crate::tokenizer::{ChatMessage, Tokenizer};
@@ -62,6 +63,11 @@ pub struct ContentPart {
 pub struct Message {
     pub role: String,
     pub content: Option<Content>,
+    /// An assistant turn's calls (arguments as JSON strings).
+    pub tool_calls: Option<Json_>,
+    /// A tool result's call.
+    pub tool_call_id: Option<String>,
+    pub name: Option<String>,
 }
 
 /// Roles a chat template understands; `developer` is OpenAI's new name for `system`.
@@ -91,6 +97,8 @@ pub struct ChatRequest {
     pub logprobs: bool,
     pub top_logprobs: Option<usize>,
     pub tools: Option<Json_>,
+    pub tool_choice: Option<Json_>,
+    pub parallel_tool_calls: Option<bool>,
     pub response_format: Option<Json_>,
     /// llama-server's extension: go on past end-of-generation tokens.
     #[serde(default)]
@@ -175,7 +183,15 @@ impl ChatRequest {
                     ROLES.join(", ")
                 )));
             }
+            let calls = match &m.tool_calls {
+                Some(c) if m.role == "assistant" && !c.is_null() => Some(tools::history_calls(
+                    c,
+                    &format!("messages[{i}].tool_calls"),
+                )?),
+                _ => None,
+            };
             let text = match &m.content {
+                None if calls.is_some() => String::new(),
                 None => {
                     return Err(ApiError::bad_request(format!(
                         "messages[{i}]: a message needs a content"
@@ -202,20 +218,33 @@ impl ChatRequest {
             } else {
                 &m.role
             };
-            out.push(ChatMessage::new(role, text));
+            let mut msg = ChatMessage::new(role, text);
+            msg.tool_calls = calls;
+            msg.tool_call_id = m.tool_call_id.clone();
+            msg.name = m.name.clone();
+            out.push(msg);
         }
         Ok(out)
     }
 
+    /// The request's tools for `model`'s template.
+    fn tool_use(&self, model: &Model) -> std::result::Result<ToolUse, ApiError> {
+        let tools = ToolUse::parse(
+            self.tools.as_ref(),
+            self.tool_choice.as_ref(),
+            self.parallel_tool_calls,
+            model.tool_syntax(),
+        )?;
+        if tools.active() && !self.format()?.is_text() {
+            return Err(ApiError::bad_request(
+                "tools cannot be combined with response_format or grammar",
+            ));
+        }
+        Ok(tools)
+    }
+
     fn check_supported(&self) -> std::result::Result<(), ApiError> {
         only_one(self.n)?;
-        if self
-            .tools
-            .as_ref()
-            .is_some_and(super::generation::wants_tools)
-        {
-            return Err(ApiError::bad_request("tools are not supported"));
-        }
         self.format()?;
         if self.top_logprobs.is_some() && !self.logprobs {
             return Err(ApiError::bad_request(
@@ -314,8 +343,12 @@ pub async fn chat_completions(State(state): State<AppState>, body: Body) -> Resu
     let req: ChatRequest = read_json(body).await?;
     req.check_supported()?;
     let messages = req.conversation()?;
-    let prompt = model.chat_prompt(&messages)?;
+    let tools = req.tool_use(&model)?;
+    let prompt = model.chat_prompt_with_tools(messages, &tools)?;
     let mut sampling = req.sampling();
+    if let Some(f) = tools.format()? {
+        sampling.format = f;
+    }
     sampling.stop = Stop::into_vec(req.stop);
     let greq = sampling.into_request(SamplerParams::default(), prompt, model.limits(), &NAMES)?;
     let want_logprobs = greq.logprobs.is_some();
@@ -323,6 +356,7 @@ pub async fn chat_completions(State(state): State<AppState>, body: Body) -> Resu
     let id = new_id("chatcmpl");
     let created = unix_now();
     let name = state.alias.clone();
+    let tools = tools.active().then_some(tools);
     if req.stream {
         let include_usage = req.stream_options.unwrap_or_default().include_usage;
         return Ok(chat_stream(
@@ -333,10 +367,21 @@ pub async fn chat_completions(State(state): State<AppState>, body: Body) -> Resu
             created,
             name,
             include_usage,
+            tools,
         ));
     }
     let out = collect(&state, handle).await?;
     let tok = model.tokenizer();
+    let mut message = json!({"role": "assistant", "content": out.text});
+    let mut finish = finish_reason(out.finished.reason);
+    if let Some(t) = &tools {
+        let reply = t.reply(&out.text);
+        message["content"] = json!(reply.content);
+        if !reply.calls.is_empty() {
+            message["tool_calls"] = reply.calls.iter().map(|c| c.openai(None)).collect();
+            finish = tool_finish(finish);
+        }
+    }
     Ok(Json(json!({
         "id": id,
         "object": "chat.completion",
@@ -345,14 +390,23 @@ pub async fn chat_completions(State(state): State<AppState>, body: Body) -> Resu
         "system_fingerprint": fingerprint(),
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": out.text},
+            "message": message,
             "logprobs": if want_logprobs { chat_logprobs(tok, &out.tokens) } else { Json_::Null },
-            "finish_reason": finish_reason(out.finished.reason),
+            "finish_reason": finish,
         }],
         "usage": usage(&out.finished),
         "timings": timings(&out.finished),
     }))
     .into_response())
+}
+
+/// A reply with calls finishes with `tool_calls` unless it was cut short.
+fn tool_finish(finish: &'static str) -> &'static str {
+    if finish == "stop" {
+        "tool_calls"
+    } else {
+        finish
+    }
 }
 
 fn fingerprint() -> String {
@@ -368,6 +422,7 @@ fn chat_stream(
     created: u64,
     name: String,
     include_usage: bool,
+    tools: Option<ToolUse>,
 ) -> Response {
     let chunk = move |delta: Json_, logprobs: Json_, finish: Option<&str>| {
         let mut c = json!({
@@ -385,18 +440,36 @@ fn chat_stream(
     };
     let s = async_stream::stream! {
         yield sse_data(&chunk(json!({"role": "assistant", "content": ""}), Json_::Null, None).to_string());
+        // With tools only what is surely text for the user is shown as it comes.
+        let mut reading = tools.map(ReplyStream::new);
         loop {
             match handle.events.recv().await {
                 Some(Event::Token(t)) => {
                     let lp = t.logprob.as_ref().map(|lp| json!({"content": [chat_logprob(model.tokenizer(), t.id, lp)]}));
-                    if t.text.is_empty() && lp.is_none() {
+                    let text = match reading.as_mut() {
+                        Some(r) => r.push(&t.text),
+                        None => t.text,
+                    };
+                    if text.is_empty() && lp.is_none() {
                         continue;
                     }
-                    yield sse_data(&chunk(json!({"content": t.text}), lp.unwrap_or(Json_::Null), None).to_string());
+                    yield sse_data(&chunk(json!({"content": text}), lp.unwrap_or(Json_::Null), None).to_string());
                 }
                 Some(Event::Done(f)) => {
                     state.metrics.finished(&f);
-                    let mut last = chunk(json!({}), Json_::Null, Some(finish_reason(f.reason)));
+                    let mut finish = finish_reason(f.reason);
+                    if let Some(r) = &reading {
+                        let (rest, reply) = r.finish();
+                        if !rest.is_empty() {
+                            yield sse_data(&chunk(json!({"content": rest}), Json_::Null, None).to_string());
+                        }
+                        if !reply.calls.is_empty() {
+                            let calls: Vec<Json_> = reply.calls.iter().enumerate().map(|(i, c)| c.openai(Some(i))).collect();
+                            yield sse_data(&chunk(json!({"tool_calls": calls}), Json_::Null, None).to_string());
+                            finish = tool_finish(finish);
+                        }
+                    }
+                    let mut last = chunk(json!({}), Json_::Null, Some(finish));
                     last["timings"] = timings(&f);
                     yield sse_data(&last.to_string());
                     if include_usage {

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Value as Json};
 
 use super::errors::ApiError;
+use super::tools::{Syntax, ToolUse};
 use crate::engine::{Engine, Finished, RequestHandle, Scheduler, SubmitError};
 use crate::gguf::{Gguf, Value};
 use crate::tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
@@ -237,15 +238,34 @@ impl Model {
 
     /// The conversation through the chat template, as ids.
     pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, ApiError> {
+        self.chat_prompt_with_tools(messages.to_vec(), &ToolUse::default())
+    }
+
+    /// As [`Model::chat_prompt`], with the request's tools offered in the
+    /// syntax of [`Model::tool_syntax`].
+    pub fn chat_prompt_with_tools(
+        &self,
+        messages: Vec<ChatMessage>,
+        tools: &ToolUse,
+    ) -> Result<Vec<u32>, ApiError> {
         let template = self.template.as_ref().ok_or_else(|| {
             ApiError::bad_request(
                 "the model has no chat template: use /v1/completions, or restart with --chat-template FILE",
             )
         })?;
-        let text = template
-            .render(messages, true)
+        let messages = tools.messages(template.source(), messages);
+        let mut text = template
+            .render_with_tools(&messages, tools.template_tools().as_ref(), true)
             .map_err(|e| ApiError::bad_request(format!("chat template: {e}")))?;
+        text.push_str(tools.prompt_suffix());
         self.encode(&text, self.tokenizer().adds_bos_to_rendered(&text))
+    }
+
+    /// How this model's template asks for tool calls.
+    pub fn tool_syntax(&self) -> Syntax {
+        self.template
+            .as_ref()
+            .map_or(Syntax::Generic, |t| Syntax::of_template(t.source()))
     }
 
     /// Plain text as llama.cpp tokenizes a prompt (BOS if the vocabulary

@@ -28,10 +28,23 @@ pub const TOJSON_MAX_DEPTH: usize = 64;
 /// 2 files converted without one: `<s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {answer} </s>`.
 pub const LLAMA2_TEMPLATE: &str = "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}";
 
+/// One message as templates see it (transformers' shape). The tool fields
+/// are absent unless set, so a template's `message.tool_calls is defined`
+/// tells calls from text.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: String,
     pub content: String,
+    /// An assistant turn's calls: `[{"type": "function", "id", "function":
+    /// {"name", "arguments": {...}}}]`, arguments as an object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
+    /// A tool result's call id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// A tool result's tool name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl ChatMessage {
@@ -39,6 +52,9 @@ impl ChatMessage {
         ChatMessage {
             role: role.into(),
             content: content.into(),
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
         }
     }
 }
@@ -173,10 +189,30 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, TokenizerError> {
+        self.render_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// As [`ChatTemplate::render`], with `tools` (transformers' list of
+    /// `{"type": "function", "function": {...}}`) for templates that
+    /// describe tools themselves.
+    pub fn render_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String, TokenizerError> {
+        let json_len = |v: &serde_json::Value| serde_json::to_string(v).map_or(0, |s| s.len());
         let input: usize = messages
             .iter()
-            .map(|m| m.role.len() + m.content.len())
+            .map(|m| {
+                m.role.len()
+                    + m.content.len()
+                    + m.tool_calls.as_ref().map_or(0, json_len)
+                    + m.tool_call_id.as_ref().map_or(0, String::len)
+                    + m.name.as_ref().map_or(0, String::len)
+            })
             .sum::<usize>()
+            + tools.map_or(0, json_len)
             + self.bos_token.len()
             + self.eos_token.len();
         let max_output =
@@ -196,6 +232,7 @@ impl ChatTemplate {
         let result = tmpl.render_captured_to(
             minijinja::context! {
                 messages => Value::from_serialize(messages),
+                tools => tools.map(Value::from_serialize),
                 add_generation_prompt => add_generation_prompt,
                 bos_token => &self.bos_token,
                 eos_token => &self.eos_token,

@@ -3,6 +3,7 @@
 Usage: server_clients.py BASE_URL API_KEY MODEL. Prints "ok CHECK" per check;
 any failure raises (non-zero exit). Generations are short and greedy.
 """
+import json
 import sys
 
 import ollama
@@ -104,3 +105,38 @@ ok("ollama embed")
 s = ol.show(model)
 assert "im_start" in s.template and s.details.family == "llama", s
 ok("ollama show")
+
+tools = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}}]
+ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+# The client gathers streamed tool-call deltas into its own types.
+calls, finish = {}, None
+for chunk in oa.chat.completions.create(
+    model=model, messages=ask, tools=tools, tool_choice="required", max_tokens=48, temperature=0, stream=True
+):
+    for c in chunk.choices:
+        finish = c.finish_reason or finish
+        for d in c.delta.tool_calls or []:
+            calls.setdefault(d.index, []).append(d)
+assert finish == "tool_calls" and len(calls) == 1, (finish, calls)
+d = calls[0][0]
+assert d.id.startswith("call_") and d.function.name == "get_weather", d
+assert isinstance(json.loads(d.function.arguments)["city"], str), d
+r = oa.chat.completions.create(
+    model=model, temperature=0, max_tokens=32, tools=tools,
+    messages=ask + [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": d.id, "type": "function", "function": {"name": d.function.name, "arguments": d.function.arguments}}]},
+        {"role": "tool", "tool_call_id": d.id, "content": "18 C and sunny"},
+    ],
+)
+m = r.choices[0].message
+assert m.content or m.tool_calls, r
+ok("openai tools")
+
+r = ol.chat(model=model, messages=ask, tools=tools, options={"temperature": 0, "num_predict": 48})
+tc = r.message.tool_calls
+assert tc and tc[0].function.name == "get_weather" and isinstance(tc[0].function.arguments["city"], str), r
+ok("ollama tools")

@@ -75,7 +75,7 @@ users={{ ns.users }} {{ messages | length }} {{ bos_token ~ eos_token }}
 """
 
 
-def render(template, messages, add_generation_prompt, bos, eos):
+def render(template, messages, add_generation_prompt, bos, eos, **extra):
     def raise_exception(message):
         raise jinja2.exceptions.TemplateError(message)
 
@@ -87,7 +87,7 @@ def render(template, messages, add_generation_prompt, bos, eos):
     env.globals["raise_exception"] = raise_exception
     env.filters["tojson"] = tojson
     return env.from_string(template).render(
-        messages=messages, add_generation_prompt=add_generation_prompt, bos_token=bos, eos_token=eos
+        messages=messages, add_generation_prompt=add_generation_prompt, bos_token=bos, eos_token=eos, **extra
     )
 
 

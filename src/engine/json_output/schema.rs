@@ -96,16 +96,30 @@ impl Schema {
             depth: 0,
         };
         let root = c.node(schema, "schema")?;
-        if !matches!(c.nodes[root], Node::Object { .. }) {
-            return Err("the root must be an object schema (\"type\": \"object\")".into());
-        }
         let s = Schema {
             nodes: c.nodes,
             root,
         };
         s.check_choices_consume()?;
+        if !s.is_object(root) {
+            return Err(
+                "the root must be an object schema (\"type\": \"object\", or an anyOf of them)"
+                    .into(),
+            );
+        }
         s.check_satisfiable()?;
         Ok(s)
+    }
+
+    /// Whether every value `n` allows is an object (an `anyOf` of objects
+    /// counts: tool calls are `{"tool_call": ...}` or `{"response": ...}`).
+    /// Only after `check_choices_consume`, so choices do not loop.
+    fn is_object(&self, n: usize) -> bool {
+        match &self.nodes[n] {
+            Node::Object { .. } => true,
+            Node::AnyOf(alts) => !alts.is_empty() && alts.iter().all(|&a| self.is_object(a)),
+            _ => false,
+        }
     }
 
     /// An `anyOf` that reaches itself through choices alone (`a = anyOf[a,

@@ -1,0 +1,1127 @@
+//! Tool calling: OpenAI's `tools` / `tool_choice` / `parallel_tool_calls`
+//! and Ollama's `tools`, for both APIs' chat endpoints.
+//!
+//! A model is asked for calls in one of two syntaxes, chosen by its chat
+//! template, as llama-server chooses:
+//!
+//! - **Hermes** (the template writes `<tool_call>`: Qwen 2.5, Hermes 2/3,
+//!   SmolLM3): the template describes the tools itself (they are passed to
+//!   it as transformers passes them) and the model answers with
+//!   `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` blocks,
+//!   read out of its reply. With `tool_choice` required or named the prompt
+//!   ends in `<tool_call>\n` and the call object is constrained to the
+//!   tools' schemas.
+//! - **Generic** (any other template): a system message lists the tools and
+//!   the reply is constrained to one JSON object, `{"tool_call": {"name",
+//!   "arguments"}}` (`{"tool_calls": [...]}` with `parallel_tool_calls`) or
+//!   `{"response": "..."}` (llama-server's generic format), each tool's
+//!   arguments to its parameters' schema. Earlier calls and tool results in
+//!   the conversation are written back in that same JSON, so the model sees
+//!   its own format.
+//!
+//! A streamed reply with tools shows only what is surely text for the user
+//! ([`ReplyStream`]): the generic syntax's `"response"` string as it is
+//! written, Hermes' text before a `<tool_call>`; calls come when it ends.
+
+use serde_json::{json, Map, Value as Json};
+
+use super::errors::ApiError;
+use crate::engine::json_output::Schema;
+use crate::engine::OutputFormat;
+use crate::tokenizer::ChatMessage;
+
+/// Most tools a request may offer (OpenAI's limit).
+pub const MAX_TOOLS: usize = 128;
+/// Longest tool name (OpenAI's limit).
+const MAX_NAME: usize = 64;
+
+const HERMES_OPEN: &str = "<tool_call>";
+const HERMES_CLOSE: &str = "</tool_call>";
+
+/// How the model is asked for calls (see the module's comment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syntax {
+    Generic,
+    Hermes,
+}
+
+impl Syntax {
+    /// The syntax the chat template (its source) was trained with: calls in
+    /// `<tool_call>` holding a JSON `"arguments"` object. Templates whose
+    /// `<tool_call>` holds XML (Qwen3-Coder, GLM 4) get the generic syntax.
+    pub fn of_template(source: &str) -> Syntax {
+        let json_args = source.contains(r#""arguments""#) || source.contains(r#"arguments\""#);
+        if source.contains(HERMES_OPEN) && json_args {
+            Syntax::Hermes
+        } else {
+            Syntax::Generic
+        }
+    }
+}
+
+/// `tool_choice`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Choice {
+    None,
+    Auto,
+    Required,
+    Named(String),
+}
+
+#[derive(Clone, Debug)]
+struct Tool {
+    name: String,
+    description: Option<String>,
+    /// The arguments' JSON schema (an empty object schema when absent).
+    parameters: Json,
+}
+
+/// One call the model made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// The arguments object.
+    pub arguments: Json,
+}
+
+impl ToolCall {
+    /// OpenAI's `tool_calls` entry (arguments as a JSON string); `index`
+    /// only in stream deltas.
+    pub fn openai(&self, index: Option<usize>) -> Json {
+        let mut c = json!({
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments.to_string()},
+        });
+        if let Some(i) = index {
+            c["index"] = json!(i);
+        }
+        c
+    }
+
+    /// Ollama's `tool_calls` entry (arguments as an object).
+    pub fn ollama(&self, index: usize) -> Json {
+        json!({
+            "id": self.id,
+            "function": {"index": index, "name": self.name, "arguments": self.arguments},
+        })
+    }
+}
+
+/// A reply read for calls: the text meant for the user, and the calls.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reply {
+    pub content: Option<String>,
+    pub calls: Vec<ToolCall>,
+}
+
+/// A chat request's tools, as its model's template will see them.
+#[derive(Clone, Debug)]
+pub struct ToolUse {
+    syntax: Syntax,
+    tools: Vec<Tool>,
+    choice: Choice,
+    parallel: bool,
+}
+
+impl Default for ToolUse {
+    /// No tools.
+    fn default() -> ToolUse {
+        ToolUse {
+            syntax: Syntax::Generic,
+            tools: Vec::new(),
+            choice: Choice::None,
+            parallel: false,
+        }
+    }
+}
+
+/// `call_` + 24 random hex digits, as OpenAI's ids look.
+pub fn new_call_id() -> String {
+    format!("call_{:024x}", rand::random::<u128>() >> 32)
+}
+
+fn bad(msg: String) -> ApiError {
+    ApiError::bad_request(msg)
+}
+
+impl ToolUse {
+    /// Checks `tools` (OpenAI's and Ollama's shape: `[{"type": "function",
+    /// "function": {"name", "description", "parameters"}}]`), `tool_choice`
+    /// and `parallel_tool_calls` (llama-server's default: off).
+    pub fn parse(
+        tools: Option<&Json>,
+        choice: Option<&Json>,
+        parallel: Option<bool>,
+        syntax: Syntax,
+    ) -> Result<ToolUse, ApiError> {
+        let list: &[Json] = match tools {
+            None | Some(Json::Null) => &[],
+            Some(Json::Array(a)) => a,
+            Some(_) => return Err(bad("tools: expected a list of tools".into())),
+        };
+        if list.len() > MAX_TOOLS {
+            return Err(bad(format!(
+                "tools: {} tools, at most {MAX_TOOLS} are allowed",
+                list.len()
+            )));
+        }
+        let mut parsed: Vec<Tool> = Vec::with_capacity(list.len());
+        for (i, t) in list.iter().enumerate() {
+            let at = format!("tools[{i}]");
+            match t.get("type").and_then(Json::as_str) {
+                Some("function") | None => {}
+                Some(other) => {
+                    return Err(bad(format!(
+                        "{at}.type: only \"function\" tools are supported, got \"{other}\""
+                    )))
+                }
+            }
+            let f = t
+                .get("function")
+                .and_then(Json::as_object)
+                .ok_or_else(|| bad(format!("{at}.function: missing")))?;
+            let name = f
+                .get("name")
+                .and_then(Json::as_str)
+                .ok_or_else(|| bad(format!("{at}.function.name: missing")))?;
+            let name_ok = !name.is_empty()
+                && name.len() <= MAX_NAME
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+            if !name_ok {
+                return Err(bad(format!(
+                    "{at}.function.name: '{name}' must be 1 to {MAX_NAME} letters, digits, '_', '-' or '.'"
+                )));
+            }
+            if parsed.iter().any(|p| p.name == name) {
+                return Err(bad(format!(
+                    "{at}.function.name: '{name}' is offered twice"
+                )));
+            }
+            let parameters = match f.get("parameters") {
+                None | Some(Json::Null) => json!({"type": "object", "properties": {}}),
+                Some(p @ Json::Object(_)) => p.clone(),
+                Some(_) => {
+                    return Err(bad(format!(
+                        "{at}.function.parameters: expected a JSON schema object"
+                    )))
+                }
+            };
+            parsed.push(Tool {
+                name: name.to_string(),
+                description: f
+                    .get("description")
+                    .and_then(Json::as_str)
+                    .map(str::to_string),
+                parameters,
+            });
+        }
+        let choice = match choice {
+            None | Some(Json::Null) => {
+                if parsed.is_empty() {
+                    Choice::None
+                } else {
+                    Choice::Auto
+                }
+            }
+            Some(Json::String(s)) => match s.as_str() {
+                "none" => Choice::None,
+                "auto" => Choice::Auto,
+                "required" => Choice::Required,
+                other => {
+                    return Err(bad(format!(
+                        "tool_choice: expected none, auto, required or a function, got \"{other}\""
+                    )))
+                }
+            },
+            Some(c @ Json::Object(_)) => {
+                let name = c
+                    .get("function")
+                    .and_then(|f| f.get("name"))
+                    .and_then(Json::as_str)
+                    .ok_or_else(|| bad("tool_choice.function.name: missing".into()))?;
+                if !parsed.iter().any(|t| t.name == name) {
+                    return Err(bad(format!(
+                        "tool_choice: '{name}' is not one of the tools offered"
+                    )));
+                }
+                Choice::Named(name.to_string())
+            }
+            Some(other) => return Err(bad(format!("tool_choice: unexpected value {other}"))),
+        };
+        if parsed.is_empty() && matches!(choice, Choice::Required | Choice::Named(_)) {
+            return Err(bad("tool_choice: no tools are offered".into()));
+        }
+        let use_ = ToolUse {
+            syntax,
+            tools: parsed,
+            choice,
+            parallel: parallel.unwrap_or(false),
+        };
+        // Refuse a schema the constraint cannot enforce now, not at the first token.
+        use_.format()?;
+        Ok(use_)
+    }
+
+    /// Tools are offered and may be called.
+    pub fn active(&self) -> bool {
+        !self.tools.is_empty() && self.choice != Choice::None
+    }
+
+    /// The reply is a call object right away (Hermes, required or named).
+    fn forced(&self) -> bool {
+        self.syntax == Syntax::Hermes && matches!(self.choice, Choice::Required | Choice::Named(_))
+    }
+
+    /// The tools a call may name.
+    fn callable(&self) -> impl Iterator<Item = (usize, &Tool)> {
+        self.tools
+            .iter()
+            .enumerate()
+            .filter(move |(_, t)| match &self.choice {
+                Choice::Named(n) => &t.name == n,
+                _ => true,
+            })
+    }
+
+    /// The `tools` variable of a template that describes tools itself.
+    pub fn template_tools(&self) -> Option<Json> {
+        if !self.active() || self.syntax != Syntax::Hermes {
+            return None;
+        }
+        let list = self
+            .tools
+            .iter()
+            .map(|t| {
+                let mut f = json!({"name": t.name});
+                if let Some(d) = &t.description {
+                    f["description"] = json!(d);
+                }
+                f["parameters"] = t.parameters.clone();
+                json!({"type": "function", "function": f})
+            })
+            .collect();
+        Some(Json::Array(list))
+    }
+
+    /// Text the prompt ends with, after the template's assistant opening.
+    pub fn prompt_suffix(&self) -> &'static str {
+        if self.forced() {
+            "<tool_call>\n"
+        } else {
+            ""
+        }
+    }
+
+    /// The constraint on the reply, `None` where it is free text.
+    pub fn format(&self) -> Result<Option<OutputFormat>, ApiError> {
+        if !self.active() || (self.syntax == Syntax::Hermes && !self.forced()) {
+            return Ok(None);
+        }
+        let schema = self.reply_schema();
+        let compiled = Schema::compile(&schema).map_err(|e| bad(self.schema_error(&e)))?;
+        Ok(Some(OutputFormat::JsonSchema(std::sync::Arc::new(
+            compiled,
+        ))))
+    }
+
+    /// Names the tool whose parameters a schema error comes from.
+    fn schema_error(&self, e: &str) -> String {
+        // From the last, so tool_1 does not claim tool_12's errors.
+        for (i, t) in self.tools.iter().enumerate().rev() {
+            if e.contains(&format!("#/$defs/tool_{i}")) {
+                return format!("tools[{i}].function.parameters ('{}'): {e}", t.name);
+            }
+        }
+        format!("tools: {e}")
+    }
+
+    /// One call's schema: `{"name": const, "arguments": parameters}`.
+    fn call_schema(i: usize, t: &Tool) -> Json {
+        json!({
+            "type": "object",
+            "properties": {
+                "name": {"const": t.name},
+                "arguments": {"$ref": format!("#/$defs/tool_{i}")},
+            },
+            "required": ["name", "arguments"],
+        })
+    }
+
+    /// The schema of the whole reply. Each tool's parameters sit under
+    /// `$defs/tool_i`, their own local references moved with them.
+    fn reply_schema(&self) -> Json {
+        let calls: Vec<Json> = self
+            .callable()
+            .map(|(i, t)| Self::call_schema(i, t))
+            .collect();
+        let call = if calls.len() == 1 {
+            calls[0].clone()
+        } else {
+            json!({"anyOf": calls})
+        };
+        let mut defs = Map::new();
+        for (i, t) in self.tools.iter().enumerate() {
+            let mut p = t.parameters.clone();
+            rebase_refs(&mut p, &format!("#/$defs/tool_{i}"));
+            defs.insert(format!("tool_{i}"), p);
+        }
+        let mut schema = if self.forced() {
+            call
+        } else {
+            let calls = if self.parallel {
+                json!({
+                    "type": "object",
+                    "properties": {"tool_calls": {"type": "array", "items": call, "minItems": 1}},
+                    "required": ["tool_calls"],
+                })
+            } else {
+                json!({
+                    "type": "object",
+                    "properties": {"tool_call": call},
+                    "required": ["tool_call"],
+                })
+            };
+            match self.choice {
+                Choice::Auto => json!({"anyOf": [calls, {
+                    "type": "object",
+                    "properties": {"response": {"type": "string"}},
+                    "required": ["response"],
+                }]}),
+                _ => calls,
+            }
+        };
+        schema["$defs"] = Json::Object(defs);
+        schema
+    }
+
+    /// The generic syntax's system message: the tools, and the reply's shape.
+    fn instructions(&self) -> String {
+        let list: Vec<Json> = self
+            .tools
+            .iter()
+            .map(|t| {
+                let mut f = json!({"name": t.name});
+                if let Some(d) = &t.description {
+                    f["description"] = json!(d);
+                }
+                f["parameters"] = t.parameters.clone();
+                f
+            })
+            .collect();
+        let one = r#"{"name": "<tool name>", "arguments": {<its arguments>}}"#;
+        let call = if self.parallel {
+            format!(r#"{{"tool_calls": [{one}, ...]}}"#)
+        } else {
+            format!(r#"{{"tool_call": {one}}}"#)
+        };
+        let mut s = format!(
+            "You can call these tools; each one's \"parameters\" is the JSON schema of its arguments:\n{}\n\n",
+            Json::Array(list)
+        );
+        match &self.choice {
+            Choice::Named(n) => s.push_str(&format!(
+                "Reply with one JSON object that calls the tool {n}: {call}"
+            )),
+            Choice::Required => s.push_str(&format!(
+                "Reply with one JSON object that calls a tool: {call}"
+            )),
+            _ => s.push_str(&format!(
+                "Reply with one JSON object: {call} to call a tool, or {{\"response\": \"<your answer>\"}} to answer the user."
+            )),
+        }
+        s
+    }
+
+    /// The conversation as the template gets it: in the generic syntax
+    /// earlier calls become the JSON the model wrote, tool results a user
+    /// turn (unless the template knows the tool role), and the tools a
+    /// system message; in Hermes the template writes calls itself.
+    pub fn messages(&self, template: &str, mut msgs: Vec<ChatMessage>) -> Vec<ChatMessage> {
+        if self.syntax == Syntax::Generic {
+            let tool_role = template.contains("'tool'") || template.contains("\"tool\"");
+            let mut names: Vec<(String, String)> = Vec::new();
+            for m in msgs.iter_mut() {
+                if let Some(calls) = m.tool_calls.take() {
+                    let list: Vec<Json> = calls
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|c| {
+                            let f = &c["function"];
+                            if let (Some(id), Some(n)) = (c["id"].as_str(), f["name"].as_str()) {
+                                names.push((id.to_string(), n.to_string()));
+                            }
+                            json!({"name": f["name"], "arguments": f["arguments"]})
+                        })
+                        .collect();
+                    let obj = if list.len() == 1 && !self.parallel {
+                        json!({"tool_call": list[0]})
+                    } else {
+                        json!({"tool_calls": list})
+                    };
+                    m.content = obj.to_string();
+                } else if m.role == "assistant" && self.active() {
+                    // An earlier text answer, as the model would have written it.
+                    m.content = json!({"response": m.content}).to_string();
+                }
+                if m.role == "tool" && !tool_role {
+                    let name = m.name.clone().or_else(|| {
+                        let id = m.tool_call_id.as_deref()?;
+                        names.iter().find(|(i, _)| i == id).map(|(_, n)| n.clone())
+                    });
+                    m.role = "user".into();
+                    m.content =
+                        json!({"tool_response": {"name": name, "content": m.content}}).to_string();
+                }
+            }
+            if self.active() {
+                let text = self.instructions();
+                match msgs.first_mut() {
+                    Some(m) if m.role == "system" => {
+                        m.content = format!("{}\n\n{text}", m.content);
+                    }
+                    _ => msgs.insert(0, ChatMessage::new("system", text)),
+                }
+            }
+        }
+        msgs
+    }
+
+    /// Reads the calls out of a finished reply.
+    pub fn reply(&self, text: &str) -> Reply {
+        if !self.active() {
+            return Reply {
+                content: Some(text.to_string()),
+                calls: Vec::new(),
+            };
+        }
+        let whole = || Reply {
+            content: Some(text.to_string()),
+            calls: Vec::new(),
+        };
+        if self.forced() {
+            return match serde_json::from_str::<Json>(text.trim())
+                .ok()
+                .and_then(|v| call(&v))
+            {
+                Some(c) => Reply {
+                    content: None,
+                    calls: vec![c],
+                },
+                None => whole(),
+            };
+        }
+        match self.syntax {
+            Syntax::Generic => {
+                let Ok(v) = serde_json::from_str::<Json>(text.trim()) else {
+                    // Cut short (max_tokens): an answer as far as it got, else the text.
+                    return match response_prefix(text) {
+                        Some(p) => Reply {
+                            content: Some(p),
+                            calls: Vec::new(),
+                        },
+                        None => whole(),
+                    };
+                };
+                if let Some(c) = v.get("tool_call").and_then(call) {
+                    return Reply {
+                        content: None,
+                        calls: vec![c],
+                    };
+                }
+                if let Some(list) = v.get("tool_calls").and_then(Json::as_array) {
+                    let calls: Option<Vec<ToolCall>> = list.iter().map(call).collect();
+                    if let Some(calls) = calls.filter(|c| !c.is_empty()) {
+                        return Reply {
+                            content: None,
+                            calls,
+                        };
+                    }
+                }
+                match v.get("response") {
+                    Some(Json::String(s)) => Reply {
+                        content: Some(s.clone()),
+                        calls: Vec::new(),
+                    },
+                    _ => whole(),
+                }
+            }
+            Syntax::Hermes => hermes_reply(text),
+        }
+    }
+
+    /// What of a reply so far is surely text for the user.
+    fn visible<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        if !self.active() || self.forced() {
+            return if self.active() {
+                "".into()
+            } else {
+                text.into()
+            };
+        }
+        match self.syntax {
+            Syntax::Generic => response_prefix(text).unwrap_or_default().into(),
+            Syntax::Hermes => {
+                let t = text.trim_start();
+                let end = match t.find(HERMES_OPEN) {
+                    Some(i) => i,
+                    // Held back: a tail that may be the start of `<tool_call>`.
+                    None => t
+                        .rfind('<')
+                        .filter(|&i| HERMES_OPEN.starts_with(&t[i..]))
+                        .unwrap_or(t.len()),
+                };
+                t[..end].into()
+            }
+        }
+    }
+}
+
+/// A reply with tools read as it streams.
+pub struct ReplyStream {
+    tools: ToolUse,
+    text: String,
+    /// The text shown so far.
+    shown: String,
+}
+
+impl ReplyStream {
+    pub fn new(tools: ToolUse) -> ReplyStream {
+        ReplyStream {
+            tools,
+            text: String::new(),
+            shown: String::new(),
+        }
+    }
+
+    /// Adds a piece of the reply; returns the text to show now (often empty).
+    pub fn push(&mut self, piece: &str) -> String {
+        self.text.push_str(piece);
+        let visible = self.tools.visible(&self.text);
+        match visible.strip_prefix(self.shown.as_str()) {
+            Some(new) if !new.is_empty() => {
+                let new = new.to_string();
+                self.shown.push_str(&new);
+                new
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// The whole reply read for calls, and the part of its text not yet shown.
+    pub fn finish(&self) -> (String, Reply) {
+        let reply = self.tools.reply(&self.text);
+        let rest = reply
+            .content
+            .as_deref()
+            .and_then(|c| c.strip_prefix(self.shown.as_str()))
+            .unwrap_or_default()
+            .to_string();
+        (rest, reply)
+    }
+}
+
+/// The generic syntax's answer as far as it is written: the decoded
+/// `"response"` string of `{"response": "...`, `None` before its key is
+/// known or when the key is another.
+fn response_prefix(text: &str) -> Option<String> {
+    let rest = text.trim_start().strip_prefix('{')?.trim_start();
+    let rest = rest.strip_prefix(r#""response""#)?.trim_start();
+    let rest = rest.strip_prefix(':')?.trim_start();
+    let mut chars = rest.strip_prefix('"')?.chars();
+    let mut out = String::new();
+    // A `\u` escape (two for a surrogate pair) is decoded once complete.
+    let hex4 = |c: &mut std::str::Chars| -> Option<u32> {
+        let h: String = c.by_ref().take(4).collect();
+        (h.len() == 4).then(|| u32::from_str_radix(&h, 16).ok())?
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => break,
+            '\\' => {
+                let e = match chars.next() {
+                    Some('n') => '\n',
+                    Some('t') => '\t',
+                    Some('r') => '\r',
+                    Some('b') => '\u{8}',
+                    Some('f') => '\u{c}',
+                    Some('u') => {
+                        let Some(hi) = hex4(&mut chars) else { break };
+                        let code = if (0xD800..0xDC00).contains(&hi) {
+                            if chars.next() != Some('\\') || chars.next() != Some('u') {
+                                break;
+                            }
+                            let Some(lo) = hex4(&mut chars) else { break };
+                            0x10000 + ((hi - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF)
+                        } else {
+                            hi
+                        };
+                        match char::from_u32(code) {
+                            Some(ch) => ch,
+                            None => break,
+                        }
+                    }
+                    Some(other) => other,
+                    None => break,
+                };
+                out.push(e);
+            }
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+/// `{"name": "...", "arguments": {...}}` as a call; arguments written as a
+/// JSON string (or as llama 3's `parameters`) are accepted too.
+fn call(v: &Json) -> Option<ToolCall> {
+    let name = v.get("name")?.as_str()?;
+    let args = v.get("arguments").or_else(|| v.get("parameters"));
+    let arguments = match args {
+        None | Some(Json::Null) => json!({}),
+        Some(Json::String(s)) => serde_json::from_str(s).ok()?,
+        Some(a @ Json::Object(_)) => a.clone(),
+        Some(_) => return None,
+    };
+    Some(ToolCall {
+        id: new_call_id(),
+        name: name.to_string(),
+        arguments,
+    })
+}
+
+/// `<tool_call>...</tool_call>` blocks out of free text; a block that is
+/// not a call stays in the text.
+fn hermes_reply(text: &str) -> Reply {
+    let mut content = String::new();
+    let mut calls = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(HERMES_OPEN) {
+        let inner_from = start + HERMES_OPEN.len();
+        let (inner, next) = match rest[inner_from..].find(HERMES_CLOSE) {
+            Some(end) => (
+                &rest[inner_from..inner_from + end],
+                inner_from + end + HERMES_CLOSE.len(),
+            ),
+            None => (&rest[inner_from..], rest.len()),
+        };
+        match serde_json::from_str::<Json>(inner.trim())
+            .ok()
+            .and_then(|v| call(&v))
+        {
+            Some(c) => {
+                content.push_str(&rest[..start]);
+                calls.push(c);
+            }
+            None => content.push_str(&rest[..next]),
+        }
+        rest = &rest[next..];
+    }
+    content.push_str(rest);
+    let content = content.trim();
+    Reply {
+        content: (!content.is_empty() || calls.is_empty()).then(|| content.to_string()),
+        calls,
+    }
+}
+
+/// Points a schema's local references (`#`, `#/...`) at where it now sits.
+fn rebase_refs(v: &mut Json, base: &str) {
+    match v {
+        Json::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                match x {
+                    Json::String(r) if k == "$ref" && r.starts_with('#') => {
+                        *r = format!("{base}{}", &r[1..]);
+                    }
+                    _ => rebase_refs(x, base),
+                }
+            }
+        }
+        Json::Array(a) => a.iter_mut().for_each(|x| rebase_refs(x, base)),
+        _ => {}
+    }
+}
+
+/// An assistant message's `tool_calls` from either API, in transformers'
+/// shape (arguments an object): OpenAI sends arguments as a JSON string,
+/// Ollama as an object; a missing id gets one.
+pub fn history_calls(v: &Json, at: &str) -> Result<Json, ApiError> {
+    let list = v
+        .as_array()
+        .ok_or_else(|| bad(format!("{at}: expected a list of calls")))?;
+    let mut out = Vec::with_capacity(list.len());
+    for (j, c) in list.iter().enumerate() {
+        let at = format!("{at}[{j}]");
+        let f = c
+            .get("function")
+            .ok_or_else(|| bad(format!("{at}.function: missing")))?;
+        let name = f
+            .get("name")
+            .and_then(Json::as_str)
+            .ok_or_else(|| bad(format!("{at}.function.name: missing")))?;
+        let arguments = match f.get("arguments") {
+            None | Some(Json::Null) => json!({}),
+            Some(Json::String(s)) => serde_json::from_str::<Json>(s)
+                .ok()
+                .filter(Json::is_object)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "{at}.function.arguments: not a JSON object: {s:.80}"
+                    ))
+                })?,
+            Some(a @ Json::Object(_)) => a.clone(),
+            Some(other) => {
+                return Err(bad(format!(
+                    "{at}.function.arguments: expected an object or a JSON string, got {other}"
+                )))
+            }
+        };
+        let id = c
+            .get("id")
+            .and_then(Json::as_str)
+            .map_or_else(new_call_id, str::to_string);
+        out.push(json!({
+            "type": "function",
+            "id": id,
+            "function": {"name": name, "arguments": arguments},
+        }));
+    }
+    Ok(Json::Array(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weather() -> Json {
+        json!([{"type": "function", "function": {
+            "name": "get_weather",
+            "description": "Current weather in a city",
+            "parameters": {"type": "object", "properties": {
+                "city": {"type": "string"},
+                "unit": {"enum": ["celsius", "fahrenheit"]}
+            }, "required": ["city"]}
+        }}, {"type": "function", "function": {"name": "now"}}])
+    }
+
+    fn parse(choice: Option<Json>, parallel: bool, syntax: Syntax) -> ToolUse {
+        ToolUse::parse(Some(&weather()), choice.as_ref(), Some(parallel), syntax).unwrap()
+    }
+
+    fn fits(u: &ToolUse, text: &str) -> bool {
+        let Some(OutputFormat::JsonSchema(s)) = u.format().unwrap() else {
+            panic!("no schema")
+        };
+        let st = crate::engine::json_output::SchemaState::new(&s);
+        st.after(&s, text.as_bytes()).is_some_and(|st| st.is_done())
+    }
+
+    #[test]
+    fn requests_are_checked_by_name() {
+        let err = |tools: Json, choice: Option<Json>| {
+            ToolUse::parse(Some(&tools), choice.as_ref(), None, Syntax::Generic)
+                .expect_err("refused")
+                .message
+        };
+        assert!(err(json!({}), None).contains("tools: expected a list"));
+        assert!(err(json!([{"type": "code_interpreter"}]), None).contains("tools[0].type"));
+        assert!(err(json!([{"function": {}}]), None).contains("tools[0].function.name"));
+        assert!(err(json!([{"function": {"name": "a b"}}]), None).contains("'a b'"));
+        let dup = json!([{"function": {"name": "a"}}, {"function": {"name": "a"}}]);
+        assert!(err(dup, None).contains("offered twice"));
+        assert!(err(weather(), Some(json!("sometimes"))).contains("tool_choice"));
+        let named = json!({"type": "function", "function": {"name": "nope"}});
+        assert!(err(weather(), Some(named)).contains("'nope' is not one of"));
+        assert!(
+            ToolUse::parse(None, Some(&json!("required")), None, Syntax::Generic)
+                .expect_err("no tools")
+                .message
+                .contains("no tools")
+        );
+        let bad_schema = json!([{"function": {"name": "f", "parameters":
+            {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}}}}]);
+        let e = err(bad_schema, None);
+        assert!(
+            e.contains("tools[0].function.parameters ('f')") && e.contains("minimum"),
+            "{e}"
+        );
+        let u = ToolUse::parse(Some(&json!([])), None, None, Syntax::Generic).unwrap();
+        assert!(!u.active());
+        assert!(!parse(Some(json!("none")), false, Syntax::Generic).active());
+    }
+
+    #[test]
+    fn generic_replies_are_constrained_to_calls_or_a_response() {
+        let auto = parse(None, false, Syntax::Generic);
+        assert!(fits(
+            &auto,
+            r#"{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}}"#
+        ));
+        assert!(fits(
+            &auto,
+            r#"{"tool_call": {"name": "now", "arguments": {}}}"#
+        ));
+        assert!(fits(&auto, r#"{"response": "Hello"}"#));
+        assert!(!fits(
+            &auto,
+            r#"{"tool_call": {"name": "get_time", "arguments": {}}}"#
+        ));
+        assert!(!fits(
+            &auto,
+            r#"{"tool_call": {"name": "get_weather", "arguments": {"unit": "celsius"}}}"#
+        ));
+        let required = parse(Some(json!("required")), false, Syntax::Generic);
+        assert!(!fits(&required, r#"{"response": "Hello"}"#));
+        let named = parse(
+            Some(json!({"type": "function", "function": {"name": "now"}})),
+            true,
+            Syntax::Generic,
+        );
+        assert!(fits(
+            &named,
+            r#"{"tool_calls": [{"name": "now", "arguments": {}}, {"name": "now", "arguments": {}}]}"#
+        ));
+        assert!(!fits(
+            &named,
+            r#"{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}"#
+        ));
+        assert!(!fits(&named, r#"{"tool_calls": []}"#));
+    }
+
+    #[test]
+    fn parameters_keep_their_own_references() {
+        let tools = json!([{"function": {"name": "tree", "parameters": {
+            "type": "object",
+            "$defs": {"node": {"type": "object", "properties": {
+                "v": {"type": "integer"},
+                "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}
+            }, "required": ["v"]}},
+            "properties": {"root": {"$ref": "#/$defs/node"}},
+            "required": ["root"]
+        }}}]);
+        let u = ToolUse::parse(
+            Some(&tools),
+            Some(&json!("required")),
+            None,
+            Syntax::Generic,
+        )
+        .unwrap();
+        assert!(fits(
+            &u,
+            r#"{"tool_call": {"name": "tree", "arguments": {"root": {"v": 1, "kids": [{"v": 2}]}}}}"#
+        ));
+        assert!(!fits(
+            &u,
+            r#"{"tool_call": {"name": "tree", "arguments": {"root": {"kids": []}}}}"#
+        ));
+    }
+
+    #[test]
+    fn generic_replies_are_read() {
+        let u = parse(None, false, Syntax::Generic);
+        let r =
+            u.reply(r#" {"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}}"#);
+        assert_eq!(r.content, None);
+        assert_eq!(r.calls.len(), 1);
+        assert_eq!(r.calls[0].name, "get_weather");
+        assert_eq!(r.calls[0].arguments, json!({"city": "Paris"}));
+        assert!(r.calls[0].id.starts_with("call_"));
+        let r = u.reply(r#"{"response": "It is sunny."}"#);
+        assert_eq!(
+            (r.content.as_deref(), r.calls.len()),
+            (Some("It is sunny."), 0)
+        );
+        // Cut short by max_tokens: the text as it is.
+        let r = u.reply(r#"{"tool_call": {"name": "get_we"#);
+        assert_eq!(
+            r.content.as_deref(),
+            Some(r#"{"tool_call": {"name": "get_we"#)
+        );
+        let p = parse(None, true, Syntax::Generic);
+        let r = p.reply(r#"{"tool_calls": [{"name": "now", "arguments": {}}, {"name": "get_weather", "arguments": {"city": "Rome"}}]}"#);
+        assert_eq!(r.calls.len(), 2);
+        assert_ne!(r.calls[0].id, r.calls[1].id);
+        let c = r.calls[1].openai(Some(1));
+        assert_eq!(c["function"]["arguments"], json!(r#"{"city":"Rome"}"#));
+        assert_eq!(c["index"], json!(1));
+        assert_eq!(
+            r.calls[1].ollama(1)["function"]["arguments"]["city"],
+            "Rome"
+        );
+    }
+
+    /// Streams `pieces` and returns (everything shown, the final reply).
+    fn stream(u: &ToolUse, pieces: &[&str]) -> (Vec<String>, Reply) {
+        let mut r = ReplyStream::new(u.clone());
+        let mut shown: Vec<String> = pieces.iter().map(|p| r.push(p)).collect();
+        let (rest, reply) = r.finish();
+        shown.push(rest);
+        (shown, reply)
+    }
+
+    #[test]
+    fn streamed_replies_show_only_text_for_the_user() {
+        let g = parse(None, false, Syntax::Generic);
+        let (shown, r) = stream(
+            &g,
+            &[
+                "{",
+                "\"res",
+                "ponse\": \"Hi",
+                " th\\",
+                "\"ere\\u00e9\\ud83e",
+                "\\udd99",
+                "\"}",
+            ],
+        );
+        assert_eq!(shown, ["", "", "Hi", " th", "\"ereé", "🦙", "", ""]);
+        assert_eq!(r.content.as_deref(), Some("Hi th\"ereé🦙"));
+        let (shown, r) = stream(
+            &g,
+            &[
+                "{\"tool_call\": {\"name\": \"now\", ",
+                "\"arguments\": {}}}",
+            ],
+        );
+        assert!(shown.iter().all(String::is_empty), "{shown:?}");
+        assert_eq!(r.calls.len(), 1);
+        // Cut short inside the answer: the answer as far as it got.
+        let (shown, r) = stream(&g, &["{\"response\": \"Hel", "lo wor"]);
+        assert_eq!(shown.concat(), "Hello wor");
+        assert_eq!(r.content.as_deref(), Some("Hello wor"));
+
+        let h = parse(None, false, Syntax::Hermes);
+        let (shown, r) = stream(
+            &h,
+            &[
+                "\nLet me ",
+                "check.<tool",
+                "_call>\n{\"name\": \"now\", \"arguments\": {}}",
+                "\n</tool_call>",
+            ],
+        );
+        assert_eq!(shown.concat(), "Let me check.");
+        assert_eq!((shown[0].as_str(), shown[1].as_str()), ("Let me ", "check."));
+        assert_eq!(r.calls.len(), 1);
+        let (shown, r) = stream(&h, &["a < b", " and <tool", " is a tag"]);
+        assert_eq!(shown.concat(), "a < b and <tool is a tag");
+        assert_eq!(r.content.as_deref(), Some("a < b and <tool is a tag"));
+        let forced = parse(Some(json!("required")), false, Syntax::Hermes);
+        let (shown, _) = stream(&forced, &["{\"name\": \"now\", \"arguments\": {}}"]);
+        assert!(shown.iter().all(String::is_empty));
+    }
+
+    #[test]
+    fn the_syntax_follows_the_template() {
+        let qwen = r#"<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>"#;
+        assert_eq!(Syntax::of_template(qwen), Syntax::Hermes);
+        let xml = "<tool_call>\n<function={{ tool_call.name }}>\n{% for k, v in tool_call.arguments | items %}";
+        assert_eq!(Syntax::of_template(xml), Syntax::Generic);
+        let chatml =
+            "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>'}}";
+        assert_eq!(Syntax::of_template(chatml), Syntax::Generic);
+        // Qwen 2.5's and Hermes 3's own templates.
+        let f: Json =
+            serde_json::from_str(include_str!("../../tests/fixtures/tokenizer/tools.json"))
+                .unwrap();
+        for (key, t) in f["templates"].as_object().unwrap() {
+            let src = t["source"].as_str().unwrap();
+            assert_eq!(Syntax::of_template(src), Syntax::Hermes, "{key}");
+        }
+    }
+
+    #[test]
+    fn hermes_replies_are_read_and_forced_when_required() {
+        let u = parse(None, false, Syntax::Hermes);
+        assert!(u.format().unwrap().is_none());
+        assert_eq!(u.prompt_suffix(), "");
+        assert!(u.template_tools().is_some());
+        let r = u.reply(
+            "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"now\", \"arguments\": \"{}\"}\n</tool_call>",
+        );
+        assert_eq!(r.content.as_deref(), Some("Let me check."));
+        assert_eq!(r.calls.len(), 2);
+        assert_eq!(r.calls[1].arguments, json!({}));
+        let r = u.reply("<tool_call>not json</tool_call> plain");
+        assert_eq!(
+            (r.content.as_deref(), r.calls.len()),
+            (Some("<tool_call>not json</tool_call> plain"), 0)
+        );
+        let r = u.reply("Just text.");
+        assert_eq!(r.content.as_deref(), Some("Just text."));
+        let forced = parse(Some(json!("required")), false, Syntax::Hermes);
+        assert_eq!(forced.prompt_suffix(), "<tool_call>\n");
+        assert!(fits(
+            &forced,
+            r#"{"name": "get_weather", "arguments": {"city": "Oslo"}}"#
+        ));
+        assert!(!fits(
+            &forced,
+            r#"{"tool_call": {"name": "now", "arguments": {}}}"#
+        ));
+        let r = forced.reply(r#"{"name": "now", "arguments": {}}"#);
+        assert_eq!((r.content, r.calls.len()), (None, 1));
+        let none = parse(Some(json!("none")), false, Syntax::Hermes);
+        assert!(none.template_tools().is_none());
+    }
+
+    #[test]
+    fn generic_history_is_written_in_the_generic_json() {
+        let u = parse(None, false, Syntax::Generic);
+        let mut call = ChatMessage::new("assistant", "");
+        call.tool_calls = Some(
+            history_calls(
+                &json!([{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]),
+                "messages[1].tool_calls",
+            )
+            .unwrap(),
+        );
+        let mut result = ChatMessage::new("tool", "12 C");
+        result.tool_call_id = Some("call_1".into());
+        let msgs = vec![
+            ChatMessage::new("user", "Weather in Oslo?"),
+            call,
+            result,
+            ChatMessage::new("assistant", "It is 12 C."),
+        ];
+        let out = u.messages("{{ message.content }}", msgs);
+        assert_eq!(out[0].role, "system");
+        assert!(
+            out[0].content.contains("\"get_weather\""),
+            "{}",
+            out[0].content
+        );
+        assert_eq!(
+            serde_json::from_str::<Json>(&out[2].content).unwrap(),
+            json!({"tool_call": {"name": "get_weather", "arguments": {"city": "Oslo"}}})
+        );
+        assert!(out[2].tool_calls.is_none());
+        assert_eq!(out[3].role, "user");
+        assert_eq!(
+            serde_json::from_str::<Json>(&out[3].content).unwrap(),
+            json!({"tool_response": {"name": "get_weather", "content": "12 C"}})
+        );
+        assert_eq!(out[4].content, r#"{"response":"It is 12 C."}"#);
+        // A template that knows the tool role keeps it.
+        let mut result = ChatMessage::new("tool", "12 C");
+        result.tool_call_id = Some("call_1".into());
+        let out = u.messages("{% if message.role == 'tool' %}", vec![result]);
+        assert_eq!(
+            (out[1].role.as_str(), out[1].content.as_str()),
+            ("tool", "12 C")
+        );
+        let e = history_calls(
+            &json!([{"function": {"name": "f", "arguments": "[1"}}]),
+            "messages[1].tool_calls",
+        )
+        .expect_err("not JSON");
+        assert!(e
+            .message
+            .contains("messages[1].tool_calls[0].function.arguments"));
+    }
+}
