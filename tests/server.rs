@@ -349,6 +349,16 @@ fn health_models_tags_show_version() {
     assert_eq!(t["models"][0]["name"], ALIAS);
     assert_eq!(t["models"][0]["details"]["quantization_level"], "Q4_1");
     assert_eq!(t["models"][0]["details"]["family"], "llama");
+    let ps = s.get("/api/ps", Some(KEY)).json();
+    let loaded = &ps["models"][0];
+    assert_eq!(loaded["name"], ALIAS);
+    assert_eq!(loaded["context_length"], 512);
+    // Weights (93 MB file) plus 4 slots x 512 positions of f16 KV: more than the file.
+    let vram = loaded["size_vram"].as_u64().unwrap();
+    assert!(
+        vram > 93_000_000 && vram == loaded["size"].as_u64().unwrap(),
+        "{ps}"
+    );
     let show = s.ok("/api/show", &json!({"model": ALIAS}));
     assert!(show["template"].as_str().unwrap().contains("im_start"));
     assert_eq!(show["model_info"]["general.architecture"], "llama");
@@ -1752,6 +1762,7 @@ fn official_python_clients() {
         "ollama generate",
         "ollama list",
         "ollama embed",
+        "ollama ps",
         "ollama show",
         "openai tools",
         "ollama tools",

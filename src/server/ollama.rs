@@ -1,5 +1,5 @@
 //! Ollama's API: `/api/chat`, `/api/generate` (NDJSON streams unless
-//! `"stream": false`), `/api/tags`, `/api/show`, `/api/version`. One model
+//! `"stream": false`), `/api/tags`, `/api/ps`, `/api/show`, `/api/version`. One model
 //! is served: any model name is accepted and the answer carries the alias.
 
 use std::time::{Instant, SystemTime};
@@ -410,6 +410,28 @@ pub async fn tags(State(state): State<AppState>) -> Result<Response> {
             "size": m.info.file_bytes,
             "details": m.info.details(),
         })],
+    };
+    Ok(Json(json!({ "models": models })).into_response())
+}
+
+/// The loaded model, as `ollama ps` lists it: in GPU memory (weights and
+/// KV cache) until the server stops, so its expiry is far off (Ollama
+/// reports `keep_alive: -1` the same way).
+pub async fn ps(State(state): State<AppState>) -> Result<Response> {
+    let models = match state.loaded() {
+        None => vec![],
+        Some(m) => {
+            let forever = SystemTime::now() + std::time::Duration::from_secs(100 * 365 * 86_400);
+            vec![json!({
+                "name": state.alias,
+                "model": state.alias,
+                "size": m.info.gpu_bytes,
+                "details": m.info.details(),
+                "expires_at": rfc3339(forever),
+                "size_vram": m.info.gpu_bytes,
+                "context_length": m.n_ctx(),
+            })]
+        }
     };
     Ok(Json(json!({ "models": models })).into_response())
 }

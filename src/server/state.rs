@@ -120,6 +120,8 @@ pub struct ModelInfo {
     pub metadata: serde_json::Map<String, Json>,
     pub template_source: Option<String>,
     pub load_ms: f64,
+    /// GPU memory the weights and the KV cache take.
+    pub gpu_bytes: u64,
 }
 
 impl ModelInfo {
@@ -154,6 +156,7 @@ impl ModelInfo {
             metadata: scalar_metadata(g),
             template_source: template.map(|t| t.source().to_string()),
             load_ms: e.load_seconds * 1e3,
+            gpu_bytes: e.model.weight_bytes + e.model.kv_bytes,
         }
     }
 

@@ -1006,7 +1006,10 @@ mod tests {
             ],
         );
         assert_eq!(shown.concat(), "Let me check.");
-        assert_eq!((shown[0].as_str(), shown[1].as_str()), ("Let me ", "check."));
+        assert_eq!(
+            (shown[0].as_str(), shown[1].as_str()),
+            ("Let me ", "check.")
+        );
         assert_eq!(r.calls.len(), 1);
         let (shown, r) = stream(&h, &["a < b", " and <tool", " is a tag"]);
         assert_eq!(shown.concat(), "a < b and <tool is a tag");

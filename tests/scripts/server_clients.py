@@ -102,6 +102,10 @@ norm = sum(x * x for x in legacy) ** 0.5
 assert max(abs(a / norm - b) for a, b in zip(legacy, vecs[1])) < 1e-4
 ok("ollama embed")
 
+p = ol.ps()
+assert [m.model for m in p.models] == [model] and p.models[0].size_vram > 0, p
+ok("ollama ps")
+
 s = ol.show(model)
 assert "im_start" in s.template and s.details.family == "llama", s
 ok("ollama show")
