@@ -82,3 +82,59 @@ ws ::= " "?
         assert!(checked >= 11);
     }
 }
+
+/// A schema behind a trigger (tool calls in `<tool_call>` blocks): free
+/// text first (every token, control and end-of-generation ones included),
+/// the schema after the trigger (refusals allow exactly what fits), free
+/// again once the value closes.
+#[test]
+fn a_triggered_schema_binds_only_after_its_trigger() {
+    use llama_wgpu::engine::json_output::Trigger;
+    let g = Gguf::open(common::test_model_path()).unwrap();
+    let tok = Tokenizer::from_gguf(&g).unwrap();
+    let n = tok.vocab_size() as u32;
+    let eog = (0..n).find(|&i| tok.is_end_of_generation(i)).unwrap();
+    let control = (0..n)
+        .find(|&i| tok.is_control(i) && !tok.is_end_of_generation(i))
+        .unwrap();
+    let byte_token = |b: u8| (0..n).find(|&i| tok.token_bytes(i) == [b]).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        r#"{"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"},
+            "tags": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "number"}]}}},
+            "required": ["name", "age", "tags"]}"#,
+    )
+    .unwrap();
+    let format = OutputFormat::Triggered(Arc::new(Trigger::new(
+        "<tool_call>",
+        Schema::compile(&schema).unwrap(),
+    )));
+    let mut c = format.constraint().unwrap();
+    let feed = |c: &mut JsonConstraint, text: &[u8]| {
+        for &b in text {
+            let id = byte_token(b);
+            assert_eq!(c.choose(&tok, vec![(id, 0.0)], |c| c[0].0).unwrap(), id);
+        }
+    };
+    let free = |c: &JsonConstraint| {
+        assert_eq!(allowed_one_by_one(c, &tok).len(), n as usize, "all tokens");
+        assert!(c.fits(&tok, eog) && c.fits(&tok, control));
+        assert!(!c.is_done());
+    };
+    free(&c);
+    feed(&mut c, b"Sure, {not json} <tool_call>\n");
+    assert!(!c.fits(&tok, eog) && !c.fits(&tok, control));
+    let hello = tok.encode("hello", false, false).unwrap()[0];
+    assert!(!c.fits(&tok, hello));
+    for (i, &b) in REPLY.iter().enumerate() {
+        if i % 9 == 0 {
+            let fast = allowed_after_refusal(&c, &tok, eog);
+            let slow = allowed_one_by_one(&c, &tok);
+            assert!(!slow.is_empty() && !slow.contains(&eog), "at byte {i}");
+            assert_eq!(fast, slow, "at byte {i}");
+        }
+        feed(&mut c, &[b]);
+    }
+    free(&c);
+    feed(&mut c, b"\n</tool_call>");
+    free(&c);
+}

@@ -6,11 +6,11 @@
 //!
 //! - **Hermes** (the template writes `<tool_call>`: Qwen 2.5, Hermes 2/3,
 //!   SmolLM3): the template describes the tools itself (they are passed to
-//!   it as transformers passes them) and the model answers with
-//!   `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` blocks,
-//!   read out of its reply. With `tool_choice` required or named the prompt
-//!   ends in `<tool_call>\n` and the call object is constrained to the
-//!   tools' schemas.
+//!   it as transformers passes them) and the model answers in prose or with
+//!   `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` blocks, read
+//!   out of its reply; what follows each `<tool_call>` is constrained to a
+//!   call of an offered tool (a [`Trigger`]). With `tool_choice` required or
+//!   named the prompt ends in `<tool_call>\n`, so the reply is a call.
 //! - **Generic** (any other template): a system message lists the tools and
 //!   the reply is constrained to one JSON object, `{"tool_call": {"name",
 //!   "arguments"}}` (`{"tool_calls": [...]}` with `parallel_tool_calls`) or
@@ -26,7 +26,9 @@
 use serde_json::{json, Map, Value as Json};
 
 use super::errors::ApiError;
-use crate::engine::json_output::Schema;
+use std::sync::Arc;
+
+use crate::engine::json_output::{Schema, Trigger};
 use crate::engine::OutputFormat;
 use crate::tokenizer::ChatMessage;
 
@@ -316,16 +318,19 @@ impl ToolUse {
         }
     }
 
-    /// The constraint on the reply, `None` where it is free text.
+    /// The constraint on the reply, `None` without tools. In Hermes'
+    /// `auto` the reply is free but for what follows each `<tool_call>`.
     pub fn format(&self) -> Result<Option<OutputFormat>, ApiError> {
-        if !self.active() || (self.syntax == Syntax::Hermes && !self.forced()) {
+        if !self.active() {
             return Ok(None);
         }
-        let schema = self.reply_schema();
-        let compiled = Schema::compile(&schema).map_err(|e| bad(self.schema_error(&e)))?;
-        Ok(Some(OutputFormat::JsonSchema(std::sync::Arc::new(
-            compiled,
-        ))))
+        let schema =
+            Schema::compile(&self.reply_schema()).map_err(|e| bad(self.schema_error(&e)))?;
+        Ok(Some(if self.syntax == Syntax::Hermes && !self.forced() {
+            OutputFormat::Triggered(Arc::new(Trigger::new(HERMES_OPEN, schema)))
+        } else {
+            OutputFormat::JsonSchema(Arc::new(schema))
+        }))
     }
 
     /// Names the tool whose parameters a schema error comes from.
@@ -351,8 +356,9 @@ impl ToolUse {
         })
     }
 
-    /// The schema of the whole reply. Each tool's parameters sit under
-    /// `$defs/tool_i`, their own local references moved with them.
+    /// The schema of the whole reply (of a call, in Hermes). Each tool's
+    /// parameters sit under `$defs/tool_i`, their own local references
+    /// moved with them.
     fn reply_schema(&self) -> Json {
         let calls: Vec<Json> = self
             .callable()
@@ -369,7 +375,7 @@ impl ToolUse {
             rebase_refs(&mut p, &format!("#/$defs/tool_{i}"));
             defs.insert(format!("tool_{i}"), p);
         }
-        let mut schema = if self.forced() {
+        let mut schema = if self.syntax == Syntax::Hermes {
             call
         } else {
             let calls = if self.parallel {
@@ -1041,7 +1047,16 @@ mod tests {
     #[test]
     fn hermes_replies_are_read_and_forced_when_required() {
         let u = parse(None, false, Syntax::Hermes);
-        assert!(u.format().unwrap().is_none());
+        let Some(OutputFormat::Triggered(t)) = u.format().unwrap() else {
+            panic!("a trigger")
+        };
+        let st = crate::engine::json_output::TriggerState::new();
+        let st = st.after(&t, b"Sure. <tool_call>\n").unwrap();
+        assert!(st.after(&t, br#"{"name": "get_time", "#).is_none());
+        let st = st
+            .after(&t, br#"{"name": "now", "arguments": {}}"#)
+            .unwrap();
+        assert!(st.is_free());
         assert_eq!(u.prompt_suffix(), "");
         assert!(u.template_tools().is_some());
         let r = u.reply(

@@ -3,6 +3,8 @@
 //! token by token, to a prefix of one JSON object, and ends when that object
 //! closes; likewise for a JSON schema and for a GBNF grammar
 //! ([`super::grammar`]), which may also end wherever the grammar is complete.
+//! A [`Trigger`] (`trigger.rs`) leaves the reply free but for a schema
+//! value after each occurrence of a text (tool calls).
 //!
 //! [`JsonState`] (`object.rs`) recognizes any JSON object; [`SchemaState`]
 //! (`schema.rs`) one that follows a JSON schema. The sampler draws as usual
@@ -20,6 +22,9 @@ pub enum OutputFormat {
     JsonSchema(Arc<Schema>),
     /// A string of the GBNF grammar.
     Grammar(Arc<Grammar>),
+    /// Free text, except that what follows each trigger text follows the
+    /// schema (tool calls in `<tool_call>` blocks).
+    Triggered(Arc<Trigger>),
 }
 
 impl OutputFormat {
@@ -40,6 +45,9 @@ impl OutputFormat {
             OutputFormat::Grammar(g) => Some(JsonConstraint {
                 state: Recognizer::Grammar(GrammarState::new(g)),
             }),
+            OutputFormat::Triggered(t) => Some(JsonConstraint {
+                state: Recognizer::Triggered(t.clone(), TriggerState::new()),
+            }),
         }
     }
 }
@@ -47,6 +55,7 @@ impl OutputFormat {
 mod lex;
 mod object;
 mod schema;
+mod trigger;
 
 /// Deepest nesting of objects and arrays accepted.
 pub const MAX_DEPTH: u8 = 64;
@@ -57,6 +66,7 @@ pub const MAX_WHITESPACE: u8 = 24;
 
 pub use object::JsonState;
 pub use schema::{Schema, SchemaState};
+pub use trigger::{Trigger, TriggerState};
 
 use std::sync::Arc;
 
@@ -68,6 +78,7 @@ enum Recognizer {
     Object(JsonState),
     Schema(Arc<Schema>, SchemaState),
     Grammar(GrammarState),
+    Triggered(Arc<Trigger>, TriggerState),
 }
 
 impl Recognizer {
@@ -78,6 +89,9 @@ impl Recognizer {
                 st.after(s, bytes).map(|n| Recognizer::Schema(s.clone(), n))
             }
             Recognizer::Grammar(g) => g.after(bytes).map(Recognizer::Grammar),
+            Recognizer::Triggered(t, st) => st
+                .after(t, bytes)
+                .map(|n| Recognizer::Triggered(t.clone(), n)),
         }
     }
 
@@ -86,6 +100,8 @@ impl Recognizer {
             Recognizer::Object(j) => j.is_done(),
             Recognizer::Schema(_, st) => st.is_done(),
             Recognizer::Grammar(g) => g.is_done(),
+            // Free text ends when the model ends it.
+            Recognizer::Triggered(..) => false,
         }
     }
 
@@ -95,8 +111,14 @@ impl Recognizer {
     fn may_end(&self) -> bool {
         match self {
             Recognizer::Grammar(g) => g.is_accepting(),
+            Recognizer::Triggered(_, st) => st.is_free(),
             _ => false,
         }
+    }
+
+    /// Free text may hold control tokens, as unconstrained text does.
+    fn passes_control(&self) -> bool {
+        matches!(self, Recognizer::Triggered(_, st) if st.is_free())
     }
 }
 
@@ -232,8 +254,11 @@ impl JsonConstraint {
 /// generation and control tokens cannot (the reply ends by closing its
 /// object), nor tokens that print nothing.
 fn after_token(tok: &Tokenizer, state: &Recognizer, id: u32) -> Option<Recognizer> {
-    if tok.is_end_of_generation(id) || tok.is_control(id) {
+    if tok.is_end_of_generation(id) {
         return None;
+    }
+    if tok.is_control(id) {
+        return state.passes_control().then(|| state.clone());
     }
     match tok.token_bytes(id) {
         [] => None,
