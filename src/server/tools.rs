@@ -11,6 +11,11 @@
 //!   out of its reply; what follows each `<tool_call>` is constrained to a
 //!   call of an offered tool (a [`Trigger`]). With `tool_choice` required or
 //!   named the prompt ends in `<tool_call>\n`, so the reply is a call.
+//! - **Llama 3** (the template writes `{"name": ..., "parameters": ...}`
+//!   after `<|start_header_id|>`: Llama 3.1, 3.2, 3.3): the template
+//!   describes the tools; a reply that begins with `{` is one call, held to
+//!   the tools' schemas from its first byte (`required` or named: every
+//!   reply is), any other reply is prose.
 //! - **Generic** (any other template): a system message lists the tools and
 //!   the reply is constrained to one JSON object, `{"tool_call": {"name",
 //!   "arguments"}}` (`{"tool_calls": [...]}` with `parallel_tool_calls`) or
@@ -45,6 +50,7 @@ const HERMES_CLOSE: &str = "</tool_call>";
 pub enum Syntax {
     Generic,
     Hermes,
+    Llama3,
 }
 
 impl Syntax {
@@ -55,6 +61,10 @@ impl Syntax {
         let json_args = source.contains(r#""arguments""#) || source.contains(r#"arguments\""#);
         if source.contains(HERMES_OPEN) && json_args {
             Syntax::Hermes
+        } else if source.contains("<|start_header_id|>")
+            && (source.contains(r#""parameters": "#) || source.contains(r#"\"parameters\": "#))
+        {
+            Syntax::Llama3
         } else {
             Syntax::Generic
         }
@@ -273,9 +283,15 @@ impl ToolUse {
         !self.tools.is_empty() && self.choice != Choice::None
     }
 
-    /// The reply is a call object right away (Hermes, required or named).
+    /// A call must be made (`required` or named).
+    fn must_call(&self) -> bool {
+        matches!(self.choice, Choice::Required | Choice::Named(_))
+    }
+
+    /// The reply is one bare call object: Hermes' after the prompt's
+    /// `<tool_call>`, Llama 3's when a call is required.
     fn forced(&self) -> bool {
-        self.syntax == Syntax::Hermes && matches!(self.choice, Choice::Required | Choice::Named(_))
+        self.syntax != Syntax::Generic && self.must_call()
     }
 
     /// The tools a call may name.
@@ -291,7 +307,7 @@ impl ToolUse {
 
     /// The `tools` variable of a template that describes tools itself.
     pub fn template_tools(&self) -> Option<Json> {
-        if !self.active() || self.syntax != Syntax::Hermes {
+        if !self.active() || self.syntax == Syntax::Generic {
             return None;
         }
         let list = self
@@ -311,7 +327,7 @@ impl ToolUse {
 
     /// Text the prompt ends with, after the template's assistant opening.
     pub fn prompt_suffix(&self) -> &'static str {
-        if self.forced() {
+        if self.forced() && self.syntax == Syntax::Hermes {
             "<tool_call>\n"
         } else {
             ""
@@ -326,10 +342,11 @@ impl ToolUse {
         }
         let schema =
             Schema::compile(&self.reply_schema()).map_err(|e| bad(self.schema_error(&e)))?;
-        Ok(Some(if self.syntax == Syntax::Hermes && !self.forced() {
-            OutputFormat::Triggered(Arc::new(Trigger::new(HERMES_OPEN, schema)))
-        } else {
-            OutputFormat::JsonSchema(Arc::new(schema))
+        Ok(Some(match self.syntax {
+            _ if self.forced() => OutputFormat::JsonSchema(Arc::new(schema)),
+            Syntax::Hermes => OutputFormat::Triggered(Arc::new(Trigger::new(HERMES_OPEN, schema))),
+            Syntax::Llama3 => OutputFormat::Triggered(Arc::new(Trigger::at_start("{", schema))),
+            Syntax::Generic => OutputFormat::JsonSchema(Arc::new(schema)),
         }))
     }
 
@@ -344,15 +361,21 @@ impl ToolUse {
         format!("tools: {e}")
     }
 
-    /// One call's schema: `{"name": const, "arguments": parameters}`.
-    fn call_schema(i: usize, t: &Tool) -> Json {
+    /// One call's schema: `{"name": const, "arguments": parameters}`
+    /// (Llama 3 names the arguments `parameters`).
+    fn call_schema(&self, i: usize, t: &Tool) -> Json {
+        let args = if self.syntax == Syntax::Llama3 {
+            "parameters"
+        } else {
+            "arguments"
+        };
         json!({
             "type": "object",
             "properties": {
                 "name": {"const": t.name},
-                "arguments": {"$ref": format!("#/$defs/tool_{i}")},
+                args: {"$ref": format!("#/$defs/tool_{i}")},
             },
-            "required": ["name", "arguments"],
+            "required": ["name", args],
         })
     }
 
@@ -362,7 +385,7 @@ impl ToolUse {
     fn reply_schema(&self) -> Json {
         let calls: Vec<Json> = self
             .callable()
-            .map(|(i, t)| Self::call_schema(i, t))
+            .map(|(i, t)| self.call_schema(i, t))
             .collect();
         let call = if calls.len() == 1 {
             calls[0].clone()
@@ -375,7 +398,7 @@ impl ToolUse {
             rebase_refs(&mut p, &format!("#/$defs/tool_{i}"));
             defs.insert(format!("tool_{i}"), p);
         }
-        let mut schema = if self.syntax == Syntax::Hermes {
+        let mut schema = if self.syntax != Syntax::Generic {
             call
         } else {
             let calls = if self.parallel {
@@ -557,6 +580,19 @@ impl ToolUse {
                 }
             }
             Syntax::Hermes => hermes_reply(text),
+            Syntax::Llama3 => match text.trim_start().starts_with('{') {
+                true => match serde_json::from_str::<Json>(text.trim())
+                    .ok()
+                    .and_then(|v| call(&v))
+                {
+                    Some(c) => Reply {
+                        content: None,
+                        calls: vec![c],
+                    },
+                    None => whole(),
+                },
+                false => whole(),
+            },
         }
     }
 
@@ -571,6 +607,11 @@ impl ToolUse {
         }
         match self.syntax {
             Syntax::Generic => response_prefix(text).unwrap_or_default().into(),
+            // Prose once its first byte is not a call's `{`.
+            Syntax::Llama3 => match text.trim_start() {
+                t if t.starts_with('{') => "".into(),
+                t => t.into(),
+            },
             Syntax::Hermes => {
                 let t = text.trim_start();
                 let end = match t.find(HERMES_OPEN) {
@@ -1034,13 +1075,18 @@ mod tests {
         let chatml =
             "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>'}}";
         assert_eq!(Syntax::of_template(chatml), Syntax::Generic);
-        // Qwen 2.5's and Hermes 3's own templates.
+        // Qwen 2.5's, Hermes 3's, Llama 3.1's and 3.2's own templates.
         let f: Json =
             serde_json::from_str(include_str!("../../tests/fixtures/tokenizer/tools.json"))
                 .unwrap();
         for (key, t) in f["templates"].as_object().unwrap() {
             let src = t["source"].as_str().unwrap();
-            assert_eq!(Syntax::of_template(src), Syntax::Hermes, "{key}");
+            let want = if key.starts_with("llama") {
+                Syntax::Llama3
+            } else {
+                Syntax::Hermes
+            };
+            assert_eq!(Syntax::of_template(src), want, "{key}");
         }
     }
 
@@ -1086,6 +1132,51 @@ mod tests {
         assert_eq!((r.content, r.calls.len()), (None, 1));
         let none = parse(Some(json!("none")), false, Syntax::Hermes);
         assert!(none.template_tools().is_none());
+    }
+
+    #[test]
+    fn llama3_replies_are_a_call_from_their_first_byte_or_prose() {
+        let u = parse(None, false, Syntax::Llama3);
+        assert!(u.template_tools().is_some());
+        assert_eq!(u.prompt_suffix(), "");
+        let Some(OutputFormat::Triggered(t)) = u.format().unwrap() else {
+            panic!("a trigger")
+        };
+        use crate::engine::json_output::TriggerState;
+        let st = TriggerState::new().after(&t, b"\n{").unwrap();
+        assert!(st
+            .after(&t, br#""name": "get_weather", "arguments""#)
+            .is_none());
+        let st = st
+            .after(
+                &t,
+                br#""name": "get_weather", "parameters": {"city": "Rome"}}"#,
+            )
+            .unwrap();
+        assert!(st.is_free());
+        assert!(TriggerState::new()
+            .after(&t, b"Use {braces} freely")
+            .unwrap()
+            .is_free());
+        let r = u.reply(r#" {"name": "get_weather", "parameters": {"city": "Rome"}}"#);
+        assert_eq!(
+            (r.content, r.calls[0].arguments.clone()),
+            (None, json!({"city": "Rome"}))
+        );
+        let r = u.reply("It is sunny {probably}.");
+        assert_eq!(r.content.as_deref(), Some("It is sunny {probably}."));
+        let (shown, _) = stream(&u, &["{\"name\"", ": \"now\", \"parameters\": {}}"]);
+        assert!(shown.iter().all(String::is_empty));
+        let (shown, _) = stream(&u, &[" It is", " sunny."]);
+        assert_eq!(shown.concat(), "It is sunny.");
+        let forced = parse(Some(json!("required")), false, Syntax::Llama3);
+        assert!(matches!(
+            forced.format().unwrap(),
+            Some(OutputFormat::JsonSchema(_))
+        ));
+        assert!(fits(&forced, r#"{"name": "now", "parameters": {}}"#));
+        assert!(!fits(&forced, r#"{"name": "now", "arguments": {}}"#));
+        assert_eq!(forced.prompt_suffix(), "");
     }
 
     #[test]

@@ -4,8 +4,9 @@ transformers' apply_chat_template renders them (`tools=` passed to the
 template, calls with arguments as objects, tool results as `tool` turns).
 
 Writes tests/fixtures/tokenizer/tools.json: for each template (the chat
-templates of Qwen/Qwen2.5-7B-Instruct and NousResearch/Hermes-3-Llama-3.1-8B,
-whose tool format llama-wgpu reads as "Hermes", as shipped in their
+templates of Qwen/Qwen2.5-7B-Instruct and NousResearch/Hermes-3-Llama-3.1-8B
+(the "Hermes" tool syntax) and of meta-llama/Llama-3.1-8B-Instruct and
+Llama-3.2-3B-Instruct (the "Llama 3" one), as shipped in their
 tokenizer_config.json; llama.cpp keeps copies under models/templates/, which
 `scripts/llama-cpp.sh fetch` unpacks), the source, the tools, and each
 conversation's expected prompt.
@@ -31,7 +32,13 @@ OUT = ROOT / "tests" / "fixtures" / "tokenizer" / "tools.json"
 TEMPLATES = {
     "qwen2.5": "Qwen-Qwen2.5-7B-Instruct.jinja",
     "hermes3": "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja",
+    "llama3.1": "meta-llama-Llama-3.1-8B-Instruct.jinja",
+    "llama3.2": "meta-llama-Llama-3.2-3B-Instruct.jinja",
 }
+# Llama 3's templates take one call per assistant turn.
+ONE_CALL_ONLY = {"llama3.1", "llama3.2"}
+# strftime_now's date, which llama-wgpu's test puts back as today's.
+DATE = "@@DATE@@"
 
 TOOLS = [
     {
@@ -73,6 +80,11 @@ CONVERSATIONS = {
         {"role": "assistant", "content": "18 C and sunny at noon."},
         {"role": "user", "content": "Thanks!"},
     ],
+    "one_result": [
+        {"role": "user", "content": "Weather in Paris?"},
+        {**CALL, "tool_calls": CALL["tool_calls"][:1]},
+        {"role": "tool", "content": "18 C, sunny", "tool_call_id": "call_1"},
+    ],
 }
 
 
@@ -89,8 +101,10 @@ def main():
         source = (tdir / file).read_text()
         cases = []
         for name, msgs in CONVERSATIONS.items():
+            if name == "results" and key in ONE_CALL_ONLY:
+                continue
             # Hermes 3's tool_use template is the one transformers picks when tools are given.
-            for tools in (TOOLS, None) if key == "qwen2.5" else (TOOLS,):
+            for tools in (TOOLS,) if key == "hermes3" else (TOOLS, None):
                 text = render_tools(source, msgs, tools)
                 cases.append({"name": name, "with_tools": tools is not None, "messages": msgs, "expected": text})
         fixture["templates"][key] = {"file": file, "source": source, "cases": cases}
@@ -100,7 +114,9 @@ def main():
 
 def render_tools(source, messages, tools):
     """tok_chat_fixture.render with transformers' `tools` variable."""
-    return render(source, messages, True, "<|begin_of_text|>", "<|im_end|>", tools=tools)
+    return render(
+        source, messages, True, "<|begin_of_text|>", "<|im_end|>", tools=tools, strftime_now=lambda fmt: DATE
+    )
 
 
 if __name__ == "__main__":

@@ -13,29 +13,47 @@ use super::schema::{Schema, SchemaState};
 pub struct Trigger {
     text: Vec<u8>,
     schema: Arc<Schema>,
+    /// Only a reply that begins with the text (after whitespace) is bound,
+    /// and the text is the value's own start (`{` for Llama 3's calls).
+    at_start: bool,
 }
 
 impl Trigger {
+    /// What follows each occurrence of `text` is one value of `schema`.
     pub fn new(text: &str, schema: Schema) -> Trigger {
         assert!(!text.is_empty(), "a trigger is some text");
         Trigger {
             text: text.as_bytes().to_vec(),
             schema: Arc::new(schema),
+            at_start: false,
+        }
+    }
+
+    /// A reply that begins with `prefix` is one value of `schema`, which
+    /// `prefix` starts; any other reply is free.
+    pub fn at_start(prefix: &str, schema: Schema) -> Trigger {
+        Trigger {
+            at_start: true,
+            ..Trigger::new(prefix, schema)
         }
     }
 }
 
 /// Where a reply is: in free text (with how much of the trigger its end
-/// already matches) or inside a value.
+/// already matches; `armed` false once an `at_start` trigger can no longer
+/// fire) or inside a value.
 #[derive(Clone, Debug)]
 pub enum TriggerState {
-    Free { matched: usize },
+    Free { matched: usize, armed: bool },
     Inside(SchemaState),
 }
 
 impl TriggerState {
     pub fn new() -> TriggerState {
-        TriggerState::Free { matched: 0 }
+        TriggerState::Free {
+            matched: 0,
+            armed: true,
+        }
     }
 
     /// The state after `bytes`, or `None` if they break a value.
@@ -46,17 +64,41 @@ impl TriggerState {
                 TriggerState::Inside(s) => {
                     let s = s.after(&t.schema, &[b])?;
                     if s.is_done() {
-                        TriggerState::Free { matched: 0 }
+                        TriggerState::Free {
+                            matched: 0,
+                            armed: !t.at_start,
+                        }
                     } else {
                         TriggerState::Inside(s)
                     }
                 }
-                TriggerState::Free { matched } => {
-                    let m = advance(&t.text, matched, b);
-                    if m == t.text.len() {
-                        TriggerState::Inside(SchemaState::new(&t.schema))
+                TriggerState::Free { armed: false, .. } => st,
+                TriggerState::Free { matched, .. } => {
+                    let m = if t.at_start {
+                        // Whitespace before the start; then the prefix or nothing.
+                        match t.text.get(matched) {
+                            _ if matched == 0 && b.is_ascii_whitespace() => 0,
+                            Some(&c) if c == b => matched + 1,
+                            _ => {
+                                st = TriggerState::Free {
+                                    matched: 0,
+                                    armed: false,
+                                };
+                                continue;
+                            }
+                        }
                     } else {
-                        TriggerState::Free { matched: m }
+                        advance(&t.text, matched, b)
+                    };
+                    if m < t.text.len() {
+                        TriggerState::Free {
+                            matched: m,
+                            armed: true,
+                        }
+                    } else if t.at_start {
+                        TriggerState::Inside(SchemaState::new(&t.schema).after(&t.schema, &t.text)?)
+                    } else {
+                        TriggerState::Inside(SchemaState::new(&t.schema))
                     }
                 }
             };
@@ -120,6 +162,31 @@ mod tests {
         assert!(st.is_free(), "free again once the value closes");
         let st = st.after(&t, b"\n</call> done <<call>{\"n\":1}").unwrap();
         assert!(st.is_free());
+    }
+
+    #[test]
+    fn an_at_start_trigger_binds_a_reply_that_begins_with_it() {
+        let s = || {
+            Schema::compile(
+                &json!({"type": "object", "properties": {"n": {"type": "integer"}},
+                                    "required": ["n"]}),
+            )
+            .unwrap()
+        };
+        let t = Trigger::at_start("{", s());
+        let st = TriggerState::new().after(&t, b" \n{").unwrap();
+        assert!(!st.is_free());
+        assert!(st.after(&t, b"\"m\": 1}").is_none());
+        let st = st.after(&t, b"\"n\": 1}").unwrap();
+        assert!(st.is_free());
+        // A second value is not bound: the reply is free once the first closes.
+        assert!(st.after(&t, b" {oops").is_some());
+        // Prose first: never bound.
+        let st = TriggerState::new().after(&t, b"Sure: {\"m\"").unwrap();
+        assert!(st.is_free());
+        let t = Trigger::at_start("{\"", s());
+        assert!(TriggerState::new().after(&t, b"{x").unwrap().is_free());
+        assert!(!TriggerState::new().after(&t, b"{\"").unwrap().is_free());
     }
 
     #[test]
