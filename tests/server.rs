@@ -927,6 +927,67 @@ fn tool_calls_in_the_hermes_syntax() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Reasoning in `<think>`, returned apart (`serve`'s default
+/// `--reasoning-format deepseek`): SmolLM2 behind a ChatML template whose
+/// generation prompt opens `<think>`, as DeepSeek R1's does. It does not
+/// close it (it ends, or stops at 12 tokens): all of the reply is
+/// reasoning, the same whether
+/// streamed or not, through OpenAI's `reasoning_content` and Ollama's
+/// `thinking`.
+#[test]
+fn reasoning_is_returned_apart() {
+    let dir = std::env::temp_dir().join(format!("llama-wgpu-think-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let template = dir.join("think.jinja");
+    std::fs::write(
+        &template,
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}\
+         {% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}",
+    )
+    .unwrap();
+    let s = start(&[
+        "--parallel",
+        "1",
+        "-c",
+        "512",
+        "--chat-template",
+        template.to_str().unwrap(),
+    ]);
+    let body = chat_body("What is the capital of France?", 12);
+    let r = s.ok("/v1/chat/completions", &body);
+    let m = &r["choices"][0]["message"];
+    let thought = m["reasoning_content"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"));
+    assert!(!thought.is_empty() && !thought.contains("<think>"), "{r}");
+    assert_eq!(m["content"], "", "{r}");
+    let finish = r["choices"][0]["finish_reason"].as_str().unwrap();
+    assert!(finish == "stop" || finish == "length", "{r}");
+    let mut sbody = body.clone();
+    sbody["stream"] = json!(true);
+    let events = s.sse("/v1/chat/completions", &sbody);
+    let streamed: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["reasoning_content"].as_str())
+        .collect();
+    assert_eq!(streamed.trim_end(), thought);
+    let content: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, "");
+    let o = s.ok(
+        "/api/chat",
+        &json!({"model": ALIAS, "stream": false,
+                "messages": [{"role": "user", "content": "What is the capital of France?"}],
+                "options": {"temperature": 0, "num_predict": 12, "repeat_penalty": 1.0}}),
+    );
+    assert_eq!(o["message"]["thinking"], thought, "{o}");
+    assert_eq!(o["message"]["content"], "");
+    drop(s.child.lock().unwrap().stdin.take());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn floats(v: &Value) -> Vec<f32> {
     serde_json::from_value(v.clone()).expect("a list of numbers")
 }

@@ -54,6 +54,11 @@ pub struct ServeArgs {
     /// cls or last (default: the file's llama.pooling_type, else last).
     #[arg(long)]
     pub pooling: Option<String>,
+    /// Chat replies' `<think>` reasoning: deepseek (or auto) returns it
+    /// apart, as `reasoning_content` (OpenAI) and `thinking` (Ollama); none
+    /// leaves it in the reply's text.
+    #[arg(long, default_value = "deepseek")]
+    pub reasoning_format: String,
     #[command(flatten)]
     pub context: super::common::ContextArgs,
     #[command(flatten)]
@@ -73,6 +78,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     if pooling == Some(Pooling::None) {
         bail!("--pooling none gives one vector per token, which the embedding endpoints cannot return; use mean, cls or last");
     }
+    let reasoning = crate::server::reply::ReasoningFormat::parse(&args.reasoning_format)?;
     let model = args.model.resolve(false)?;
     if !model.exists() {
         bail!("{}: no such model file or folder", model.display());
@@ -112,5 +118,6 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         chat_template: args.chat_template.clone(),
         context_shift: args.context_shift.then_some(args.keep),
         pooling,
+        reasoning,
     })
 }

@@ -20,6 +20,7 @@ mod ollama;
 mod openai;
 mod ops;
 mod page;
+pub mod reply;
 mod sse;
 mod state;
 mod tools;
@@ -52,6 +53,8 @@ pub struct ServeOptions {
     pub context_shift: Option<i64>,
     /// `--pooling` for the embedding endpoints (`None`: the file's, else last).
     pub pooling: Option<Pooling>,
+    /// `--reasoning-format`.
+    pub reasoning: reply::ReasoningFormat,
 }
 
 /// Every route, behind the API-key check and the response counter.
@@ -107,6 +110,7 @@ fn load(
     sched: SchedulerOptions,
     context_shift: Option<i64>,
     pooling: Option<Pooling>,
+    reasoning: reply::ReasoningFormat,
 ) -> Result<state::Model> {
     let e = Engine::load(engine)?;
     let pooling = match pooling {
@@ -134,6 +138,7 @@ fn load(
         info,
         context_shift,
         pooling,
+        reasoning,
     })
 }
 
@@ -168,9 +173,16 @@ async fn serve_async(opts: ServeOptions) -> Result<()> {
     let engine_opts = opts.engine;
     let sched = opts.scheduler;
     let template = opts.chat_template;
-    let (shift, pooling) = (opts.context_shift, opts.pooling);
+    let (shift, pooling, reasoning) = (opts.context_shift, opts.pooling, opts.reasoning);
     let loader = tokio::task::spawn_blocking(move || {
-        match load(&engine_opts, template.as_ref(), sched, shift, pooling) {
+        match load(
+            &engine_opts,
+            template.as_ref(),
+            sched,
+            shift,
+            pooling,
+            reasoning,
+        ) {
             Ok(m) => {
                 eprintln!(
                     "model loaded in {:.1} s: {} slots of {} tokens",

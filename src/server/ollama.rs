@@ -14,9 +14,10 @@ use serde_json::{json, Value as Json_};
 use super::body::read_json;
 use super::errors::{ApiError, OllamaError};
 use super::generation::{self, collect, finish_reason, timings, Names, Sampling};
+use super::reply::{Delta, ReplyReader};
 use super::sse::{ndjson_line, stream_response, NDJSON};
 use super::state::{rfc3339, AppState, Model};
-use super::tools::{self, Reply, ReplyStream, ToolUse};
+use super::tools::{self, ToolCall, ToolUse};
 use crate::engine::json_output::Schema;
 use crate::engine::{Event, Finished, OutputFormat, RequestHandle, SamplerParams};
 use crate::tokenizer::ChatMessage;
@@ -216,16 +217,14 @@ fn object(shape: Shape, name: &str, text: &str, done: bool) -> Json_ {
     o
 }
 
-/// A chat object's message with the reply read for calls.
-fn add_calls(o: &mut Json_, reply: Reply) {
-    o["message"]["content"] = json!(reply.content.unwrap_or_default());
-    if !reply.calls.is_empty() {
-        o["message"]["tool_calls"] = reply
-            .calls
-            .iter()
-            .enumerate()
-            .map(|(i, c)| c.ollama(i))
-            .collect();
+/// A chat object's message: its answer, reasoning (`thinking`) and calls.
+fn fill(o: &mut Json_, content: &str, thinking: &str, calls: &[ToolCall]) {
+    o["message"]["content"] = json!(content);
+    if !thinking.is_empty() {
+        o["message"]["thinking"] = json!(thinking);
+    }
+    if !calls.is_empty() {
+        o["message"]["tool_calls"] = calls.iter().enumerate().map(|(i, c)| c.ollama(i)).collect();
     }
 }
 
@@ -236,14 +235,21 @@ async fn respond(
     stream: bool,
     started: Instant,
     prompt: Vec<u32>,
-    tools: Option<ToolUse>,
+    mut reader: Option<ReplyReader>,
 ) -> Result<Response> {
     let name = state.alias.clone();
     if !stream {
         let out = collect(&state, handle).await?;
         let mut o = object(shape, &name, &out.text, true);
-        if let Some(t) = &tools {
-            add_calls(&mut o, t.reply(&out.text));
+        if let Some(r) = &reader {
+            let read = r.read(&out.text);
+            let content = read.reply.content.unwrap_or_default();
+            fill(
+                &mut o,
+                &content,
+                read.reasoning.as_deref().unwrap_or_default(),
+                &read.reply.calls,
+            );
         }
         done_fields(&mut o, &out.finished, started);
         if let Shape::Generate = shape {
@@ -256,29 +262,32 @@ async fn respond(
     let mut handle = handle;
     let s = async_stream::stream! {
         let mut generated = Vec::new();
-        // With tools only what is surely text for the user is shown as it comes.
-        let mut reading = tools.map(ReplyStream::new);
+        // Reasoning and the answer go out apart; with tools only what is
+        // surely text for the user, as it comes.
         loop {
             match handle.events.recv().await {
                 Some(Event::Token(t)) => {
                     generated.push(t.id);
-                    let text = match reading.as_mut() {
+                    let d = match reader.as_mut() {
                         Some(r) => r.push(&t.text),
-                        None => t.text,
+                        None => Delta { reasoning: String::new(), content: t.text },
                     };
-                    if !text.is_empty() {
-                        yield ndjson_line(&object(shape, &name, &text, false));
+                    if !d.content.is_empty() || !d.reasoning.is_empty() {
+                        let mut o = object(shape, &name, &d.content, false);
+                        if reader.is_some() {
+                            fill(&mut o, &d.content, &d.reasoning, &[]);
+                        }
+                        yield ndjson_line(&o);
                     }
                 }
                 Some(Event::Done(f)) => {
                     state.metrics.finished(&f);
-                    if let Some(r) = &reading {
-                        let (rest, reply) = r.finish();
-                        if !rest.is_empty() || !reply.calls.is_empty() {
-                            let mut o = object(shape, &name, &rest, false);
-                            if !reply.calls.is_empty() {
-                                add_calls(&mut o, Reply { content: Some(rest), calls: reply.calls });
-                            }
+                    if let Some(r) = reader.as_mut() {
+                        let (rest, read) = r.finish();
+                        let calls = read.reply.calls;
+                        if !rest.content.is_empty() || !rest.reasoning.is_empty() || !calls.is_empty() {
+                            let mut o = object(shape, &name, &rest.content, false);
+                            fill(&mut o, &rest.content, &rest.reasoning, &calls);
                             yield ndjson_line(&o);
                         }
                     }
@@ -326,7 +335,7 @@ pub async fn chat(State(state): State<AppState>, body: Body) -> Result<Response>
     let prompt = model.chat_prompt_with_tools(messages, &tools)?;
     let mut sampling = req.options.unwrap_or_default().sampling();
     sampling.format = format;
-    let greq = sampling.into_request(ollama_defaults(), prompt, model.limits(), &NAMES)?;
+    let greq = sampling.into_request(ollama_defaults(), prompt.ids, model.limits(), &NAMES)?;
     let handle = generation::submit(&model, greq)?;
     respond(
         state,
@@ -335,7 +344,7 @@ pub async fn chat(State(state): State<AppState>, body: Body) -> Result<Response>
         req.stream.unwrap_or(true),
         started,
         Vec::new(),
-        tools.active().then_some(tools),
+        ReplyReader::new(prompt.thinking, tools.active().then_some(tools)),
     )
     .await
 }

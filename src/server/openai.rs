@@ -13,9 +13,10 @@ use serde_json::{json, Value as Json_};
 use super::body::read_json;
 use super::errors::{ApiError, OpenAiError};
 use super::generation::{self, collect, finish_reason, new_id, timings, usage, Names, Sampling};
+use super::reply::{Delta, ReplyReader};
 use super::sse::{sse_data, sse_done, stream_response, EVENT_STREAM};
 use super::state::{unix_now, AppState, Model};
-use super::tools::{self, ReplyStream, ToolUse};
+use super::tools::{self, ToolUse};
 use crate::engine::json_output::Schema;
 use crate::engine::{Event, OutputFormat, SamplerParams, TokenEvent, TokenLogprob};
 use crate::tokenizer::{ChatMessage, Tokenizer};
@@ -350,13 +351,14 @@ pub async fn chat_completions(State(state): State<AppState>, body: Body) -> Resu
         sampling.format = f;
     }
     sampling.stop = Stop::into_vec(req.stop);
-    let greq = sampling.into_request(SamplerParams::default(), prompt, model.limits(), &NAMES)?;
+    let greq =
+        sampling.into_request(SamplerParams::default(), prompt.ids, model.limits(), &NAMES)?;
     let want_logprobs = greq.logprobs.is_some();
     let handle = generation::submit(&model, greq)?;
     let id = new_id("chatcmpl");
     let created = unix_now();
     let name = state.alias.clone();
-    let tools = tools.active().then_some(tools);
+    let reader = ReplyReader::new(prompt.thinking, tools.active().then_some(tools));
     if req.stream {
         let include_usage = req.stream_options.unwrap_or_default().include_usage;
         return Ok(chat_stream(
@@ -367,18 +369,21 @@ pub async fn chat_completions(State(state): State<AppState>, body: Body) -> Resu
             created,
             name,
             include_usage,
-            tools,
+            reader,
         ));
     }
     let out = collect(&state, handle).await?;
     let tok = model.tokenizer();
     let mut message = json!({"role": "assistant", "content": out.text});
     let mut finish = finish_reason(out.finished.reason);
-    if let Some(t) = &tools {
-        let reply = t.reply(&out.text);
-        message["content"] = json!(reply.content);
-        if !reply.calls.is_empty() {
-            message["tool_calls"] = reply.calls.iter().map(|c| c.openai(None)).collect();
+    if let Some(r) = &reader {
+        let read = r.read(&out.text);
+        message["content"] = json!(read.reply.content);
+        if let Some(thought) = read.reasoning {
+            message["reasoning_content"] = json!(thought);
+        }
+        if !read.reply.calls.is_empty() {
+            message["tool_calls"] = read.reply.calls.iter().map(|c| c.openai(None)).collect();
             finish = tool_finish(finish);
         }
     }
@@ -422,7 +427,7 @@ fn chat_stream(
     created: u64,
     name: String,
     include_usage: bool,
-    tools: Option<ToolUse>,
+    mut reader: Option<ReplyReader>,
 ) -> Response {
     let chunk = move |delta: Json_, logprobs: Json_, finish: Option<&str>| {
         let mut c = json!({
@@ -440,28 +445,35 @@ fn chat_stream(
     };
     let s = async_stream::stream! {
         yield sse_data(&chunk(json!({"role": "assistant", "content": ""}), Json_::Null, None).to_string());
-        // With tools only what is surely text for the user is shown as it comes.
-        let mut reading = tools.map(ReplyStream::new);
+        // Reasoning and the answer go out apart; with tools only what is
+        // surely text for the user, as it comes.
         loop {
             match handle.events.recv().await {
                 Some(Event::Token(t)) => {
                     let lp = t.logprob.as_ref().map(|lp| json!({"content": [chat_logprob(model.tokenizer(), t.id, lp)]}));
-                    let text = match reading.as_mut() {
+                    let d = match reader.as_mut() {
                         Some(r) => r.push(&t.text),
-                        None => t.text,
+                        None => Delta { reasoning: String::new(), content: t.text },
                     };
-                    if text.is_empty() && lp.is_none() {
+                    if !d.reasoning.is_empty() {
+                        yield sse_data(&chunk(json!({"reasoning_content": d.reasoning}), Json_::Null, None).to_string());
+                    }
+                    if d.content.is_empty() && lp.is_none() {
                         continue;
                     }
-                    yield sse_data(&chunk(json!({"content": text}), lp.unwrap_or(Json_::Null), None).to_string());
+                    yield sse_data(&chunk(json!({"content": d.content}), lp.unwrap_or(Json_::Null), None).to_string());
                 }
                 Some(Event::Done(f)) => {
                     state.metrics.finished(&f);
                     let mut finish = finish_reason(f.reason);
-                    if let Some(r) = &reading {
-                        let (rest, reply) = r.finish();
-                        if !rest.is_empty() {
-                            yield sse_data(&chunk(json!({"content": rest}), Json_::Null, None).to_string());
+                    if let Some(r) = reader.as_mut() {
+                        let (rest, read) = r.finish();
+                        let reply = read.reply;
+                        if !rest.reasoning.is_empty() {
+                            yield sse_data(&chunk(json!({"reasoning_content": rest.reasoning}), Json_::Null, None).to_string());
+                        }
+                        if !rest.content.is_empty() {
+                            yield sse_data(&chunk(json!({"content": rest.content}), Json_::Null, None).to_string());
                         }
                         if !reply.calls.is_empty() {
                             let calls: Vec<Json_> = reply.calls.iter().enumerate().map(|(i, c)| c.openai(Some(i))).collect();

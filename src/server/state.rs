@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Value as Json};
 
 use super::errors::ApiError;
+use super::reply::{ReasoningFormat, Thinking};
 use super::tools::{Syntax, ToolUse};
 use crate::engine::{Engine, Finished, RequestHandle, Scheduler, SubmitError};
 use crate::gguf::{Gguf, Value};
@@ -102,6 +103,15 @@ pub struct Model {
     pub context_shift: Option<i64>,
     /// How the embedding endpoints pool a text's hidden states.
     pub pooling: crate::engine::Pooling,
+    /// Whether chat replies' reasoning is returned apart.
+    pub reasoning: ReasoningFormat,
+}
+
+/// A conversation rendered for the model.
+pub struct ChatPrompt {
+    pub ids: Vec<u32>,
+    /// How its reply may hold reasoning (`None`: returned as written).
+    pub thinking: Option<Thinking>,
 }
 
 /// Facts about the file, taken before the engine moves into the scheduler.
@@ -241,7 +251,9 @@ impl Model {
 
     /// The conversation through the chat template, as ids.
     pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, ApiError> {
-        self.chat_prompt_with_tools(messages.to_vec(), &ToolUse::default())
+        Ok(self
+            .chat_prompt_with_tools(messages.to_vec(), &ToolUse::default())?
+            .ids)
     }
 
     /// As [`Model::chat_prompt`], with the request's tools offered in the
@@ -250,7 +262,7 @@ impl Model {
         &self,
         messages: Vec<ChatMessage>,
         tools: &ToolUse,
-    ) -> Result<Vec<u32>, ApiError> {
+    ) -> Result<ChatPrompt, ApiError> {
         let template = self.template.as_ref().ok_or_else(|| {
             ApiError::bad_request(
                 "the model has no chat template: use /v1/completions, or restart with --chat-template FILE",
@@ -261,7 +273,10 @@ impl Model {
             .render_with_tools(&messages, tools.template_tools().as_ref(), true)
             .map_err(|e| ApiError::bad_request(format!("chat template: {e}")))?;
         text.push_str(tools.prompt_suffix());
-        self.encode(&text, self.tokenizer().adds_bos_to_rendered(&text))
+        Ok(ChatPrompt {
+            ids: self.encode(&text, self.tokenizer().adds_bos_to_rendered(&text))?,
+            thinking: Thinking::for_prompt(self.reasoning, &text),
+        })
     }
 
     /// How this model's template asks for tool calls.
