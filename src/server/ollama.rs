@@ -333,6 +333,9 @@ pub async fn chat(State(state): State<AppState>, body: Body) -> Result<Response>
     }
     let messages = conversation(&req.messages)?;
     let prompt = model.chat_prompt_with_tools(messages, &tools)?;
+    if tools.active() {
+        format = tools::after_thinking(format, prompt.thinking);
+    }
     let mut sampling = req.options.unwrap_or_default().sampling();
     sampling.format = format;
     let greq = sampling.into_request(ollama_defaults(), prompt.ids, model.limits(), &NAMES)?;

@@ -348,7 +348,7 @@ pub async fn chat_completions(State(state): State<AppState>, body: Body) -> Resu
     let prompt = model.chat_prompt_with_tools(messages, &tools)?;
     let mut sampling = req.sampling();
     if let Some(f) = tools.format()? {
-        sampling.format = f;
+        sampling.format = tools::after_thinking(f, prompt.thinking);
     }
     sampling.stop = Stop::into_vec(req.stop);
     let greq =

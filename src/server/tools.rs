@@ -33,6 +33,7 @@ use serde_json::{json, Map, Value as Json};
 use super::errors::ApiError;
 use std::sync::Arc;
 
+use super::reply::Thinking;
 use crate::engine::json_output::{Schema, Trigger};
 use crate::engine::OutputFormat;
 use crate::tokenizer::ChatMessage;
@@ -88,6 +89,18 @@ struct Tool {
     parameters: Json,
 }
 
+impl Tool {
+    /// `{"name", "description", "parameters"}`, as the request gave it.
+    fn function(&self) -> Json {
+        let mut f = json!({"name": self.name});
+        if let Some(d) = &self.description {
+            f["description"] = json!(d);
+        }
+        f["parameters"] = self.parameters.clone();
+        f
+    }
+}
+
 /// One call the model made.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ToolCall {
@@ -128,6 +141,22 @@ pub struct Reply {
     pub calls: Vec<ToolCall>,
 }
 
+impl Reply {
+    fn text(s: impl Into<String>) -> Reply {
+        Reply {
+            content: Some(s.into()),
+            calls: Vec::new(),
+        }
+    }
+
+    fn calls(calls: Vec<ToolCall>) -> Reply {
+        Reply {
+            content: None,
+            calls,
+        }
+    }
+}
+
 /// A chat request's tools, as its model's template will see them.
 #[derive(Clone, Debug)]
 pub struct ToolUse {
@@ -146,6 +175,18 @@ impl Default for ToolUse {
             choice: Choice::None,
             parallel: false,
         }
+    }
+}
+
+/// A whole-reply constraint for a prompt that ends inside `<think>`
+/// (DeepSeek R1's Llama distills, whose templates have no tool syntax of
+/// their own) binds only after `</think>`: the reasoning stays free.
+pub fn after_thinking(f: OutputFormat, thinking: Option<Thinking>) -> OutputFormat {
+    match f {
+        OutputFormat::JsonSchema(s) if thinking.is_some_and(|t| t.open_in_prompt) => {
+            OutputFormat::Triggered(Arc::new(Trigger::new("</think>", s)))
+        }
+        f => f,
     }
 }
 
@@ -313,14 +354,7 @@ impl ToolUse {
         let list = self
             .tools
             .iter()
-            .map(|t| {
-                let mut f = json!({"name": t.name});
-                if let Some(d) = &t.description {
-                    f["description"] = json!(d);
-                }
-                f["parameters"] = t.parameters.clone();
-                json!({"type": "function", "function": f})
-            })
+            .map(|t| json!({"type": "function", "function": t.function()}))
             .collect();
         Some(Json::Array(list))
     }
@@ -429,18 +463,7 @@ impl ToolUse {
 
     /// The generic syntax's system message: the tools, and the reply's shape.
     fn instructions(&self) -> String {
-        let list: Vec<Json> = self
-            .tools
-            .iter()
-            .map(|t| {
-                let mut f = json!({"name": t.name});
-                if let Some(d) = &t.description {
-                    f["description"] = json!(d);
-                }
-                f["parameters"] = t.parameters.clone();
-                f
-            })
-            .collect();
+        let list: Vec<Json> = self.tools.iter().map(Tool::function).collect();
         let one = r#"{"name": "<tool name>", "arguments": {<its arguments>}}"#;
         let call = if self.parallel {
             format!(r#"{{"tool_calls": [{one}, ...]}}"#)
@@ -523,76 +546,21 @@ impl ToolUse {
     /// Reads the calls out of a finished reply.
     pub fn reply(&self, text: &str) -> Reply {
         if !self.active() {
-            return Reply {
-                content: Some(text.to_string()),
-                calls: Vec::new(),
-            };
+            return Reply::text(text);
         }
-        let whole = || Reply {
-            content: Some(text.to_string()),
-            calls: Vec::new(),
-        };
-        if self.forced() {
-            return match serde_json::from_str::<Json>(text.trim())
+        // A bare call object: Hermes' after a forced `<tool_call>`, Llama 3's.
+        let bare = || {
+            serde_json::from_str::<Json>(text.trim())
                 .ok()
                 .and_then(|v| call(&v))
-            {
-                Some(c) => Reply {
-                    content: None,
-                    calls: vec![c],
-                },
-                None => whole(),
-            };
-        }
+                .map_or_else(|| Reply::text(text), |c| Reply::calls(vec![c]))
+        };
         match self.syntax {
-            Syntax::Generic => {
-                let Ok(v) = serde_json::from_str::<Json>(text.trim()) else {
-                    // Cut short (max_tokens): an answer as far as it got, else the text.
-                    return match response_prefix(text) {
-                        Some(p) => Reply {
-                            content: Some(p),
-                            calls: Vec::new(),
-                        },
-                        None => whole(),
-                    };
-                };
-                if let Some(c) = v.get("tool_call").and_then(call) {
-                    return Reply {
-                        content: None,
-                        calls: vec![c],
-                    };
-                }
-                if let Some(list) = v.get("tool_calls").and_then(Json::as_array) {
-                    let calls: Option<Vec<ToolCall>> = list.iter().map(call).collect();
-                    if let Some(calls) = calls.filter(|c| !c.is_empty()) {
-                        return Reply {
-                            content: None,
-                            calls,
-                        };
-                    }
-                }
-                match v.get("response") {
-                    Some(Json::String(s)) => Reply {
-                        content: Some(s.clone()),
-                        calls: Vec::new(),
-                    },
-                    _ => whole(),
-                }
-            }
+            _ if self.forced() => bare(),
+            Syntax::Generic => generic_reply(text),
             Syntax::Hermes => hermes_reply(text),
-            Syntax::Llama3 => match text.trim_start().starts_with('{') {
-                true => match serde_json::from_str::<Json>(text.trim())
-                    .ok()
-                    .and_then(|v| call(&v))
-                {
-                    Some(c) => Reply {
-                        content: None,
-                        calls: vec![c],
-                    },
-                    None => whole(),
-                },
-                false => whole(),
-            },
+            Syntax::Llama3 if text.trim_start().starts_with('{') => bare(),
+            Syntax::Llama3 => Reply::text(text),
         }
     }
 
@@ -739,6 +707,33 @@ fn call(v: &Json) -> Option<ToolCall> {
         name: name.to_string(),
         arguments,
     })
+}
+
+/// The generic syntax's object: its call(s), or its answer; a reply that
+/// is no whole object (cut short by max_tokens) is the answer as far as it
+/// got, else the text as it is.
+fn generic_reply(text: &str) -> Reply {
+    // The first value: after it, a reply bound only after `</think>` is free.
+    let first = serde_json::Deserializer::from_str(text)
+        .into_iter::<Json>()
+        .next();
+    let Some(Ok(v)) = first else {
+        return Reply::text(response_prefix(text).unwrap_or_else(|| text.to_string()));
+    };
+    if let Some(c) = v.get("tool_call").and_then(call) {
+        return Reply::calls(vec![c]);
+    }
+    let list = v.get("tool_calls").and_then(Json::as_array);
+    if let Some(calls) = list
+        .and_then(|l| l.iter().map(call).collect::<Option<Vec<_>>>())
+        .filter(|c| !c.is_empty())
+    {
+        return Reply::calls(calls);
+    }
+    match v.get("response") {
+        Some(Json::String(s)) => Reply::text(s.clone()),
+        _ => Reply::text(text),
+    }
 }
 
 /// `<tool_call>...</tool_call>` blocks out of free text; a block that is
@@ -1177,6 +1172,41 @@ mod tests {
         assert!(fits(&forced, r#"{"name": "now", "parameters": {}}"#));
         assert!(!fits(&forced, r#"{"name": "now", "arguments": {}}"#));
         assert_eq!(forced.prompt_suffix(), "");
+    }
+
+    #[test]
+    fn a_prompt_inside_think_binds_calls_only_after_it() {
+        use crate::engine::json_output::TriggerState;
+        let u = parse(Some(json!("required")), false, Syntax::Generic);
+        let open = Some(Thinking {
+            open_in_prompt: true,
+        });
+        let OutputFormat::Triggered(t) = after_thinking(u.format().unwrap().unwrap(), open) else {
+            panic!("a trigger")
+        };
+        let st = TriggerState::new()
+            .after(&t, b"I should call {now}. ")
+            .unwrap();
+        assert!(st.is_free());
+        let st = st.after(&t, b"</think>\n\n").unwrap();
+        assert!(!st.is_free());
+        assert!(st.after(&t, br#"{"response": "x"}"#).is_none());
+        let st = st
+            .after(&t, br#"{"tool_call": {"name": "now", "arguments": {}}}"#)
+            .unwrap();
+        assert!(st.is_free());
+        let closed = Some(Thinking {
+            open_in_prompt: false,
+        });
+        assert!(matches!(
+            after_thinking(u.format().unwrap().unwrap(), closed),
+            OutputFormat::JsonSchema(_)
+        ));
+        let r = crate::server::reply::ReplyReader::new(open, Some(u.clone())).unwrap();
+        let read =
+            r.read("Hm.</think>\n{\"tool_call\": {\"name\": \"now\", \"arguments\": {}}}\nDone.");
+        assert_eq!(read.reasoning.as_deref(), Some("Hm."));
+        assert_eq!(read.reply.calls.len(), 1, "{read:?}");
     }
 
     #[test]

@@ -20,18 +20,18 @@ pub struct Trigger {
 
 impl Trigger {
     /// What follows each occurrence of `text` is one value of `schema`.
-    pub fn new(text: &str, schema: Schema) -> Trigger {
+    pub fn new(text: &str, schema: impl Into<Arc<Schema>>) -> Trigger {
         assert!(!text.is_empty(), "a trigger is some text");
         Trigger {
             text: text.as_bytes().to_vec(),
-            schema: Arc::new(schema),
+            schema: schema.into(),
             at_start: false,
         }
     }
 
     /// A reply that begins with `prefix` is one value of `schema`, which
     /// `prefix` starts; any other reply is free.
-    pub fn at_start(prefix: &str, schema: Schema) -> Trigger {
+    pub fn at_start(prefix: &str, schema: impl Into<Arc<Schema>>) -> Trigger {
         Trigger {
             at_start: true,
             ..Trigger::new(prefix, schema)
