@@ -359,6 +359,41 @@ fn health_models_tags_show_version() {
         vram > 93_000_000 && vram == loaded["size"].as_u64().unwrap(),
         "{ps}"
     );
+    // llama-server's /slots: every slot; one is busy while a stream of ours is open.
+    let slots = s.get("/slots", Some(KEY)).json();
+    let list = slots.as_array().unwrap();
+    assert_eq!(list.len(), 4, "{slots}");
+    for (i, sl) in list.iter().enumerate() {
+        assert_eq!(
+            (sl["id"].as_u64(), sl["n_ctx"].as_u64()),
+            (Some(i as u64), Some(512))
+        );
+        assert_eq!(
+            sl["is_processing"],
+            sl["id_task"].as_i64() != Some(-1),
+            "{sl}"
+        );
+    }
+    let mut open = s.stream(
+        "/v1/chat/completions",
+        &json!({"model": ALIAS, "stream": true, "max_tokens": 64, "temperature": 0,
+                "messages": [{"role": "user", "content": "Count to twenty."}]}),
+    );
+    // The role chunk, then two tokens: the step that made the first is counted by now.
+    for _ in 0..3 {
+        assert!(open.next_line().is_some());
+    }
+    let busy = s.get("/slots", Some(KEY)).json();
+    assert!(
+        busy.as_array()
+            .unwrap()
+            .iter()
+            .any(|sl| sl["is_processing"] == true
+                && sl["n_prompt_tokens"].as_u64() > Some(5)
+                && sl["n_past"].as_u64() >= sl["n_prompt_tokens"].as_u64()),
+        "{busy}"
+    );
+    drop(open);
     let show = s.ok("/api/show", &json!({"model": ALIAS}));
     assert!(show["template"].as_str().unwrap().contains("im_start"));
     assert_eq!(show["model_info"]["general.architecture"], "llama");

@@ -157,6 +157,22 @@ pub struct SchedulerStats {
     pub prompt_tokens_cached_total: u64,
     pub generated_tokens_total: u64,
     pub steps_total: u64,
+    /// Every KV slot, as of the last step.
+    pub slots: Vec<SlotStats>,
+}
+
+/// One KV slot (llama-server's `/slots`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SlotStats {
+    pub id: usize,
+    /// The request it serves (`RequestHandle::id`); `None`: free.
+    pub task: Option<u64>,
+    /// Positions it holds: a request's so far, or what a free slot kept
+    /// for the prompt cache.
+    pub n_past: usize,
+    /// The request's prompt tokens and tokens generated so far.
+    pub n_prompt: usize,
+    pub n_decoded: usize,
 }
 
 /// A submitted request. Dropping it (or [`RequestHandle::cancel`]) cancels the request.
@@ -180,6 +196,7 @@ impl Drop for RequestHandle {
 
 /// A request on its way: what the engine thread needs to run and answer it.
 pub(crate) struct Job {
+    pub id: u64,
     pub req: Request,
     pub tx: UnboundedSender<Event>,
     pub cancel: Arc<AtomicBool>,
@@ -275,6 +292,7 @@ impl Scheduler {
                 return Err(SubmitError::QueueFull);
             }
             q.push_back(Job {
+                id,
                 req,
                 tx,
                 cancel: cancel.clone(),
@@ -312,12 +330,33 @@ impl Scheduler {
     }
 }
 
+/// Every slot: the sequence in it, or what it keeps for the prompt cache.
+fn slot_stats(engine: &Engine, running: &[Sequence]) -> Vec<SlotStats> {
+    (0..engine.slots())
+        .map(|id| match running.iter().find(|s| s.slot == id) {
+            Some(s) => SlotStats {
+                id,
+                task: Some(s.task()),
+                n_past: s.n_past(),
+                n_prompt: s.prompt_len(),
+                n_decoded: s.generated(),
+            },
+            None => SlotStats {
+                id,
+                n_past: engine.cached_len(id),
+                ..SlotStats::default()
+            },
+        })
+        .collect()
+}
+
 /// The engine thread: takes queued jobs into free slots and runs steps until
 /// shut down with nothing left to do.
 fn engine_loop(mut engine: Engine, shared: &Shared, n_parallel: usize) {
     let tokenizer = engine.tokenizer.clone();
     let n_embd = engine.model.cfg.n_embd;
     let mut running: Vec<Sequence> = Vec::new();
+    shared.stats.lock().expect("not poisoned").slots = slot_stats(&engine, &running);
     loop {
         {
             let mut q = shared.queue.lock().expect("not poisoned");
@@ -341,7 +380,9 @@ fn engine_loop(mut engine: Engine, shared: &Shared, n_parallel: usize) {
                     }
                 }
             }
-            shared.stats.lock().expect("not poisoned").active = running.len();
+            let mut stats = shared.stats.lock().expect("not poisoned");
+            stats.active = running.len();
+            stats.slots = slot_stats(&engine, &running);
         }
         if running.is_empty() {
             continue;
@@ -389,6 +430,7 @@ fn engine_loop(mut engine: Engine, shared: &Shared, n_parallel: usize) {
             }
         }
         stats.active = running.len();
+        stats.slots = slot_stats(&engine, &running);
         drop(stats);
         // Only now that the slots are free and counted: a client that got
         // Done may submit again at once.

@@ -140,6 +140,16 @@ impl<'t> Sequence<'t> {
     /// fresh run of those ids would have put them there: every fed position,
     /// or after a context shift only the positions it kept (later ones were
     /// computed attending to positions since dropped).
+    /// The request's id (`RequestHandle::id`).
+    pub fn task(&self) -> u64 {
+        self.job.id
+    }
+
+    /// Tokens generated so far.
+    pub fn generated(&self) -> usize {
+        self.generated
+    }
+
     pub fn cached_ids(&self) -> Vec<u32> {
         let n = self.shift_kept.unwrap_or_else(|| self.n_past());
         self.recent[..n.min(self.recent.len())].to_vec()

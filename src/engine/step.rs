@@ -29,6 +29,11 @@ impl Engine {
         self.slots.release(slot, cached);
     }
 
+    /// Tokens a free slot keeps for the prompt cache.
+    pub fn cached_len(&self, slot: usize) -> usize {
+        self.slots.cached(slot).len()
+    }
+
     /// Frees every slot and forgets what they hold.
     pub fn reset_slots(&mut self) {
         self.slots.reset();

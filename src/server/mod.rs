@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/completion", post(native::completion))
         .route("/completions", post(native::completion))
         .route("/props", get(native::props))
+        .route("/slots", get(native::slots))
         .route("/embedding", post(native::embedding))
         .route("/embeddings", post(native::embedding))
         .route("/api/chat", post(ollama::chat))

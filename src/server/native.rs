@@ -297,6 +297,33 @@ pub async fn completion(State(state): State<AppState>, body: Body) -> Result<Res
     Ok(Json(res).into_response())
 }
 
+/// llama-server's `/slots`: each KV slot, the request it serves and how far
+/// it is (a subset of llama-server's fields, under its names, plus the
+/// positions a slot holds).
+pub async fn slots(State(state): State<AppState>) -> Result<Response> {
+    let model = state.model()?;
+    let n_ctx = model.n_ctx();
+    let list: Vec<Json_> = model
+        .scheduler
+        .stats()
+        .slots
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "id_task": s.task.map_or(-1, |t| t as i64),
+                "n_ctx": n_ctx,
+                "speculative": false,
+                "is_processing": s.task.is_some(),
+                "n_past": s.n_past,
+                "n_prompt_tokens": s.n_prompt,
+                "next_token": {"has_next_token": s.task.is_some(), "n_decoded": s.n_decoded},
+            })
+        })
+        .collect();
+    Ok(Json(list).into_response())
+}
+
 pub async fn props(State(state): State<AppState>) -> Result<Response> {
     let model = state.model()?;
     let tok = model.tokenizer();
