@@ -39,19 +39,29 @@ fn allowed_one_by_one(c: &JsonConstraint, tok: &Tokenizer) -> Vec<u32> {
         .collect()
 }
 
-#[test]
-fn refusals_allow_exactly_the_tokens_that_fit() {
+/// The test model's tokenizer and an end-of-generation token of it.
+fn vocab() -> (Tokenizer, u32) {
     let g = Gguf::open(common::test_model_path()).unwrap();
     let tok = Tokenizer::from_gguf(&g).unwrap();
     let n = tok.vocab_size() as u32;
     let eog = (0..n).find(|&i| tok.is_end_of_generation(i)).unwrap();
+    (tok, eog)
+}
+
+/// A schema `REPLY` follows.
+fn reply_schema() -> Schema {
+    Schema::compile(&serde_json::json!({"type": "object", "properties": {
+        "name": {"type": "string"}, "age": {"type": "integer"},
+        "tags": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "number"}]}}},
+        "required": ["name", "age", "tags"]}))
+    .unwrap()
+}
+
+#[test]
+fn refusals_allow_exactly_the_tokens_that_fit() {
+    let (tok, eog) = vocab();
+    let n = tok.vocab_size() as u32;
     let byte_token = |b: u8| (0..n).find(|&i| tok.token_bytes(i) == [b]).unwrap();
-    let schema: serde_json::Value = serde_json::from_str(
-        r#"{"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"},
-            "tags": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "number"}]}}},
-            "required": ["name", "age", "tags"]}"#,
-    )
-    .unwrap();
     let grammar = r#"root ::= "{" ws pair ("," ws pair)* "}"
 pair ::= "\"" [a-z]+ "\":" ws (str | num | "[" ws item ("," ws item)* "]")
 item ::= str | num
@@ -61,7 +71,7 @@ ws ::= " "?
 "#;
     for format in [
         OutputFormat::JsonObject,
-        OutputFormat::JsonSchema(Arc::new(Schema::compile(&schema).unwrap())),
+        OutputFormat::JsonSchema(Arc::new(reply_schema())),
         OutputFormat::Grammar(Arc::new(Grammar::parse(grammar).unwrap())),
     ] {
         let mut c = format.constraint().unwrap();
@@ -90,24 +100,13 @@ ws ::= " "?
 #[test]
 fn a_triggered_schema_binds_only_after_its_trigger() {
     use llama_wgpu::engine::json_output::Trigger;
-    let g = Gguf::open(common::test_model_path()).unwrap();
-    let tok = Tokenizer::from_gguf(&g).unwrap();
+    let (tok, eog) = vocab();
     let n = tok.vocab_size() as u32;
-    let eog = (0..n).find(|&i| tok.is_end_of_generation(i)).unwrap();
     let control = (0..n)
         .find(|&i| tok.is_control(i) && !tok.is_end_of_generation(i))
         .unwrap();
     let byte_token = |b: u8| (0..n).find(|&i| tok.token_bytes(i) == [b]).unwrap();
-    let schema: serde_json::Value = serde_json::from_str(
-        r#"{"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"},
-            "tags": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "number"}]}}},
-            "required": ["name", "age", "tags"]}"#,
-    )
-    .unwrap();
-    let format = OutputFormat::Triggered(Arc::new(Trigger::new(
-        "<tool_call>",
-        Schema::compile(&schema).unwrap(),
-    )));
+    let format = OutputFormat::Triggered(Arc::new(Trigger::new("<tool_call>", reply_schema())));
     let mut c = format.constraint().unwrap();
     let feed = |c: &mut JsonConstraint, text: &[u8]| {
         for &b in text {

@@ -162,13 +162,7 @@ fn conversation(messages: &[Message]) -> std::result::Result<Vec<ChatMessage>, A
                     "messages[{i}].images: the model takes text only"
                 )));
             }
-            let calls = match &m.tool_calls {
-                Some(c) if m.role == "assistant" && !c.is_null() => Some(tools::history_calls(
-                    c,
-                    &format!("messages[{i}].tool_calls"),
-                )?),
-                _ => None,
-            };
+            let calls = tools::turn_calls(&m.role, m.tool_calls.as_ref(), i)?;
             let content = match (&m.content, &calls) {
                 (Some(c), _) => c.clone(),
                 (None, Some(_)) => String::new(),
@@ -325,16 +319,13 @@ pub async fn chat(State(state): State<AppState>, body: Body) -> Result<Response>
     // asked for a list of calls tend to repeat the first), any number of
     // `<tool_call>` blocks in Hermes'.
     let tools = ToolUse::parse(req.tools.as_ref(), None, None, model.tool_syntax())?;
-    if tools.active() {
-        if !format.is_text() {
-            return Err(ApiError::bad_request("tools cannot be combined with format").into());
-        }
-        format = tools.format()?.unwrap_or(format);
+    if tools.active() && !format.is_text() {
+        return Err(ApiError::bad_request("tools cannot be combined with format").into());
     }
     let messages = conversation(&req.messages)?;
     let prompt = model.chat_prompt_with_tools(messages, &tools)?;
-    if tools.active() {
-        format = tools::after_thinking(format, prompt.thinking);
+    if let Some(f) = tools.format() {
+        format = tools::after_thinking(f, prompt.thinking);
     }
     let mut sampling = req.options.unwrap_or_default().sampling();
     sampling.format = format;
@@ -380,7 +371,7 @@ fn generate_prompt(
         messages.push(ChatMessage::new("system", s.clone()));
     }
     messages.push(ChatMessage::new("user", req.prompt.clone()));
-    model.chat_prompt(&messages)
+    model.chat_prompt(messages)
 }
 
 pub async fn generate(State(state): State<AppState>, body: Body) -> Result<Response> {

@@ -184,13 +184,7 @@ impl ChatRequest {
                     ROLES.join(", ")
                 )));
             }
-            let calls = match &m.tool_calls {
-                Some(c) if m.role == "assistant" && !c.is_null() => Some(tools::history_calls(
-                    c,
-                    &format!("messages[{i}].tool_calls"),
-                )?),
-                _ => None,
-            };
+            let calls = tools::turn_calls(&m.role, m.tool_calls.as_ref(), i)?;
             let text = match &m.content {
                 None if calls.is_some() => String::new(),
                 None => {
@@ -347,7 +341,7 @@ pub async fn chat_completions(State(state): State<AppState>, body: Body) -> Resu
     let tools = req.tool_use(&model)?;
     let prompt = model.chat_prompt_with_tools(messages, &tools)?;
     let mut sampling = req.sampling();
-    if let Some(f) = tools.format()? {
+    if let Some(f) = tools.format() {
         sampling.format = tools::after_thinking(f, prompt.thinking);
     }
     sampling.stop = Stop::into_vec(req.stop);

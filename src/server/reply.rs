@@ -143,25 +143,35 @@ impl ReplyReader {
     /// Adds a streamed piece; returns what to send now.
     pub fn push(&mut self, piece: &str) -> Delta {
         self.text.push_str(piece);
-        let (reasoning, answer) = match self.thinking {
-            Some(t) => t.parts(&self.text, false),
-            None => (None, self.text.as_str()),
-        };
         let mut d = Delta::default();
-        if let Some(r) = reasoning {
-            if let Some(new) = r.strip_prefix(self.shown_reasoning.as_str()) {
-                d.reasoning = new.to_string();
-                self.shown_reasoning.push_str(new);
+        let new_answer = match self.thinking {
+            // Known not to think: the piece is answer, no rescan of the reply.
+            None => piece.to_string(),
+            Some(t) => {
+                let (reasoning, answer) = t.parts(&self.text, false);
+                if let Some(new) = reasoning
+                    .as_deref()
+                    .and_then(|r| r.strip_prefix(self.shown_reasoning.as_str()))
+                {
+                    d.reasoning = new.to_string();
+                }
+                let new = answer
+                    .strip_prefix(self.answer.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                // A reply that has begun with something else than `<think>` never thinks.
+                if reasoning.is_none() && !answer.is_empty() && !t.open_in_prompt {
+                    self.thinking = None;
+                }
+                new
             }
-        }
-        if let Some(new) = answer.strip_prefix(self.answer.as_str()) {
-            let new = new.to_string();
-            self.answer.push_str(&new);
-            d.content = match self.tools.as_mut() {
-                Some(t) => t.push(&new),
-                None => new,
-            };
-        }
+        };
+        self.shown_reasoning.push_str(&d.reasoning);
+        self.answer.push_str(&new_answer);
+        d.content = match self.tools.as_mut() {
+            Some(t) => t.push(&new_answer),
+            None => new_answer,
+        };
         d
     }
 

@@ -250,9 +250,9 @@ impl Model {
     }
 
     /// The conversation through the chat template, as ids.
-    pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, ApiError> {
+    pub fn chat_prompt(&self, messages: Vec<ChatMessage>) -> Result<Vec<u32>, ApiError> {
         Ok(self
-            .chat_prompt_with_tools(messages.to_vec(), &ToolUse::default())?
+            .chat_prompt_with_tools(messages, &ToolUse::default())?
             .ids)
     }
 

@@ -164,6 +164,8 @@ pub struct ToolUse {
     tools: Vec<Tool>,
     choice: Choice,
     parallel: bool,
+    /// The reply's constraint, compiled once by `parse`.
+    format: Option<OutputFormat>,
 }
 
 impl Default for ToolUse {
@@ -174,6 +176,7 @@ impl Default for ToolUse {
             tools: Vec::new(),
             choice: Choice::None,
             parallel: false,
+            format: None,
         }
     }
 }
@@ -308,14 +311,15 @@ impl ToolUse {
         if parsed.is_empty() && matches!(choice, Choice::Required | Choice::Named(_)) {
             return Err(bad("tool_choice: no tools are offered".into()));
         }
-        let use_ = ToolUse {
+        let mut use_ = ToolUse {
             syntax,
             tools: parsed,
             choice,
             parallel: parallel.unwrap_or(false),
+            format: None,
         };
-        // Refuse a schema the constraint cannot enforce now, not at the first token.
-        use_.format()?;
+        // A schema the constraint cannot enforce is refused now, not at the first token.
+        use_.format = use_.compile_format()?;
         Ok(use_)
     }
 
@@ -370,7 +374,11 @@ impl ToolUse {
 
     /// The constraint on the reply, `None` without tools. In Hermes'
     /// `auto` the reply is free but for what follows each `<tool_call>`.
-    pub fn format(&self) -> Result<Option<OutputFormat>, ApiError> {
+    pub fn format(&self) -> Option<OutputFormat> {
+        self.format.clone()
+    }
+
+    fn compile_format(&self) -> Result<Option<OutputFormat>, ApiError> {
         if !self.active() {
             return Ok(None);
         }
@@ -789,6 +797,17 @@ fn rebase_refs(v: &mut Json, base: &str) {
     }
 }
 
+/// Message `i`'s calls, if it is an assistant turn that has them (see
+/// [`history_calls`]).
+pub fn turn_calls(role: &str, calls: Option<&Json>, i: usize) -> Result<Option<Json>, ApiError> {
+    match calls {
+        Some(c) if role == "assistant" && !c.is_null() => {
+            history_calls(c, &format!("messages[{i}].tool_calls")).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// An assistant message's `tool_calls` from either API, in transformers'
 /// shape (arguments an object): OpenAI sends arguments as a JSON string,
 /// Ollama as an object; a missing id gets one.
@@ -856,7 +875,7 @@ mod tests {
     }
 
     fn fits(u: &ToolUse, text: &str) -> bool {
-        let Some(OutputFormat::JsonSchema(s)) = u.format().unwrap() else {
+        let Some(OutputFormat::JsonSchema(s)) = u.format() else {
             panic!("no schema")
         };
         let st = crate::engine::json_output::SchemaState::new(&s);
@@ -1088,7 +1107,7 @@ mod tests {
     #[test]
     fn hermes_replies_are_read_and_forced_when_required() {
         let u = parse(None, false, Syntax::Hermes);
-        let Some(OutputFormat::Triggered(t)) = u.format().unwrap() else {
+        let Some(OutputFormat::Triggered(t)) = u.format() else {
             panic!("a trigger")
         };
         let st = crate::engine::json_output::TriggerState::new();
@@ -1134,7 +1153,7 @@ mod tests {
         let u = parse(None, false, Syntax::Llama3);
         assert!(u.template_tools().is_some());
         assert_eq!(u.prompt_suffix(), "");
-        let Some(OutputFormat::Triggered(t)) = u.format().unwrap() else {
+        let Some(OutputFormat::Triggered(t)) = u.format() else {
             panic!("a trigger")
         };
         use crate::engine::json_output::TriggerState;
@@ -1165,10 +1184,7 @@ mod tests {
         let (shown, _) = stream(&u, &[" It is", " sunny."]);
         assert_eq!(shown.concat(), "It is sunny.");
         let forced = parse(Some(json!("required")), false, Syntax::Llama3);
-        assert!(matches!(
-            forced.format().unwrap(),
-            Some(OutputFormat::JsonSchema(_))
-        ));
+        assert!(matches!(forced.format(), Some(OutputFormat::JsonSchema(_))));
         assert!(fits(&forced, r#"{"name": "now", "parameters": {}}"#));
         assert!(!fits(&forced, r#"{"name": "now", "arguments": {}}"#));
         assert_eq!(forced.prompt_suffix(), "");
@@ -1181,7 +1197,7 @@ mod tests {
         let open = Some(Thinking {
             open_in_prompt: true,
         });
-        let OutputFormat::Triggered(t) = after_thinking(u.format().unwrap().unwrap(), open) else {
+        let OutputFormat::Triggered(t) = after_thinking(u.format().unwrap(), open) else {
             panic!("a trigger")
         };
         let st = TriggerState::new()
@@ -1199,7 +1215,7 @@ mod tests {
             open_in_prompt: false,
         });
         assert!(matches!(
-            after_thinking(u.format().unwrap().unwrap(), closed),
+            after_thinking(u.format().unwrap(), closed),
             OutputFormat::JsonSchema(_)
         ));
         let r = crate::server::reply::ReplyReader::new(open, Some(u.clone())).unwrap();
