@@ -1019,6 +1019,30 @@ fn reasoning_is_returned_apart() {
     );
     assert_eq!(o["message"]["thinking"], thought, "{o}");
     assert_eq!(o["message"]["content"], "");
+    // A reply format binds the answer after `</think>`, not the reasoning:
+    // greedy, the reasoning begins as it did without one (JSON mode from
+    // the first byte would have forced `{`), and may not end the reply
+    // before the answer is written (the free reply above stopped after the
+    // thought).
+    let mut jbody = body.clone();
+    jbody["response_format"] = json!({"type": "json_object"});
+    let r = s.ok("/v1/chat/completions", &jbody);
+    let bound = r["choices"][0]["message"]["reasoning_content"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_string();
+    assert!(
+        bound.starts_with(thought) && bound.len() > thought.len(),
+        "{r}"
+    );
+    assert_eq!(r["choices"][0]["finish_reason"], "length", "{r}");
+    let o = s.ok(
+        "/api/chat",
+        &json!({"model": ALIAS, "stream": false, "format": "json",
+                "messages": [{"role": "user", "content": "What is the capital of France?"}],
+                "options": {"temperature": 0, "num_predict": 12, "repeat_penalty": 1.0}}),
+    );
+    assert_eq!(o["message"]["thinking"], bound.as_str(), "{o}");
     drop(s.child.lock().unwrap().stdin.take());
     let _ = std::fs::remove_dir_all(&dir);
 }

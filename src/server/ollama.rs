@@ -14,7 +14,7 @@ use serde_json::{json, Value as Json_};
 use super::body::read_json;
 use super::errors::{ApiError, OllamaError};
 use super::generation::{self, collect, finish_reason, timings, Names, Sampling};
-use super::reply::{Delta, ReplyReader};
+use super::reply::{self, Delta, ReplyReader};
 use super::sse::{ndjson_line, stream_response, NDJSON};
 use super::state::{rfc3339, AppState, Model};
 use super::tools::{self, ToolCall, ToolUse};
@@ -325,10 +325,10 @@ pub async fn chat(State(state): State<AppState>, body: Body) -> Result<Response>
     let messages = conversation(&req.messages)?;
     let prompt = model.chat_prompt_with_tools(messages, &tools)?;
     if let Some(f) = tools.format() {
-        format = tools::after_thinking(f, prompt.thinking);
+        format = f;
     }
     let mut sampling = req.options.unwrap_or_default().sampling();
-    sampling.format = format;
+    sampling.format = reply::after_thinking(format, prompt.thinking);
     let greq = sampling.into_request(ollama_defaults(), prompt.ids, model.limits(), &NAMES)?;
     let handle = generation::submit(&model, greq)?;
     respond(

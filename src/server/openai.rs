@@ -13,7 +13,7 @@ use serde_json::{json, Value as Json_};
 use super::body::read_json;
 use super::errors::{ApiError, OpenAiError};
 use super::generation::{self, collect, finish_reason, new_id, timings, usage, Names, Sampling};
-use super::reply::{Delta, ReplyReader};
+use super::reply::{self, Delta, ReplyReader};
 use super::sse::{sse_data, sse_done, stream_response, EVENT_STREAM};
 use super::state::{unix_now, AppState, Model};
 use super::tools::{self, ToolUse};
@@ -342,8 +342,9 @@ pub async fn chat_completions(State(state): State<AppState>, body: Body) -> Resu
     let prompt = model.chat_prompt_with_tools(messages, &tools)?;
     let mut sampling = req.sampling();
     if let Some(f) = tools.format() {
-        sampling.format = tools::after_thinking(f, prompt.thinking);
+        sampling.format = f;
     }
+    sampling.format = reply::after_thinking(std::mem::take(&mut sampling.format), prompt.thinking);
     sampling.stop = Stop::into_vec(req.stop);
     let greq =
         sampling.into_request(SamplerParams::default(), prompt.ids, model.limits(), &NAMES)?;

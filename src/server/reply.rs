@@ -5,7 +5,11 @@
 
 use std::borrow::Cow;
 
+use std::sync::Arc;
+
 use super::tools::{Reply, ReplyStream, ToolUse};
+use crate::engine::json_output::Trigger;
+use crate::engine::OutputFormat;
 
 const THINK_OPEN: &str = "<think>";
 const THINK_CLOSE: &str = "</think>";
@@ -37,6 +41,21 @@ impl ReasoningFormat {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Thinking {
     pub open_in_prompt: bool,
+}
+
+/// A reply's format (`response_format`, a grammar, Ollama's `format`, a
+/// whole-reply tool call) under a prompt that ends inside `<think>` (DeepSeek
+/// R1's Llama distills) binds only what follows `</think>`: the reasoning
+/// stays free, and the answer is what the format asks for.
+pub fn after_thinking(f: OutputFormat, thinking: Option<Thinking>) -> OutputFormat {
+    match f {
+        OutputFormat::JsonObject | OutputFormat::JsonSchema(_) | OutputFormat::Grammar(_)
+            if thinking.is_some_and(|t| t.open_in_prompt) =>
+        {
+            OutputFormat::Triggered(Arc::new(Trigger::once(THINK_CLOSE, f)))
+        }
+        f => f,
+    }
 }
 
 impl Thinking {

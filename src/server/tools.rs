@@ -33,7 +33,6 @@ use serde_json::{json, Map, Value as Json};
 use super::errors::ApiError;
 use std::sync::Arc;
 
-use super::reply::Thinking;
 use crate::engine::json_output::{Schema, Trigger};
 use crate::engine::OutputFormat;
 use crate::tokenizer::ChatMessage;
@@ -178,18 +177,6 @@ impl Default for ToolUse {
             parallel: false,
             format: None,
         }
-    }
-}
-
-/// A whole-reply constraint for a prompt that ends inside `<think>`
-/// (DeepSeek R1's Llama distills, whose templates have no tool syntax of
-/// their own) binds only after `</think>`: the reasoning stays free.
-pub fn after_thinking(f: OutputFormat, thinking: Option<Thinking>) -> OutputFormat {
-    match f {
-        OutputFormat::JsonSchema(s) if thinking.is_some_and(|t| t.open_in_prompt) => {
-            OutputFormat::Triggered(Arc::new(Trigger::new("</think>", s)))
-        }
-        f => f,
     }
 }
 
@@ -1193,11 +1180,14 @@ mod tests {
     #[test]
     fn a_prompt_inside_think_binds_calls_only_after_it() {
         use crate::engine::json_output::TriggerState;
+        use crate::server::reply::Thinking;
         let u = parse(Some(json!("required")), false, Syntax::Generic);
         let open = Some(Thinking {
             open_in_prompt: true,
         });
-        let OutputFormat::Triggered(t) = after_thinking(u.format().unwrap(), open) else {
+        let OutputFormat::Triggered(t) =
+            crate::server::reply::after_thinking(u.format().unwrap(), open)
+        else {
             panic!("a trigger")
         };
         let st = TriggerState::new()
@@ -1210,12 +1200,12 @@ mod tests {
         let st = st
             .after(&t, br#"{"tool_call": {"name": "now", "arguments": {}}}"#)
             .unwrap();
-        assert!(st.is_free());
+        assert!(st.value_is_done(), "the call is the whole answer");
         let closed = Some(Thinking {
             open_in_prompt: false,
         });
         assert!(matches!(
-            after_thinking(u.format().unwrap(), closed),
+            crate::server::reply::after_thinking(u.format().unwrap(), closed),
             OutputFormat::JsonSchema(_)
         ));
         let r = crate::server::reply::ReplyReader::new(open, Some(u.clone())).unwrap();

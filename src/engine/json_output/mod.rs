@@ -3,8 +3,8 @@
 //! token by token, to a prefix of one JSON object, and ends when that object
 //! closes; likewise for a JSON schema and for a GBNF grammar
 //! ([`super::grammar`]), which may also end wherever the grammar is complete.
-//! A [`Trigger`] (`trigger.rs`) leaves the reply free but for a schema
-//! value after each occurrence of a text (tool calls).
+//! A [`Trigger`] (`trigger.rs`) leaves the reply free but for what follows
+//! a text (tool calls; the answer after `</think>`).
 //!
 //! [`JsonState`] (`object.rs`) recognizes any JSON object; [`SchemaState`]
 //! (`schema.rs`) one that follows a JSON schema. The sampler draws as usual
@@ -22,8 +22,9 @@ pub enum OutputFormat {
     JsonSchema(Arc<Schema>),
     /// A string of the GBNF grammar.
     Grammar(Arc<Grammar>),
-    /// Free text, except that what follows each trigger text follows the
-    /// schema (tool calls in `<tool_call>` blocks).
+    /// Free text, except that what follows a trigger text follows a
+    /// format (tool calls in `<tool_call>` blocks; a reply's format after
+    /// its reasoning).
     Triggered(Arc<Trigger>),
 }
 
@@ -100,8 +101,9 @@ impl Recognizer {
             Recognizer::Object(j) => j.is_done(),
             Recognizer::Schema(_, st) => st.is_done(),
             Recognizer::Grammar(g) => g.is_done(),
-            // Free text ends when the model ends it.
-            Recognizer::Triggered(..) => false,
+            // Free text ends when the model ends it; a reply bound once
+            // ends with its value.
+            Recognizer::Triggered(t, st) => t.is_once() && st.value_is_done(),
         }
     }
 
@@ -111,7 +113,8 @@ impl Recognizer {
     fn may_end(&self) -> bool {
         match self {
             Recognizer::Grammar(g) => g.is_accepting(),
-            Recognizer::Triggered(_, st) => st.is_free(),
+            Recognizer::Triggered(t, st) if st.is_free() => !t.is_once(),
+            Recognizer::Triggered(_, st) => st.value_may_end(),
             _ => false,
         }
     }
