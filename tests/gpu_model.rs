@@ -469,3 +469,37 @@ fn submitted_decode_steps_match_blocking_ones() {
     let got = b.decode_collect(p).unwrap().into_logits().unwrap();
     assert_eq!(got, a.forward(token).unwrap());
 }
+
+/// A head width of its own (`llama.attention.key_length`, Mistral Nemo's
+/// 128 with 5120 / 32 = 160): Q and the attention output are `n_head *
+/// head_dim` wide, not `n_embd`. Wider than `n_embd` for every type (512
+/// vs 256, whole K-quant super-blocks), and narrower, not a power of two,
+/// for the 32-element block types (160 vs 256, 40-wide heads).
+#[test]
+fn a_head_width_of_its_own_matches_cpu() {
+    let wide = LlamaShape {
+        head_dim: Some(128),
+        ..LlamaShape::tiny()
+    };
+    let narrow = LlamaShape {
+        head_dim: Some(40),
+        ..LlamaShape::tiny()
+    };
+    for portable in [false, true] {
+        let gpu = common::gpu(portable);
+        let cases = TensorType::ALL
+            .into_iter()
+            .map(|ty| (&wide, ty))
+            .chain([TensorType::Q4_0, TensorType::Q8_0, TensorType::F16].map(|ty| (&narrow, ty)));
+        for (shape, ty) in cases {
+            let g = Gguf::from_bytes(synthetic_gguf(shape, ty, 17).unwrap()).unwrap();
+            let mut cpu = CpuModel::load(&g).unwrap();
+            assert_eq!(cpu.cfg.head_dim, shape.head_dim());
+            cpu.kv_f16 = true;
+            let mut gm = load_gpu(gpu.clone(), &g, 64);
+            let what = format!("{ty} head_dim {} portable={portable}", shape.head_dim());
+            let err = compare(&mut cpu, &mut gm, &[1, 5, 9], 12, F16_KV_TOL, &what);
+            eprintln!("{what}: max |logit diff| over 14 positions = {err:.2e}");
+        }
+    }
+}

@@ -195,7 +195,13 @@ fn tmp(name: &str) -> PathBuf {
 /// loaded directly, so every command sees the same model either way.
 #[test]
 fn converted_gguf_reads_back_as_the_same_model() {
-    for model in ["gqa-f32", "tied-bf16", "spm-f16", "gqa-f32+lora-a+lora-b"] {
+    for model in [
+        "gqa-f32",
+        "mistral-headdim-f32",
+        "tied-bf16",
+        "spm-f16",
+        "gqa-f32+lora-a+lora-b",
+    ] {
         let g = open(model);
         let path = tmp(&format!("{}.gguf", model.replace('+', "_")));
         g.write_to(&mut std::io::BufWriter::new(

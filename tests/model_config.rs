@@ -43,7 +43,7 @@ fn every_preset_shape_round_trips_through_the_reader() {
         let c = LlamaConfig::from_gguf(&g).unwrap();
         assert_eq!(
             (c.n_head, c.n_head_kv, c.head_dim),
-            (s.n_head, s.n_head_kv, 32),
+            (s.n_head, s.n_head_kv, s.head_dim.unwrap_or(32)),
             "{}",
             s.name
         );
@@ -118,6 +118,29 @@ fn unsupported_or_broken_metadata_gives_errors_that_name_the_problem() {
     assert!(e.contains("mixture-of-experts"), "{e}");
     let e = config_error("llama.attention.head_count", Some(Value::U32(0)));
     assert!(e.contains("llama.attention.head_count"), "{e}");
+    let e = config_error("llama.attention.key_length", Some(Value::U32(0)));
+    assert!(e.contains("key_length is 0"), "{e}");
+    let e = config_error("llama.attention.key_length", Some(Value::U32(63)));
+    assert!(e.contains("head dimension 63 is odd"), "{e}");
+    let e = config_error("llama.attention.value_length", Some(Value::U32(32)));
+    assert!(
+        e.contains("value_length 32 differs from key_length 64"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_key_length_the_tensors_do_not_have_names_the_tensor() {
+    // The tiny model's heads are 64 wide; a file that says 128 is read as
+    // such (Mistral Nemo's files do say so), and its Q does not fit.
+    let g = with_kv("llama.attention.key_length", Some(Value::U32(128)));
+    let c = LlamaConfig::from_gguf(&g).unwrap();
+    assert_eq!((c.head_dim, c.rope_dim), (128, 128));
+    let e = ModelWeights::resolve(&g, &c).unwrap_err().to_string();
+    assert!(
+        e.contains("blk.0.attn_q.weight") && e.contains("shape"),
+        "{e}"
+    );
 }
 
 #[test]

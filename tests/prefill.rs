@@ -116,6 +116,43 @@ fn synthetic_models_of_every_type_prefill_like_decode() {
     }
 }
 
+/// Batched prefill of a model whose heads are wider than `n_embd /
+/// n_head` (see gpu_model.rs `a_head_width_of_its_own_matches_cpu`): the
+/// matmuls write Q `n_head * head_dim` wide and the tiled attention reads it.
+#[test]
+fn a_head_width_of_its_own_prefills_like_decode() {
+    let shape = LlamaShape {
+        head_dim: Some(128),
+        ..LlamaShape::tiny()
+    };
+    for portable in [false, true] {
+        let gpu = common::gpu(portable);
+        for ty in [TensorType::Q4_K, TensorType::Q8_0] {
+            let g = Gguf::from_bytes(synthetic_gguf(&shape, ty, 29).unwrap()).unwrap();
+            let opts = LoadOptions {
+                n_ctx: 160,
+                n_batch: 64,
+                n_slots: 1,
+                context: Default::default(),
+            };
+            let mut m = GpuModel::load(gpu.clone(), &g, &opts, &|_, _| {}).unwrap();
+            for n in [7, 100] {
+                let toks = tokens(n, shape.n_vocab, n as u32);
+                let decode = one_by_one(&mut m, &toks);
+                m.reset();
+                let batched = m
+                    .prefill(&toks, BatchOutput::AllLogits)
+                    .unwrap()
+                    .into_logits()
+                    .unwrap();
+                let what = format!("{ty} head_dim 128 portable={portable} n={n}");
+                let worst = check(&batched, &decode, shape.n_vocab, None, &what);
+                eprintln!("{what}: max |batched - decode| = {worst:.2e}");
+            }
+        }
+    }
+}
+
 /// SmolLM2 at prompt lengths 1, 7, 64, 70 and 300 with the default batch of
 /// 64 (70 and 300 span two and five batches). The prompts are prefixes of one
 /// 300-token sequence, so a single token-by-token pass gives the decode

@@ -52,6 +52,7 @@ fn model_with(head_dim: usize, max_pos: usize, params: &Json, seed: u64) -> (Vec
         n_ctx_train: max_pos,
         rope_freq_base: hf.rope_theta,
         tied_embeddings: false,
+        head_dim: None,
     };
     let keys: Vec<(String, Value)> = hf
         .metadata()

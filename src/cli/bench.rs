@@ -22,7 +22,8 @@ pub struct BenchArgs {
     pub model: ModelListArgs,
     /// A random model with the exact shapes of a published one, e.g.
     /// llama2-7b:q4_0, smollm2-135m:q4_1 (shapes: llama2-7b, llama2-13b,
-    /// llama2-70b, tinyllama-1.1b, smollm2-135m, and `tiny` for tests). The
+    /// llama2-70b, tinyllama-1.1b, smollm2-135m, mistral-nemo-12b (heads
+    /// 128 wide over 5120 / 32), and `tiny` for tests). The
     /// output projection gets llama.cpp's type for that quantization (Q6_K,
     /// or Q8_0 when rows are not multiples of 256), as in real files. The
     /// weights are generated on the GPU at load: no file, no host memory.

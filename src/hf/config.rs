@@ -128,24 +128,23 @@ impl HfConfig {
         let hidden_size = need("hidden_size")?;
         let num_attention_heads = need("num_attention_heads")?;
         let num_key_value_heads = usize_key("num_key_value_heads")?.unwrap_or(num_attention_heads);
-        if hidden_size % num_attention_heads != 0 {
-            return Err(format!(
-                "hidden_size {hidden_size} is not divisible by num_attention_heads {num_attention_heads}"
-            ));
-        }
         if num_attention_heads % num_key_value_heads != 0 {
             return Err(format!(
                 "num_attention_heads {num_attention_heads} is not a multiple of num_key_value_heads {num_key_value_heads}"
             ));
         }
+        // Mistral Nemo and Small 3 set a head_dim of their own (128, with
+        // 5120 / 32 = 160); `null` means the quotient, as in transformers.
         let head_dim = match usize_key("head_dim")? {
-            Some(d) if d != hidden_size / num_attention_heads => {
+            Some(d) if d > 1 << 16 => return Err(format!("head_dim {d} is too large")),
+            Some(d) if d % 2 != 0 => return Err(format!("head_dim {d} is odd; RoPE needs pairs")),
+            Some(d) => d,
+            None if hidden_size % num_attention_heads != 0 => {
                 return Err(format!(
-                "head_dim {d} differs from hidden_size / num_attention_heads = {} (not supported)",
-                hidden_size / num_attention_heads
-            ))
+                    "hidden_size {hidden_size} is not divisible by num_attention_heads {num_attention_heads}"
+                ))
             }
-            _ => hidden_size / num_attention_heads,
+            None => hidden_size / num_attention_heads,
         };
 
         // Transformers 5: {"rope_type", "rope_theta", "factor", ...}; 4: rope_theta + rope_scaling.
@@ -272,6 +271,8 @@ impl HfConfig {
                 u(self.intermediate_size),
             ),
             ("llama.rope.dimension_count".into(), u(self.head_dim)),
+            ("llama.attention.key_length".into(), u(self.head_dim)),
+            ("llama.attention.value_length".into(), u(self.head_dim)),
             (
                 "llama.attention.head_count".into(),
                 u(self.num_attention_heads),
@@ -431,7 +432,8 @@ mod tests {
         assert!(
             err(|c| c["architectures"] = json!(["GemmaForCausalLM"])).contains("GemmaForCausalLM")
         );
-        assert!(err(|c| c["head_dim"] = json!(32)).contains("head_dim 32"));
+        assert!(err(|c| c["head_dim"] = json!(31)).contains("head_dim 31 is odd"));
+        assert!(err(|c| c["head_dim"] = json!(0)).contains("'head_dim'"));
         assert!(err(|c| c["num_key_value_heads"] = json!(3)).contains("not a multiple"));
         assert!(err(|c| {
             c.as_object_mut().unwrap().remove("vocab_size");

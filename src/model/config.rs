@@ -74,25 +74,36 @@ impl LlamaConfig {
         let n_embd = positive("llama.embedding_length", n_embd)?;
         let n_head = positive("llama.attention.head_count", n_head)?;
         let n_head_kv = positive("llama.attention.head_count_kv", n_head_kv)?;
-        if n_embd % n_head != 0 {
-            return Err(GgufError::new(format!(
-                "llama.embedding_length {n_embd} is not divisible by llama.attention.head_count {n_head}"
-            )));
-        }
         if n_head % n_head_kv != 0 {
             return Err(GgufError::new(format!(
                 "llama.attention.head_count {n_head} is not a multiple of llama.attention.head_count_kv {n_head_kv}"
             )));
         }
+        // A head width of its own (Mistral Nemo, Mistral Small 3: 128 with
+        // 5120 / 32 = 160): Q is n_head * head_dim wide, not n_embd.
         let head_dim = match g.opt_u64("llama.attention.key_length")? {
-            Some(k) if k as usize != n_embd / n_head => {
+            Some(0) => return Err(GgufError::new("llama.attention.key_length is 0")),
+            Some(k) => usize::try_from(k)
+                .ok()
+                .filter(|&k| k <= 1 << 16)
+                .ok_or_else(|| {
+                    GgufError::new(format!("llama.attention.key_length {k} is too large"))
+                })?,
+            None if n_embd % n_head != 0 => {
                 return Err(GgufError::new(format!(
-                    "llama.attention.key_length {k} differs from embedding_length / head_count = {} (not supported)",
-                    n_embd / n_head
+                    "llama.embedding_length {n_embd} is not divisible by llama.attention.head_count {n_head}"
                 )))
             }
-            _ => n_embd / n_head,
+            None => n_embd / n_head,
         };
+        match g.opt_u64("llama.attention.value_length")? {
+            Some(v) if v != head_dim as u64 => {
+                return Err(GgufError::new(format!(
+                    "llama.attention.value_length {v} differs from key_length {head_dim} (not supported)"
+                )))
+            }
+            _ => {}
+        }
         if head_dim % 2 != 0 {
             return Err(GgufError::new(format!(
                 "head dimension {head_dim} is odd; RoPE needs pairs"

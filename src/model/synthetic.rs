@@ -21,11 +21,14 @@ pub struct LlamaShape {
     pub n_ctx_train: usize,
     pub rope_freq_base: f32,
     pub tied_embeddings: bool,
+    /// Set where it is not `n_embd / n_head` (`llama.attention.key_length`:
+    /// Mistral Nemo and Small 3 have 128 with 5120 / 32 = 160).
+    pub head_dim: Option<usize>,
 }
 
 impl LlamaShape {
     /// Shapes of published models, for benchmarks (`--synthetic NAME:TYPE`).
-    pub const PRESETS: [LlamaShape; 5] = [
+    pub const PRESETS: [LlamaShape; 6] = [
         LlamaShape::preset(
             "llama2-7b",
             32,
@@ -86,6 +89,21 @@ impl LlamaShape {
             100000.0,
             true,
         ),
+        LlamaShape {
+            head_dim: Some(128),
+            ..LlamaShape::preset(
+                "mistral-nemo-12b",
+                40,
+                5120,
+                14336,
+                32,
+                8,
+                131072,
+                1024000,
+                1000000.0,
+                false,
+            )
+        },
     ];
 
     #[allow(clippy::too_many_arguments)]
@@ -112,6 +130,7 @@ impl LlamaShape {
             n_ctx_train,
             rope_freq_base,
             tied_embeddings,
+            head_dim: None,
         }
     }
 
@@ -143,7 +162,7 @@ impl LlamaShape {
     }
 
     pub fn head_dim(&self) -> usize {
-        self.n_embd / self.n_head
+        self.head_dim.unwrap_or(self.n_embd / self.n_head)
     }
 }
 
@@ -241,7 +260,12 @@ fn synthetic_writer(
     output_ty: TensorType,
     seed: Option<u64>,
 ) -> Result<GgufWriter, String> {
-    for (what, n) in [("n_embd", shape.n_embd), ("n_ff", shape.n_ff)] {
+    let q_dim = shape.n_head * shape.head_dim();
+    for (what, n) in [
+        ("n_embd", shape.n_embd),
+        ("n_ff", shape.n_ff),
+        ("n_head * head_dim", q_dim),
+    ] {
         if n % ty.block_size() != 0 {
             return Err(format!(
                 "{what} = {n} is not a multiple of the {ty} block size {}",
@@ -267,6 +291,11 @@ fn synthetic_writer(
         .kv("llama.rope.freq_base", Value::F32(shape.rope_freq_base))
         .kv("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5))
         .kv("llama.vocab_size", u32v(shape.n_vocab));
+    if let Some(hd) = shape.head_dim {
+        // llama.cpp's converter writes both for a head_dim of its own.
+        w.kv("llama.attention.key_length", u32v(hd))
+            .kv("llama.attention.value_length", u32v(hd));
+    }
 
     let (e, hd) = (shape.n_embd, shape.head_dim());
     let (q, kv, ff) = (shape.n_head * hd, shape.n_head_kv * hd, shape.n_ff);

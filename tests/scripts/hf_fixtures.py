@@ -13,6 +13,8 @@ Writes tests/fixtures/hf/:
                       embeddings, F32, byte-level BPE tokenizer.json (trained here),
                       config.json rewritten in the transformers 4 layout
                       (rope_theta / rope_scaling at the top level)
+  mistral-headdim-f32/ MistralForCausalLM, head_dim 16 with hidden 32 / 4 heads
+                      (a head width of its own, as Mistral Nemo's), F32
   tied-bf16/          tied embeddings, BF16, sharded (model.safetensors.index.json),
                       linear RoPE scaling (factor 2), transformers 5 config layout
                       (rope_parameters), the same tokenizer
@@ -42,6 +44,7 @@ import sentencepiece as spm
 import tokenizers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, AutoTokenizer
+from transformers import MistralConfig, MistralForCausalLM
 from peft import LoraConfig, get_peft_model, PeftModel
 
 OUT = Path(__file__).resolve().parent.parent / "fixtures" / "hf"
@@ -111,9 +114,9 @@ def config(vocab, **kw):
     return LlamaConfig(**base)
 
 
-def make_model(cfg, seed):
+def make_model(cfg, seed, cls=LlamaForCausalLM):
     torch.manual_seed(seed)
-    m = LlamaForCausalLM(cfg).eval()
+    m = cls(cfg).eval()
     # Norm weights are ones at init; random ones exercise them.
     with torch.no_grad():
         for n, p in m.named_parameters():
@@ -168,9 +171,10 @@ def lora(base, targets, r, alpha, seed, rslora=False):
 
 
 def main():
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
+    # Only what this script writes: embeddings.json is hf_embedding_fixture.py's.
+    for d in ["gqa-f32", "mistral-headdim-f32", "tied-bf16", "spm-f16", "lora-a", "lora-b", "lora-tied"]:
+        shutil.rmtree(OUT / d, ignore_errors=True)
+    OUT.mkdir(parents=True, exist_ok=True)
     cases = []
 
     tok = bpe_tokenizer()
@@ -213,6 +217,23 @@ def main():
     stacked = stacked.merge_and_unload()
     stacked = PeftModel.from_pretrained(stacked, OUT / "lora-b", adapter_name="b").merge_and_unload()
     cases += record(stacked, ids, "gqa-f32+lora-a+lora-b", PROMPTS[:2])
+
+    # MistralForCausalLM with a head width of its own, as Mistral Nemo and
+    # Small 3 have (head_dim 128 with hidden 5120 / 32 heads = 160): here 4
+    # heads of 16 over a hidden size of 32 (the GPU's attention kernels take
+    # multiples of 8).
+    mcfg = MistralConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=128,
+        rms_norm_eps=1e-5, initializer_range=0.5, bos_token_id=0, eos_token_id=1,
+        tie_word_embeddings=False, sliding_window=None, rope_theta=1000000.0,
+    )
+    mistral = make_model(mcfg, 8, MistralForCausalLM)
+    d = OUT / "mistral-headdim-f32"
+    mistral.save_pretrained(d, safe_serialization=True)
+    tok.save_pretrained(d)
+    assert json.loads((d / "config.json").read_text())["head_dim"] == 16
+    cases += record(mistral, ids, "mistral-headdim-f32", PROMPTS)
 
     # Tied, BF16, sharded, linear RoPE scaling, transformers 5 layout.
     tied_cfg = config(len(tok), num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True,
@@ -263,6 +284,8 @@ def main():
         p = OUT / name / "adapter_config.json"
         c = json.loads(p.read_text())
         c["base_model_name_or_path"] = base_name
+        # peft writes a set: sorted, the file is the same on every run.
+        c["target_modules"] = sorted(c["target_modules"])
         p.write_text(json.dumps(c, indent=2, sort_keys=True) + "\n")
     (OUT / "expected.json").write_text(json.dumps({"cases": cases}) + "\n")
     for p in OUT.rglob("README.md"):

@@ -37,7 +37,7 @@ def main(path, out):
     n_head = meta["llama.attention.head_count"]
     n_kv = meta["llama.attention.head_count_kv"]
     n_embd = meta["llama.embedding_length"]
-    hd = n_embd // n_head
+    hd = meta.get("llama.attention.key_length", n_embd // n_head)
     base = meta.get("llama.rope.freq_base", 10000.0)
     eps = meta["llama.attention.layer_norm_rms_epsilon"]
     embd = weight("token_embd.weight")
