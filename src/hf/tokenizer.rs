@@ -15,6 +15,7 @@ use super::config::HfConfig;
 use super::spm;
 use super::HfError;
 use crate::gguf::{string_array, tag, Value};
+use crate::tokenizer::pretok::TEKKEN;
 
 /// GGUF token types (`tokenizer.ggml.token_type`).
 pub(crate) mod token_type {
@@ -345,6 +346,9 @@ fn pre_tokenizer_name(p: &Json) -> Result<&'static str, String> {
             if ty(a) == "Split" && split_regex == Some(LLAMA3_REGEX) && byte_level(b, false) {
                 return Ok("llama-bpe");
             }
+            if ty(a) == "Split" && split_regex == Some(TEKKEN) && byte_level(b, false) {
+                return Ok("tekken");
+            }
             if ty(a) == "Digits"
                 && a.get("individual_digits").and_then(Json::as_bool) == Some(true)
                 && byte_level(b, true)
@@ -354,6 +358,6 @@ fn pre_tokenizer_name(p: &Json) -> Result<&'static str, String> {
         }
     }
     Err(format!(
-        "pre-tokenizer {p} is not one this engine recognises (byte-level GPT-2, Llama 3, SmolLM)"
+        "pre-tokenizer {p} is not one this engine recognises (byte-level GPT-2, Llama 3, Mistral's Tekken, SmolLM)"
     ))
 }

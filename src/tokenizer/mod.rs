@@ -8,7 +8,7 @@
 mod chat;
 mod gguf_vocab;
 mod json;
-mod pretok;
+pub(crate) mod pretok;
 mod stream;
 
 use std::collections::BTreeSet;

@@ -28,6 +28,16 @@ const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])
 
 const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// Mistral's Tekken regex (Mistral Nemo, Mistral Small 3) as its
+/// tokenizer.json writes it. llama.cpp transcribes the case classes for its
+/// own regex engine as `((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+`,
+/// which, as we read it, takes any letter outside ASCII for both cases (so
+/// "aÄ" would be one piece there, two in the model's own tokenizer; not run
+/// against llama.cpp). The classes run here as written (`tokenizers`'
+/// Oniguruma has them), and tests/fixtures/tokenizer/pretok.json checks the
+/// split against Hugging Face `tokenizers` with this regex.
+pub(crate) const TEKKEN: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 /// How one family of BPE vocabularies splits text before merging.
 #[derive(Clone, Debug)]
 pub(crate) struct PreTokenizerSpec {
@@ -141,6 +151,14 @@ const FAMILIES: &[(&[&str], PreTokenizerSpec)] = &[
         ],
         PreTokenizerSpec {
             regexes: &[LLAMA3],
+            ignore_merges: true,
+            add_bos: true,
+        },
+    ),
+    (
+        &["tekken"],
+        PreTokenizerSpec {
+            regexes: &[TEKKEN],
             ignore_merges: true,
             add_bos: true,
         },

@@ -14,7 +14,8 @@ Writes tests/fixtures/hf/:
                       config.json rewritten in the transformers 4 layout
                       (rope_theta / rope_scaling at the top level)
   mistral-headdim-f32/ MistralForCausalLM, head_dim 16 with hidden 32 / 4 heads
-                      (a head width of its own, as Mistral Nemo's), F32
+                      (a head width of its own, as Mistral Nemo's), F32, a BPE
+                      tokenizer that splits as Mistral's Tekken does
   tied-bf16/          tied embeddings, BF16, sharded (model.safetensors.index.json),
                       linear RoPE scaling (factor 2), transformers 5 config layout
                       (rope_parameters), the same tokenizer
@@ -70,9 +71,20 @@ CHAT_TEMPLATE = (
 )
 
 
-def bpe_tokenizer():
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+# Mistral Nemo's tokenizer.json split (Tekken), before a ByteLevel without its own regex.
+TEKKEN = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+
+
+def bpe_tokenizer(tekken=False):
+    if tekken:
+        tok = Tokenizer(models.BPE(ignore_merges=True))
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(tokenizers.Regex(TEKKEN), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ])
+    else:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=300,
@@ -228,12 +240,17 @@ def main():
         rms_norm_eps=1e-5, initializer_range=0.5, bos_token_id=0, eos_token_id=1,
         tie_word_embeddings=False, sliding_window=None, rope_theta=1000000.0,
     )
+    # Its tokenizer splits as Tekken does (CamelCase in two pieces).
+    ttok = bpe_tokenizer(tekken=True)
+    tprompts = PROMPTS + ["CamelCase XMLHttpRequest iPhone aÄb ÄÖü élève path/to/file/\n"]
+    tids = [ttok(p)["input_ids"] for p in tprompts]
+    mcfg.vocab_size = len(ttok)
     mistral = make_model(mcfg, 8, MistralForCausalLM)
     d = OUT / "mistral-headdim-f32"
     mistral.save_pretrained(d, safe_serialization=True)
-    tok.save_pretrained(d)
+    ttok.save_pretrained(d)
     assert json.loads((d / "config.json").read_text())["head_dim"] == 16
-    cases += record(mistral, ids, "mistral-headdim-f32", PROMPTS)
+    cases += record(mistral, tids, "mistral-headdim-f32", tprompts)
 
     # Tied, BF16, sharded, linear RoPE scaling, transformers 5 layout.
     tied_cfg = config(len(tok), num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True,

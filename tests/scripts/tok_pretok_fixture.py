@@ -11,8 +11,9 @@ splitter); this checks they split as the originals do.
   smollm  Digits(individual_digits=True) + ByteLevel, SmolLM2's tokenizer.json
   llama3  Split(Regex(...), "isolated"), Meta-Llama-3's tokenizer.json regex
   qwen2   Split(Regex(...), "isolated"), Qwen2's tokenizer.json regex
+  tekken  Split(Regex(...), "isolated"), Mistral Nemo's tokenizer.json regex
 
-(the two regexes are quoted in llama.cpp's llama-vocab.cpp as "original regex
+(the three regexes are quoted in llama.cpp's llama-vocab.cpp as "original regex
 from tokenizer.json"). ByteLevel output is mapped back from GPT-2's printable
 byte alphabet to text.
 
@@ -28,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "fixtures" / "tokenizer" / "pretok.json"
 
 LLAMA3 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+# Mistral Nemo's tokenizer.json (quoted in llama-vocab.cpp as "original regex from tokenizer.json").
+TEKKEN = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 QWEN2 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 
 CASES = [
@@ -48,6 +51,8 @@ CASES = [
     "!!!!!!?????? ------======= ......",
     "a\u0301 \ufb01 \u00a0nbsp zero\u200bwidth",
     "x=a+b*c;//c\n\t\t}",
+    "CamelCase XMLHttpRequest iPhone aÄb ÄÖü ÉCOLE élève ǅungla",
+    "path/to/file/\n/etc //x\r\n",
 ]
 
 
@@ -84,6 +89,7 @@ FAMILIES = {
     ),
     "llama3": (split(LLAMA3), False),
     "qwen2": (split(QWEN2), False),
+    "tekken": (split(TEKKEN), False),
 }
 
 
