@@ -137,3 +137,38 @@ fn a_triggered_schema_binds_only_after_its_trigger() {
     feed(&mut c, b"\n</tool_call>");
     free(&c);
 }
+
+/// Mistral's `[TOOL_CALLS]` is a control token of its vocabulary: a trigger
+/// that is a control token's text fires on that token, not only on the
+/// same text written byte by byte (here SmolLM2's `<|im_start|>`).
+#[test]
+fn a_control_token_fires_the_trigger_its_text_names() {
+    use llama_wgpu::engine::json_output::Trigger;
+    let (tok, _) = vocab();
+    let n = tok.vocab_size() as u32;
+    let open = (0..n)
+        .find(|&i| tok.is_control(i) && tok.token_bytes(i) == b"<|im_start|>")
+        .unwrap();
+    let other = (0..n)
+        .find(|&i| tok.is_control(i) && i != open && !tok.is_end_of_generation(i))
+        .unwrap();
+    let format = OutputFormat::Triggered(Arc::new(Trigger::new("<|im_start|>", reply_schema())));
+    let mut c = format.constraint().unwrap();
+    let hello = tok.encode("hello", false, false).unwrap()[0];
+    let brace = tok.encode("{", false, false).unwrap()[0];
+    let draw = |id: u32| move |c: Vec<(u32, f32)>| c.iter().find(|t| t.0 == id).unwrap().0;
+    assert_eq!(
+        c.choose(&tok, vec![(other, 0.0)], draw(other)).unwrap(),
+        other
+    );
+    assert!(
+        c.fits(&tok, hello),
+        "another control token leaves the text free"
+    );
+    assert_eq!(c.choose(&tok, vec![(open, 0.0)], draw(open)).unwrap(), open);
+    assert!(
+        !c.fits(&tok, hello) && !c.fits(&tok, open),
+        "bound after it"
+    );
+    assert!(c.fits(&tok, brace));
+}

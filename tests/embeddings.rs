@@ -256,6 +256,7 @@ fn smollm2_embeddings_match_the_cpu_reference_and_the_scheduler() {
             cache_prompt: true,
             format: Default::default(),
             embed: None,
+            shown_tokens: Vec::new(),
         })
         .unwrap();
     for (pooling, want) in [Pooling::Mean, Pooling::Cls, Pooling::Last]

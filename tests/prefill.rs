@@ -21,6 +21,24 @@ fn one_by_one(m: &mut GpuModel, toks: &[u32]) -> Vec<Vec<f32>> {
     toks.iter().map(|&t| m.forward(t).unwrap()).collect()
 }
 
+/// The model with one slot of `n_ctx` positions and batches of 64.
+fn load_batch_64(gpu: std::sync::Arc<llama_wgpu::gpu::Gpu>, g: &Gguf, n_ctx: usize) -> GpuModel {
+    let opts = LoadOptions {
+        n_ctx,
+        n_batch: 64,
+        n_slots: 1,
+        context: Default::default(),
+    };
+    GpuModel::load(gpu, g, &opts, &|_, _| {}).unwrap()
+}
+
+/// Logits of `toks` prefilled from an empty cache: every position's, or
+/// the last one's.
+fn prefilled(m: &mut GpuModel, toks: &[u32], out: BatchOutput) -> Vec<f32> {
+    m.reset();
+    m.prefill(toks, out).unwrap().into_logits().unwrap()
+}
+
 /// Compares batched logits (all positions) with decode logits. Both paths
 /// compute in f32 and store K/V in f16; only the summation order of the
 /// matrix products differs (a 64-wide tile walk vs a strided row reduction),
@@ -59,18 +77,7 @@ fn synthetic_models_of_every_type_prefill_like_decode() {
         let gpu = common::gpu(portable);
         for ty in TensorType::ALL {
             let g = Gguf::from_bytes(synthetic_gguf(&shape, ty, 21).unwrap()).unwrap();
-            let mut m = GpuModel::load(
-                gpu.clone(),
-                &g,
-                &LoadOptions {
-                    n_ctx: 320,
-                    n_batch: 64,
-                    n_slots: 1,
-                    context: Default::default(),
-                },
-                &|_, _| {},
-            )
-            .unwrap();
+            let mut m = load_batch_64(gpu.clone(), &g, 320);
             // 7 tokens go through the few-token matvec, 64 and more the matmul
             // (and a 300-token prompt's last chunk of 44 too).
             // The batch is 64: 300 spans five batches, the last one partial.
@@ -83,12 +90,7 @@ fn synthetic_models_of_every_type_prefill_like_decode() {
             for &n in lens {
                 let toks = tokens(n, shape.n_vocab, n as u32);
                 let decode = one_by_one(&mut m, &toks);
-                m.reset();
-                let batched = m
-                    .prefill(&toks, BatchOutput::AllLogits)
-                    .unwrap()
-                    .into_logits()
-                    .unwrap();
+                let batched = prefilled(&mut m, &toks, BatchOutput::AllLogits);
                 worst = worst.max(check(
                     &batched,
                     &decode,
@@ -97,12 +99,7 @@ fn synthetic_models_of_every_type_prefill_like_decode() {
                     &format!("{ty} n={n}"),
                 ));
                 // The last-position path (decode head after the batch) agrees too.
-                m.reset();
-                let last = m
-                    .prefill(&toks, BatchOutput::LastLogits)
-                    .unwrap()
-                    .into_logits()
-                    .unwrap();
+                let last = prefilled(&mut m, &toks, BatchOutput::LastLogits);
                 check(
                     &last,
                     &decode[n - 1..],
@@ -129,22 +126,11 @@ fn a_head_width_of_its_own_prefills_like_decode() {
         let gpu = common::gpu(portable);
         for ty in [TensorType::Q4_K, TensorType::Q8_0] {
             let g = Gguf::from_bytes(synthetic_gguf(&shape, ty, 29).unwrap()).unwrap();
-            let opts = LoadOptions {
-                n_ctx: 160,
-                n_batch: 64,
-                n_slots: 1,
-                context: Default::default(),
-            };
-            let mut m = GpuModel::load(gpu.clone(), &g, &opts, &|_, _| {}).unwrap();
+            let mut m = load_batch_64(gpu.clone(), &g, 160);
             for n in [7, 100] {
                 let toks = tokens(n, shape.n_vocab, n as u32);
                 let decode = one_by_one(&mut m, &toks);
-                m.reset();
-                let batched = m
-                    .prefill(&toks, BatchOutput::AllLogits)
-                    .unwrap()
-                    .into_logits()
-                    .unwrap();
+                let batched = prefilled(&mut m, &toks, BatchOutput::AllLogits);
                 let what = format!("{ty} head_dim 128 portable={portable} n={n}");
                 let worst = check(&batched, &decode, shape.n_vocab, None, &what);
                 eprintln!("{what}: max |batched - decode| = {worst:.2e}");

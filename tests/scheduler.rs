@@ -51,6 +51,7 @@ fn request(engine: &Engine, prompt: &str, n: usize) -> Request {
         cache_prompt: true,
         format: Default::default(),
         embed: None,
+        shown_tokens: Vec::new(),
     }
 }
 

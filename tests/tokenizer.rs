@@ -672,3 +672,23 @@ fn llama_spm_tokenizer_json_matches_vectors_and_gguf() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Control tokens print nothing in generated text, but those a reply is
+/// read for (Mistral's `[TOOL_CALLS]`) can be kept as their text.
+#[test]
+fn a_stream_can_show_chosen_control_tokens() {
+    let tok = smollm2();
+    let ids = tok.encode("<|im_start|>Hi<|im_end|>", false, true).unwrap();
+    let (start, end) = (ids[0], *ids.last().unwrap());
+    assert!(tok.is_control(start) && tok.is_control(end));
+    let run = |mut s: StreamDecoder| {
+        let mut out: String = ids.iter().map(|&i| s.push(i)).collect();
+        out.push_str(&s.finish());
+        out
+    };
+    assert_eq!(run(StreamDecoder::continuation(&tok)), "Hi");
+    assert_eq!(
+        run(StreamDecoder::continuation(&tok).showing(vec![start])),
+        "<|im_start|>Hi"
+    );
+}

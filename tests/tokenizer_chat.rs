@@ -214,6 +214,6 @@ fn tool_templates_match_jinja2() {
             }
         }
     }
-    assert_eq!(n, 24);
+    assert_eq!(n, 32);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -58,6 +58,10 @@ pub struct Request {
     pub cache_prompt: bool,
     /// JSON mode: the reply is one JSON object (see [`super::json_output`]).
     pub format: OutputFormat,
+    /// Control tokens whose text the reply keeps (llama-server's preserved
+    /// tokens: Mistral's `[TOOL_CALLS]`, which the server reads calls after);
+    /// others print nothing, as in llama.cpp's generated text.
+    pub shown_tokens: Vec<u32>,
     /// An embedding request: the prompt is processed and its final hidden
     /// states pooled into [`Finished::embedding`]; nothing is generated,
     /// and the sampling fields are unused.
@@ -80,6 +84,7 @@ impl Request {
             cache_prompt: false,
             format: OutputFormat::Text,
             embed: Some(pooling),
+            shown_tokens: Vec::new(),
         }
     }
 }

@@ -71,6 +71,7 @@ pub(crate) enum SeqInput<'a> {
 impl<'t> Sequence<'t> {
     /// `n_embd`: the model's width (an embedding request's vector size).
     pub fn new(job: Job, grant: SlotGrant, tok: &'t Tokenizer, n_embd: usize) -> Sequence<'t> {
+        let shown = job.req.shown_tokens.clone();
         let stop = StopFilter::new(&job.req.stop);
         let json = job.req.format.constraint();
         let pooler = job.req.embed.map(|p| Pooler::new(p, n_embd));
@@ -88,7 +89,7 @@ impl<'t> Sequence<'t> {
             shift_kept: None,
             pending: None,
             generated: 0,
-            stream: StreamDecoder::continuation(tok),
+            stream: StreamDecoder::continuation(tok).showing(shown),
             stop,
             started: None,
             first_token: None,

@@ -200,6 +200,7 @@ impl Sampling {
             cache_prompt: self.cache_prompt.unwrap_or(true),
             format: self.format,
             embed: None,
+            shown_tokens: Vec::new(),
         })
     }
 }

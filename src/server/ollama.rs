@@ -329,7 +329,8 @@ pub async fn chat(State(state): State<AppState>, body: Body) -> Result<Response>
     }
     let mut sampling = req.options.unwrap_or_default().sampling();
     sampling.format = reply::after_thinking(format, prompt.thinking);
-    let greq = sampling.into_request(ollama_defaults(), prompt.ids, model.limits(), &NAMES)?;
+    let mut greq = sampling.into_request(ollama_defaults(), prompt.ids, model.limits(), &NAMES)?;
+    greq.shown_tokens = tools.shown_tokens(model.tokenizer());
     let handle = generation::submit(&model, greq)?;
     respond(
         state,

@@ -346,8 +346,9 @@ pub async fn chat_completions(State(state): State<AppState>, body: Body) -> Resu
     }
     sampling.format = reply::after_thinking(std::mem::take(&mut sampling.format), prompt.thinking);
     sampling.stop = Stop::into_vec(req.stop);
-    let greq =
+    let mut greq =
         sampling.into_request(SamplerParams::default(), prompt.ids, model.limits(), &NAMES)?;
+    greq.shown_tokens = tools.shown_tokens(model.tokenizer());
     let want_logprobs = greq.logprobs.is_some();
     let handle = generation::submit(&model, greq)?;
     let id = new_id("chatcmpl");

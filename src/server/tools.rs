@@ -16,6 +16,13 @@
 //!   describes the tools; a reply that begins with `{` is one call, held to
 //!   the tools' schemas from its first byte (`required` or named: every
 //!   reply is), any other reply is prose.
+//! - **Mistral** (the template writes `[AVAILABLE_TOOLS]` and
+//!   `[TOOL_CALLS]` followed by a JSON list: Mistral 7B v0.3, Nemo): the
+//!   template describes the tools; calls come as `[TOOL_CALLS][{"name",
+//!   "arguments", "id"}, ...]`, ids of 9 letters and digits (the template
+//!   refuses others, so ids in the conversation are mapped to that shape).
+//!   `[TOOL_CALLS]` is a control token of these vocabularies: it is kept in
+//!   the reply's text ([`ToolUse::shown_tokens`]) so the reply can be read.
 //! - **Generic** (any other template): a system message lists the tools and
 //!   the reply is constrained to one JSON object, `{"tool_call": {"name",
 //!   "arguments"}}` (`{"tool_calls": [...]}` with `parallel_tool_calls`) or
@@ -44,6 +51,9 @@ const MAX_NAME: usize = 64;
 
 const HERMES_OPEN: &str = "<tool_call>";
 const HERMES_CLOSE: &str = "</tool_call>";
+const MISTRAL_CALLS: &str = "[TOOL_CALLS]";
+/// Mistral's call ids: this many ASCII letters and digits.
+const MISTRAL_ID_LEN: usize = 9;
 
 /// How the model is asked for calls (see the module's comment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +61,7 @@ pub enum Syntax {
     Generic,
     Hermes,
     Llama3,
+    Mistral,
 }
 
 impl Syntax {
@@ -61,6 +72,12 @@ impl Syntax {
         let json_args = source.contains(r#""arguments""#) || source.contains(r#"arguments\""#);
         if source.contains(HERMES_OPEN) && json_args {
             Syntax::Hermes
+        } else if source.contains(MISTRAL_CALLS)
+            && source.contains("[AVAILABLE_TOOLS]")
+            // Mistral Small 3.2 and Devstral write `[TOOL_CALLS]name[ARGS]{...}`.
+            && !source.contains("[ARGS]")
+        {
+            Syntax::Mistral
         } else if source.contains("<|start_header_id|>")
             && (source.contains(r#""parameters": "#) || source.contains(r#"\"parameters\": "#))
         {
@@ -352,11 +369,24 @@ impl ToolUse {
 
     /// Text the prompt ends with, after the template's assistant opening.
     pub fn prompt_suffix(&self) -> &'static str {
-        if self.forced() && self.syntax == Syntax::Hermes {
-            "<tool_call>\n"
-        } else {
-            ""
+        match self.syntax {
+            Syntax::Hermes if self.forced() => "<tool_call>\n",
+            Syntax::Mistral if self.forced() => MISTRAL_CALLS,
+            _ => "",
         }
+    }
+
+    /// Control tokens the reply's text must keep to be read: Mistral's
+    /// `[TOOL_CALLS]` (llama-server's "preserved tokens"). Empty where the
+    /// vocabulary has no such token (the marker is then plain text).
+    pub fn shown_tokens(&self, tok: &crate::tokenizer::Tokenizer) -> Vec<u32> {
+        if !self.active() || self.syntax != Syntax::Mistral {
+            return Vec::new();
+        }
+        tok.token_id(MISTRAL_CALLS)
+            .filter(|&id| tok.is_control(id))
+            .into_iter()
+            .collect()
     }
 
     /// The constraint on the reply, `None` without tools. In Hermes'
@@ -375,6 +405,9 @@ impl ToolUse {
             _ if self.forced() => OutputFormat::JsonSchema(Arc::new(schema)),
             Syntax::Hermes => OutputFormat::Triggered(Arc::new(Trigger::new(HERMES_OPEN, schema))),
             Syntax::Llama3 => OutputFormat::Triggered(Arc::new(Trigger::at_start("{", schema))),
+            Syntax::Mistral => {
+                OutputFormat::Triggered(Arc::new(Trigger::new(MISTRAL_CALLS, schema)))
+            }
             Syntax::Generic => OutputFormat::JsonSchema(Arc::new(schema)),
         }))
     }
@@ -391,21 +424,27 @@ impl ToolUse {
     }
 
     /// One call's schema: `{"name": const, "arguments": parameters}`
-    /// (Llama 3 names the arguments `parameters`).
+    /// (Llama 3 names the arguments `parameters`; Mistral's may end with
+    /// the call's `"id"`, as its template writes them).
     fn call_schema(&self, i: usize, t: &Tool) -> Json {
         let args = if self.syntax == Syntax::Llama3 {
             "parameters"
         } else {
             "arguments"
         };
-        json!({
+        let mut c = json!({
             "type": "object",
             "properties": {
                 "name": {"const": t.name},
                 args: {"$ref": format!("#/$defs/tool_{i}")},
             },
             "required": ["name", args],
-        })
+        });
+        if self.syntax == Syntax::Mistral {
+            c["properties"]["id"] = json!({"type": "string",
+                "minLength": MISTRAL_ID_LEN, "maxLength": MISTRAL_ID_LEN});
+        }
+        c
     }
 
     /// The schema of the whole reply (of a call, in Hermes). Each tool's
@@ -427,7 +466,14 @@ impl ToolUse {
             rebase_refs(&mut p, &format!("#/$defs/tool_{i}"));
             defs.insert(format!("tool_{i}"), p);
         }
-        let mut schema = if self.syntax != Syntax::Generic {
+        let mut schema = if self.syntax == Syntax::Mistral {
+            // One list of calls after `[TOOL_CALLS]`.
+            let mut list = json!({"type": "array", "items": call, "minItems": 1});
+            if !self.parallel {
+                list["maxItems"] = json!(1);
+            }
+            list
+        } else if self.syntax != Syntax::Generic {
             call
         } else {
             let calls = if self.parallel {
@@ -488,6 +534,23 @@ impl ToolUse {
     /// turn (unless the template knows the tool role), and the tools a
     /// system message; in Hermes the template writes calls itself.
     pub fn messages(&self, template: &str, mut msgs: Vec<ChatMessage>) -> Vec<ChatMessage> {
+        if self.syntax == Syntax::Mistral {
+            for m in msgs.iter_mut() {
+                for c in m
+                    .tool_calls
+                    .iter_mut()
+                    .flat_map(|c| c.as_array_mut())
+                    .flatten()
+                {
+                    if let Some(id) = c["id"].as_str() {
+                        c["id"] = json!(mistral_id(id));
+                    }
+                }
+                if let Some(id) = m.tool_call_id.as_mut() {
+                    *id = mistral_id(id);
+                }
+            }
+        }
         if self.syntax == Syntax::Generic {
             let tool_role = template.contains("'tool'") || template.contains("\"tool\"");
             let mut names: Vec<(String, String)> = Vec::new();
@@ -551,6 +614,7 @@ impl ToolUse {
                 .map_or_else(|| Reply::text(text), |c| Reply::calls(vec![c]))
         };
         match self.syntax {
+            Syntax::Mistral => mistral_reply(text, self.forced()),
             _ if self.forced() => bare(),
             Syntax::Generic => generic_reply(text),
             Syntax::Hermes => hermes_reply(text),
@@ -575,18 +639,8 @@ impl ToolUse {
                 t if t.starts_with('{') => "".into(),
                 t => t.into(),
             },
-            Syntax::Hermes => {
-                let t = text.trim_start();
-                let end = match t.find(HERMES_OPEN) {
-                    Some(i) => i,
-                    // Held back: a tail that may be the start of `<tool_call>`.
-                    None => t
-                        .rfind('<')
-                        .filter(|&i| HERMES_OPEN.starts_with(&t[i..]))
-                        .unwrap_or(t.len()),
-                };
-                t[..end].into()
-            }
+            Syntax::Hermes => before_marker(text.trim_start(), HERMES_OPEN).into(),
+            Syntax::Mistral => before_marker(text.trim_start(), MISTRAL_CALLS).into(),
         }
     }
 }
@@ -632,6 +686,91 @@ impl ReplyStream {
             .unwrap_or_default()
             .to_string();
         (rest, reply)
+    }
+}
+
+/// The text before `marker`, less a tail that may be its start (held back
+/// while streaming).
+fn before_marker<'t>(t: &'t str, marker: &str) -> &'t str {
+    let end = match t.find(marker) {
+        Some(i) => i,
+        None => {
+            let first = &marker[..1];
+            t.rfind(first)
+                .filter(|&i| marker.starts_with(&t[i..]))
+                .unwrap_or(t.len())
+        }
+    };
+    &t[..end]
+}
+
+/// A call id as Mistral's template takes it: 9 letters and digits. One
+/// already so is kept; any other (OpenAI's `call_...`) is mapped, the same
+/// way each time, so a call and its result still match.
+fn mistral_id(id: &str) -> String {
+    if id.len() == MISTRAL_ID_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return id.to_string();
+    }
+    // FNV-1a, then base 62.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in id.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    alnum_id(h)
+}
+
+fn alnum_id(mut h: u64) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    (0..MISTRAL_ID_LEN)
+        .map(|_| {
+            let c = DIGITS[(h % 62) as usize] as char;
+            h /= 62;
+            c
+        })
+        .collect()
+}
+
+/// `[TOOL_CALLS][{"name", "arguments", "id"}, ...]` out of a reply (the
+/// list alone when the prompt ended in `[TOOL_CALLS]`); text before it is
+/// the content. A list that does not read as calls leaves the reply text.
+fn mistral_reply(text: &str, forced: bool) -> Reply {
+    let (content, list) = if forced {
+        ("", text)
+    } else {
+        match text.find(MISTRAL_CALLS) {
+            Some(i) => (&text[..i], &text[i + MISTRAL_CALLS.len()..]),
+            None => return Reply::text(text.trim()),
+        }
+    };
+    let first = serde_json::Deserializer::from_str(list.trim_start())
+        .into_iter::<Json>()
+        .next();
+    let calls = match first {
+        Some(Ok(Json::Array(a))) => a
+            .iter()
+            .map(|c| {
+                let mut call = call(c)?;
+                // The model's own id, if it wrote one the template takes.
+                if let Some(id) = c.get("id").and_then(Json::as_str) {
+                    call.id = mistral_id(id);
+                } else {
+                    call.id = alnum_id(rand::random());
+                }
+                Some(call)
+            })
+            .collect::<Option<Vec<_>>>()
+            .filter(|c| !c.is_empty()),
+        _ => None,
+    };
+    match calls {
+        Some(calls) => {
+            let content = content.trim();
+            Reply {
+                content: (!content.is_empty()).then(|| content.to_string()),
+                calls,
+            }
+        }
+        None => Reply::text(text),
     }
 }
 
@@ -1068,6 +1207,109 @@ mod tests {
     }
 
     #[test]
+    fn mistral_replies_are_a_list_after_tool_calls() {
+        let u = parse(None, false, Syntax::Mistral);
+        assert!(u.template_tools().is_some());
+        assert_eq!(u.prompt_suffix(), "");
+        let Some(OutputFormat::Triggered(t)) = u.format() else {
+            panic!("a trigger")
+        };
+        use crate::engine::json_output::TriggerState;
+        let st = TriggerState::new().after(&t, b"[TOOL_CALLS]").unwrap();
+        assert!(!st.is_free());
+        assert!(
+            st.after(&t, br#"{"name": "now", "arguments": {}}"#)
+                .is_none(),
+            "a list"
+        );
+        let one = br#"[{"name": "get_weather", "arguments": {"city": "Oslo"}, "id": "abc123XYZ"}"#;
+        let st = st.after(&t, one).unwrap();
+        assert!(
+            st.after(&t, b", ").is_none(),
+            "one call without parallel_tool_calls"
+        );
+        assert!(st.after(&t, b"]").unwrap().is_free());
+        assert!(TriggerState::new()
+            .after(
+                &t,
+                br#"[TOOL_CALLS][{"name": "now", "arguments": {}, "id": "short"}]"#
+            )
+            .is_none());
+        let r = u.reply(r#"Checking.[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Oslo"}, "id": "abc123XYZ"}]"#);
+        assert_eq!(r.content.as_deref(), Some("Checking."));
+        assert_eq!(
+            (r.calls[0].id.as_str(), r.calls[0].arguments.clone()),
+            ("abc123XYZ", json!({"city": "Oslo"}))
+        );
+        let r = u.reply(r#"[TOOL_CALLS][{"name": "now", "arguments": {}}]"#);
+        assert_eq!(r.content, None);
+        assert!(
+            r.calls[0].id.len() == 9 && r.calls[0].id.bytes().all(|b| b.is_ascii_alphanumeric())
+        );
+        assert_eq!(
+            u.reply("It is sunny [maybe].").content.as_deref(),
+            Some("It is sunny [maybe].")
+        );
+        let broken = "[TOOL_CALLS][{\"name\": ";
+        assert_eq!(u.reply(broken).content.as_deref(), Some(broken));
+        let (shown, _) = stream(
+            &u,
+            &[
+                "It is",
+                " [",
+                "TOOL_CALLS]",
+                "[{\"name\": \"now\", \"arguments\": {}}]",
+            ],
+        );
+        assert_eq!(shown.concat(), "It is ");
+        let forced = parse(Some(json!("required")), true, Syntax::Mistral);
+        assert_eq!(forced.prompt_suffix(), "[TOOL_CALLS]");
+        let Some(OutputFormat::JsonSchema(s)) = forced.format() else {
+            panic!("the whole reply is the list")
+        };
+        let two = br#"[{"name": "now", "arguments": {}}, {"name": "get_weather", "arguments": {"city": "Rome"}}]"#;
+        let st = crate::engine::json_output::SchemaState::new(&s)
+            .after(&s, two)
+            .unwrap();
+        assert!(st.is_done(), "parallel: two calls");
+        let r = forced.reply(std::str::from_utf8(two).unwrap());
+        assert_eq!(r.calls.len(), 2);
+    }
+
+    #[test]
+    fn mistral_conversations_carry_nine_character_ids() {
+        let u = parse(None, false, Syntax::Mistral);
+        assert_eq!(mistral_id("aB3dE5gH7"), "aB3dE5gH7");
+        let mapped = mistral_id("call_0123456789abcdef01234567");
+        assert!(mapped.len() == 9 && mapped.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_eq!(mapped, mistral_id("call_0123456789abcdef01234567"));
+        assert_ne!(mapped, mistral_id("call_0123456789abcdef01234568"));
+        let calls = history_calls(
+            &json!([{"id": "call_0123456789abcdef01234567",
+                     "function": {"name": "now", "arguments": "{}"}}]),
+            "messages[1].tool_calls",
+        )
+        .unwrap();
+        let msgs = vec![
+            ChatMessage::new("user", "Time?"),
+            ChatMessage {
+                tool_calls: Some(calls),
+                ..ChatMessage::new("assistant", "")
+            },
+            ChatMessage {
+                tool_call_id: Some("call_0123456789abcdef01234567".into()),
+                ..ChatMessage::new("tool", "12:00")
+            },
+        ];
+        let out = u.messages("", msgs);
+        assert_eq!(
+            out[1].tool_calls.as_ref().unwrap()[0]["id"],
+            mapped.as_str()
+        );
+        assert_eq!(out[2].tool_call_id.as_deref(), Some(mapped.as_str()));
+    }
+
+    #[test]
     fn the_syntax_follows_the_template() {
         let qwen = r#"<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>"#;
         assert_eq!(Syntax::of_template(qwen), Syntax::Hermes);
@@ -1076,7 +1318,10 @@ mod tests {
         let chatml =
             "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>'}}";
         assert_eq!(Syntax::of_template(chatml), Syntax::Generic);
-        // Qwen 2.5's, Hermes 3's, Llama 3.1's and 3.2's own templates.
+        // Mistral Small 3.2's calls are `[TOOL_CALLS]name[ARGS]{...}`: not this syntax.
+        let small = "[AVAILABLE_TOOLS]{{ tools }}[/AVAILABLE_TOOLS] [TOOL_CALLS]{{ name }}[ARGS]";
+        assert_eq!(Syntax::of_template(small), Syntax::Generic);
+        // Qwen 2.5's, Hermes 3's, Llama 3.1's and 3.2's, Mistral Nemo's own templates.
         let f: Json =
             serde_json::from_str(include_str!("../../tests/fixtures/tokenizer/tools.json"))
                 .unwrap();
@@ -1084,6 +1329,8 @@ mod tests {
             let src = t["source"].as_str().unwrap();
             let want = if key.starts_with("llama") {
                 Syntax::Llama3
+            } else if key.starts_with("mistral") {
+                Syntax::Mistral
             } else {
                 Syntax::Hermes
             };

@@ -11,6 +11,8 @@ pub struct StreamDecoder<'a> {
     opts: DecodeOptions,
     first: bool,
     pending: Vec<u8>,
+    /// Control tokens printed as their text all the same.
+    shown: Vec<u32>,
 }
 
 impl<'a> StreamDecoder<'a> {
@@ -37,13 +39,25 @@ impl<'a> StreamDecoder<'a> {
             opts,
             first: true,
             pending: Vec::new(),
+            shown: Vec::new(),
         }
+    }
+
+    /// Prints these control tokens as their text (a reply's text that is
+    /// read for them: Mistral's `[TOOL_CALLS]`).
+    pub fn showing(mut self, ids: Vec<u32>) -> StreamDecoder<'a> {
+        self.shown = ids;
+        self
     }
 
     /// Adds one id; returns the text that is now complete (often empty while
     /// a multi-byte character is being assembled).
     pub fn push(&mut self, id: u32) -> String {
-        let piece = self.tok.piece_bytes(id, self.opts, self.first);
+        let piece = if self.shown.contains(&id) {
+            self.tok.token_bytes(id)
+        } else {
+            self.tok.piece_bytes(id, self.opts, self.first)
+        };
         self.first = false;
         self.pending.extend_from_slice(piece);
         self.drain(false)

@@ -6,7 +6,8 @@ template, calls with arguments as objects, tool results as `tool` turns).
 Writes tests/fixtures/tokenizer/tools.json: for each template (the chat
 templates of Qwen/Qwen2.5-7B-Instruct and NousResearch/Hermes-3-Llama-3.1-8B
 (the "Hermes" tool syntax) and of meta-llama/Llama-3.1-8B-Instruct and
-Llama-3.2-3B-Instruct (the "Llama 3" one), as shipped in their
+Llama-3.2-3B-Instruct (the "Llama 3" one) and of
+mistralai/Mistral-Nemo-Instruct-2407 (the "Mistral" one), as shipped in their
 tokenizer_config.json; llama.cpp keeps copies under models/templates/, which
 `scripts/llama-cpp.sh fetch` unpacks), the source, the tools, and each
 conversation's expected prompt.
@@ -34,7 +35,11 @@ TEMPLATES = {
     "hermes3": "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja",
     "llama3.1": "meta-llama-Llama-3.1-8B-Instruct.jinja",
     "llama3.2": "meta-llama-Llama-3.2-3B-Instruct.jinja",
+    "mistral-nemo": "mistralai-Mistral-Nemo-Instruct-2407.jinja",
 }
+# Mistral's template refuses call ids that are not 9 letters and digits;
+# llama-wgpu maps others to that shape, so these conversations carry such ids.
+NINE_CHAR_IDS = {"mistral-nemo": {"call_1": "aB3dE5gH7", "call_2": "Zy9xW8vU7"}}
 # Llama 3's templates take one call per assistant turn.
 ONE_CALL_ONLY = {"llama3.1", "llama3.2"}
 # strftime_now's date, which llama-wgpu's test puts back as today's.
@@ -103,6 +108,8 @@ def main():
         for name, msgs in CONVERSATIONS.items():
             if name == "results" and key in ONE_CALL_ONLY:
                 continue
+            if key in NINE_CHAR_IDS:
+                msgs = with_ids(msgs, NINE_CHAR_IDS[key])
             # Hermes 3's tool_use template is the one transformers picks when tools are given.
             for tools in (TOOLS,) if key == "hermes3" else (TOOLS, None):
                 text = render_tools(source, msgs, tools)
@@ -110,6 +117,17 @@ def main():
         fixture["templates"][key] = {"file": file, "source": source, "cases": cases}
     OUT.write_text(json.dumps(fixture, ensure_ascii=False, indent=1) + "\n")
     print(f"wrote {sum(len(t['cases']) for t in fixture['templates'].values())} prompts to {OUT}")
+
+
+def with_ids(msgs, ids):
+    """The conversation with its call ids (and results' tool_call_id) renamed."""
+    out = json.loads(json.dumps(msgs))
+    for m in out:
+        for c in m.get("tool_calls", []):
+            c["id"] = ids[c["id"]]
+        if "tool_call_id" in m:
+            m["tool_call_id"] = ids[m["tool_call_id"]]
+    return out
 
 
 def render_tools(source, messages, tools):

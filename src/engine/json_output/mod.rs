@@ -261,7 +261,14 @@ fn after_token(tok: &Tokenizer, state: &Recognizer, id: u32) -> Option<Recognize
         return None;
     }
     if tok.is_control(id) {
-        return state.passes_control().then(|| state.clone());
+        return match state {
+            // A trigger may be a control token of its own (Mistral's
+            // `[TOOL_CALLS]`): free text matches its text too.
+            Recognizer::Triggered(t, st) if st.is_free() => st
+                .after(t, tok.token_bytes(id))
+                .map(|n| Recognizer::Triggered(t.clone(), n)),
+            _ => state.passes_control().then(|| state.clone()),
+        };
     }
     match tok.token_bytes(id) {
         [] => None,

@@ -101,9 +101,9 @@ impl Schema {
             root,
         };
         s.check_choices_consume()?;
-        if !s.is_object(root) {
+        if !s.closes(root) {
             return Err(
-                "the root must be an object schema (\"type\": \"object\", or an anyOf of them)"
+                "the root must be an object or an array schema (\"type\": \"object\" or \"array\", or an anyOf of them)"
                     .into(),
             );
         }
@@ -111,13 +111,15 @@ impl Schema {
         Ok(s)
     }
 
-    /// Whether every value `n` allows is an object (an `anyOf` of objects
-    /// counts: tool calls are `{"tool_call": ...}` or `{"response": ...}`).
-    /// Only after `check_choices_consume`, so choices do not loop.
-    fn is_object(&self, n: usize) -> bool {
+    /// Whether every value `n` allows is an object or an array, whose
+    /// closing bracket ends the reply (a number could always go on). An
+    /// `anyOf` of them counts: tool calls are `{"tool_call": ...}` or
+    /// `{"response": ...}`, Mistral's a list. Only after
+    /// `check_choices_consume`, so choices do not loop.
+    fn closes(&self, n: usize) -> bool {
         match &self.nodes[n] {
-            Node::Object { .. } => true,
-            Node::AnyOf(alts) => !alts.is_empty() && alts.iter().all(|&a| self.is_object(a)),
+            Node::Object { .. } | Node::Array { .. } => true,
+            Node::AnyOf(alts) => !alts.is_empty() && alts.iter().all(|&a| self.closes(a)),
             _ => false,
         }
     }
@@ -949,7 +951,10 @@ mod tests {
                 json!({"type": "object", "properties": {"a": {"type": "string", "pattern": "^a"}}}),
                 "keyword 'pattern'",
             ),
-            (json!({"type": "string"}), "root must be an object"),
+            (
+                json!({"type": "string"}),
+                "root must be an object or an array",
+            ),
             (
                 json!({"type": "object", "required": ["b"], "properties": {"a": {}}}),
                 "'b' is not among",
