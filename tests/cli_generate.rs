@@ -189,9 +189,11 @@ fn format_json_constrains_the_reply_to_an_object() {
     let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
     assert!(err.contains("invalid value 'yaml' for '--format"), "{err}");
 
-    // --json-schema: the cat has the listed properties, in order, of their types.
+    // --json-schema: the cat has the listed properties, in order, of their
+    // types, its age in bounds (without them this seed writes 5).
     let schema = r#"{"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
-        "age": {"type": "integer"}, "color": {"enum": ["black", "white", "ginger"]}},
+        "age": {"type": "integer", "minimum": 7, "maximum": 9},
+        "color": {"enum": ["black", "white", "ginger"]}},
         "required": ["name", "age", "color"]}"#;
     let r = run(&[
         "-n",
@@ -212,7 +214,7 @@ fn format_json_constrains_the_reply_to_an_object() {
         v["name"].as_str().unwrap().chars().count() <= 12,
         "{text:?}"
     );
-    assert!(v["age"].is_i64(), "{text:?}");
+    assert!((7..=9).contains(&v["age"].as_i64().unwrap()), "{text:?}");
     assert!(
         ["black", "white", "ginger"].contains(&v["color"].as_str().unwrap()),
         "{text:?}"

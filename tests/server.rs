@@ -915,7 +915,7 @@ fn tool_calls_in_the_generic_syntax() {
         ),
         (
             json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object",
-            "properties": {"n": {"type": "integer", "minimum": 0}}}}}]),
+            "properties": {"n": {"type": "string", "format": "date"}}}}}]),
             json!(null),
             json!(null),
             "tools[0].function.parameters ('f')",

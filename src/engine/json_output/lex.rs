@@ -35,6 +35,11 @@ impl Num {
         matches!(self, Num::Minus | Num::Zero | Num::Int)
     }
 
+    /// In the exponent (`e` seen).
+    pub fn exponent(self) -> bool {
+        matches!(self, Num::Exp | Num::ExpSign | Num::ExpInt)
+    }
+
     pub fn next(self, b: u8) -> Option<Num> {
         use Num::*;
         Some(match (self, b) {

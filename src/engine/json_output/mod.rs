@@ -53,6 +53,7 @@ impl OutputFormat {
     }
 }
 
+mod bounds;
 mod lex;
 mod object;
 mod schema;

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use super::bounds::{self, Range};
 use super::lex::{Num, StrLex, StrStep};
 use super::MAX_WHITESPACE;
 
@@ -43,8 +44,8 @@ const ANNOTATIONS: &[&str] = &[
 
 #[derive(Clone, Debug)]
 enum Node {
-    Integer,
-    Number,
+    Integer(Option<Range>),
+    Number(Option<Range>),
     String {
         min: usize,
         max: usize,
@@ -174,7 +175,8 @@ impl Schema {
                     continue;
                 }
                 let can = match &self.nodes[n] {
-                    Node::Integer | Node::Number => true,
+                    // `Range::of_schema` refuses empty ranges.
+                    Node::Integer(_) | Node::Number(_) => true,
                     Node::String { min, max } => min <= max,
                     Node::Literals(l) => !l.is_empty(),
                     &Node::Array { items, min, .. } => min == 0 || ok[items],
@@ -223,7 +225,7 @@ impl Compiler<'_> {
                 b"true".to_vec(),
                 b"false".to_vec(),
             ]))?,
-            self.push(Node::Number)?,
+            self.push(Node::Number(None))?,
             self.push(Node::String {
                 min: 0,
                 max: usize::MAX,
@@ -277,7 +279,10 @@ impl Compiler<'_> {
                 "minLength",
                 "maxLength",
             ];
-            if !ENFORCED.contains(&k.as_str()) && !ANNOTATIONS.contains(&k.as_str()) {
+            if !ENFORCED.contains(&k.as_str())
+                && !bounds::KEYWORDS.contains(&k.as_str())
+                && !ANNOTATIONS.contains(&k.as_str())
+            {
                 return Err(format!("{at}: keyword '{k}' is not supported"));
             }
         }
@@ -316,6 +321,11 @@ impl Compiler<'_> {
                     vec!["object"]
                 } else if m.contains_key("items") {
                     vec!["array"]
+                } else if let Some(k) = bounds::KEYWORDS.iter().find(|k| m.contains_key(**k)) {
+                    // Any value, numbers bounded: not followed.
+                    return Err(format!(
+                        "{at}: keyword '{k}' needs \"type\": \"integer\" or \"number\""
+                    ));
                 } else {
                     return self.any();
                 }
@@ -362,8 +372,14 @@ impl Compiler<'_> {
         match t {
             "null" => self.push(Node::Literals(vec![b"null".to_vec()])),
             "boolean" => self.push(Node::Literals(vec![b"true".to_vec(), b"false".to_vec()])),
-            "integer" => self.push(Node::Integer),
-            "number" => self.push(Node::Number),
+            "integer" => {
+                let range = Range::of_schema(m, true, at)?;
+                self.push(Node::Integer(range))
+            }
+            "number" => {
+                let range = Range::of_schema(m, false, at)?;
+                self.push(Node::Number(range))
+            }
             "string" => {
                 let (min, max) = bounds("minLength", "maxLength")?;
                 self.push(Node::String { min, max })
@@ -444,6 +460,14 @@ impl Compiler<'_> {
     }
 }
 
+/// A whole number is within its node's bounds, if any.
+fn number_holds(node: &Node, text: &[u8]) -> bool {
+    match node {
+        Node::Integer(Some(r)) | Node::Number(Some(r)) => r.holds(text),
+        _ => true,
+    }
+}
+
 fn json_text(v: &Value) -> Vec<u8> {
     serde_json::to_vec(v).expect("a JSON value serializes")
 }
@@ -486,9 +510,11 @@ enum Frame {
         chars: usize,
         lex: StrLex,
     },
+    /// `text`: the number so far, kept only when it has bounds.
     Num {
-        integer: bool,
+        node: usize,
         num: Num,
+        text: Vec<u8>,
     },
     Lit {
         node: usize,
@@ -598,10 +624,14 @@ fn step(s: &Schema, mut p: Parse, b: u8, out: &mut Vec<Parse>) {
                 });
                 step(s, p, b, out);
             }
-            Node::Integer | Node::Number => {
+            Node::Integer(range) | Node::Number(range) => {
                 if let Some(num) = Num::start(b) {
-                    let integer = matches!(s.nodes[n], Node::Integer);
-                    p.frames.push(Frame::Num { integer, num });
+                    let text = match range {
+                        Some(r) if !r.may_reach(&[b]) => return,
+                        Some(_) => vec![b],
+                        None => Vec::new(),
+                    };
+                    p.frames.push(Frame::Num { node: n, num, text });
                     out.push(p);
                 }
             }
@@ -664,13 +694,32 @@ fn step(s: &Schema, mut p: Parse, b: u8, out: &mut Vec<Parse>) {
             }
             _ => {}
         },
-        Frame::Num { integer, num } => match num.next(b) {
-            Some(n) if !integer || n.integral() => {
-                p.frames.push(Frame::Num { integer, num: n });
+        Frame::Num {
+            node,
+            num,
+            mut text,
+        } => match num.next(b) {
+            Some(n) => {
+                let (integer, range) = match &s.nodes[node] {
+                    Node::Integer(r) => (true, r),
+                    Node::Number(r) => (false, r),
+                    _ => unreachable!("a number frame's node is a number"),
+                };
+                if integer && !n.integral() {
+                    return;
+                }
+                if let Some(r) = range {
+                    // Bounds are followed on plain decimals: any value in
+                    // range has one.
+                    text.push(b);
+                    if n.exponent() || !r.may_reach(&text) {
+                        return;
+                    }
+                }
+                p.frames.push(Frame::Num { node, num: n, text });
                 out.push(p);
             }
-            Some(_) => {}
-            None if num.complete() => {
+            None if num.complete() && number_holds(&s.nodes[node], &text) => {
                 // The number ends; `b` belongs to what follows it.
                 let mut done = Vec::new();
                 value_done(p, &mut done);
@@ -944,6 +993,169 @@ mod tests {
         ));
     }
 
+    /// `v` meets `bounds` (minimum and co.), by f64 comparison: the oracle.
+    fn inside(bounds: &Value, v: f64) -> bool {
+        let b = |k: &str| bounds.get(k).and_then(Value::as_f64);
+        b("minimum").is_none_or(|m| v >= m)
+            && b("exclusiveMinimum").is_none_or(|m| v > m)
+            && b("maximum").is_none_or(|m| v <= m)
+            && b("exclusiveMaximum").is_none_or(|m| v < m)
+    }
+
+    /// `{"n": <type with these bounds>}`, `n` required.
+    fn bounded(ty: &str, bounds: &Value) -> Schema {
+        let mut n = json!({ "type": ty });
+        n.as_object_mut()
+            .unwrap()
+            .extend(bounds.as_object().unwrap().clone());
+        schema(json!({"type": "object", "properties": {"n": n}, "required": ["n"]}))
+    }
+
+    fn may_go_on(s: &Schema, number: &str) -> bool {
+        SchemaState::new(s)
+            .after(s, format!("{{\"n\":{number}").as_bytes())
+            .is_some()
+    }
+
+    #[test]
+    fn integer_bounds_hold_from_the_first_digit() {
+        let cases = [
+            json!({"minimum": 10, "maximum": 120}),
+            json!({"minimum": -35, "maximum": -7}),
+            json!({"exclusiveMinimum": -3, "exclusiveMaximum": 4}),
+            json!({"minimum": 0}),
+            json!({"maximum": -20}),
+            json!({"minimum": 1.5, "maximum": 99.5}),
+            json!({"minimum": 5, "exclusiveMinimum": 7, "maximum": 9.9}),
+        ];
+        for bounds in cases {
+            let s = bounded("integer", &bounds);
+            let inside = |v: i64| inside(&bounds, v as f64);
+            let (above, below) = (
+                bounds.get("maximum").is_none() && bounds.get("exclusiveMaximum").is_none(),
+                bounds.get("minimum").is_none() && bounds.get("exclusiveMinimum").is_none(),
+            );
+            // Every value a prefix could still become, as far as any bound
+            // here reaches (unbounded sides aside): which prefixes may go on.
+            let texts: Vec<String> = (-1000..=1000)
+                .filter(|&v| inside(v))
+                .map(|v| v.to_string())
+                .chain(inside(0).then(|| "-0".to_string()))
+                .collect();
+            for v in -400i64..=400 {
+                let t = v.to_string();
+                assert_eq!(
+                    accepts(&s, &format!("{{\"n\":{t}}}")),
+                    inside(v),
+                    "{bounds} {t}"
+                );
+                for cut in 1..=t.len() {
+                    let prefix = &t[..cut];
+                    let can = texts.iter().any(|x| x.starts_with(prefix))
+                        || (above && !prefix.starts_with('-') && prefix != "0")
+                        || (below && prefix.starts_with('-') && prefix != "-0");
+                    assert_eq!(may_go_on(&s, prefix), can, "{bounds} prefix {prefix}");
+                }
+            }
+            assert!(!accepts(&s, r#"{"n":8.0}"#), "{bounds}");
+        }
+        // Bounds far past any i64 hold exactly.
+        let big = bounded("integer", &json!({"minimum": 1e40}));
+        assert!(accepts(&big, &format!("{{\"n\":1{}}}", "0".repeat(40))));
+        assert!(!accepts(&big, &format!("{{\"n\":{}}}", "9".repeat(40))));
+        assert!(may_go_on(&big, &"9".repeat(40)));
+        assert!(!may_go_on(&big, "-"));
+    }
+
+    #[test]
+    fn number_bounds_hold_from_the_first_byte() {
+        let cases = [
+            json!({"minimum": 10, "maximum": 120}),
+            json!({"minimum": -35.5, "maximum": -7}),
+            json!({"exclusiveMinimum": -3, "exclusiveMaximum": 4.5}),
+            json!({"minimum": 0}),
+            json!({"maximum": -20}),
+            json!({"minimum": 0.5, "maximum": 0.7}),
+            json!({"exclusiveMinimum": 0, "exclusiveMaximum": 1}),
+            json!({"minimum": 5, "exclusiveMinimum": 5, "maximum": 9.9}),
+        ];
+        // Every string of up to 4 bytes a JSON number can begin with.
+        const BYTES: &[u8] = b"-0123456789.";
+        let whole = |t: &str| serde_json::from_str::<f64>(t).ok();
+        let mut prefixes = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = prefixes
+                .iter()
+                .flat_map(|p| BYTES.iter().map(move |&b| format!("{p}{}", b as char)))
+                .filter(|t| {
+                    let starts = |t: &str| {
+                        whole(t).is_some()
+                            || BYTES
+                                .iter()
+                                .any(|&b| whole(&format!("{t}{}", b as char)).is_some())
+                    };
+                    starts(t)
+                })
+                .collect();
+            prefixes.extend(longer);
+            prefixes.dedup();
+        }
+        prefixes.sort();
+        prefixes.dedup();
+        prefixes.retain(|p| !p.is_empty());
+        let all = prefixes.len();
+        // Every third of the 4-byte ones: the oracle below is slow.
+        let mut i = 0;
+        prefixes.retain(|p| {
+            i += 1;
+            p.len() < 4 || i % 3 == 0
+        });
+        assert!(
+            all > 1000 && prefixes.len() > 500,
+            "{all} {}",
+            prefixes.len()
+        );
+        // A finish of up to 3 more bytes reaches every value in
+        // range that any finish does, for bounds this short.
+        let mut finishes = vec![String::new()];
+        for _ in 0..3 {
+            let more: Vec<String> = finishes
+                .iter()
+                .filter(|f| f.len() < 3)
+                .flat_map(|f| {
+                    b"0123456789."
+                        .iter()
+                        .map(move |&b| format!("{f}{}", b as char))
+                })
+                .collect();
+            finishes.extend(more);
+        }
+        finishes.sort();
+        finishes.dedup();
+        for bounds in cases {
+            let s = bounded("number", &bounds);
+            for p in &prefixes {
+                if let Some(v) = whole(p) {
+                    assert_eq!(
+                        accepts(&s, &format!("{{\"n\":{p}}}")),
+                        inside(&bounds, v),
+                        "{bounds} {p}"
+                    );
+                }
+                let can = finishes
+                    .iter()
+                    .any(|f| whole(&format!("{p}{f}")).is_some_and(|v| inside(&bounds, v)));
+                assert_eq!(may_go_on(&s, p), can, "{bounds} prefix {p}");
+            }
+            // Exponents are not followed under bounds; plain decimals are.
+            assert!(!may_go_on(&s, "1e") && !may_go_on(&s, "1E"), "{bounds}");
+        }
+        let free = bounded("number", &json!({}));
+        assert!(accepts(&free, r#"{"n":-1.5e-7}"#));
+        let tenth = bounded("number", &json!({"maximum": 0.1}));
+        assert!(accepts(&tenth, r#"{"n":0.1}"#) && !accepts(&tenth, r#"{"n":0.1000001}"#));
+    }
+
     #[test]
     fn unsupported_keywords_and_bad_schemas_are_refused_by_name() {
         for (bad, says) in [
@@ -990,6 +1202,22 @@ mod tests {
                 "no finite JSON value",
             ),
             (deep(70), "nest deeper than 64"),
+            (
+                json!({"type": "object", "properties": {"a": {"exclusiveMaximum": 3}}}),
+                "'exclusiveMaximum' needs \"type\": \"integer\" or \"number\"",
+            ),
+            (
+                json!({"type": "object", "properties": {"a": {"type": "number", "minimum": 2, "exclusiveMaximum": 2}}}),
+                "no number is between",
+            ),
+            (
+                json!({"type": "object", "properties": {"a": {"type": "integer", "minimum": 3, "exclusiveMaximum": 3}}}),
+                "no integer is between",
+            ),
+            (
+                json!({"type": "object", "properties": {"a": {"type": "integer", "maximum": "9"}}}),
+                "properties.a.maximum: not a number",
+            ),
         ] {
             let e = Schema::compile(&bad).unwrap_err();
             assert!(e.contains(says), "{e}");
