@@ -219,6 +219,48 @@ fn format_json_constrains_the_reply_to_an_object() {
         ["black", "white", "ginger"].contains(&v["color"].as_str().unwrap()),
         "{text:?}"
     );
+    // Shaped strings: a pattern, a date, a uuid.
+    let schema = r#"{"type": "object", "properties": {
+        "name": {"type": "string", "pattern": "^[A-Z][a-z]+$"},
+        "born": {"type": "string", "format": "date"},
+        "id": {"type": "string", "format": "uuid"}}, "required": ["name", "born", "id"]}"#;
+    let r = run(&[
+        "-n",
+        "80",
+        "--temp",
+        "0.8",
+        "--seed",
+        "3",
+        "--json-schema",
+        schema,
+    ]);
+    let text = r["text"].as_str().unwrap();
+    assert_eq!(r["stop_reason"], "end_of_generation", "{text:?}");
+    let v: serde_json::Value = serde_json::from_str(text).unwrap();
+    let name = v["name"].as_str().unwrap();
+    assert!(
+        name.len() >= 2
+            && name.starts_with(|c: char| c.is_ascii_uppercase())
+            && name[1..].bytes().all(|b| b.is_ascii_lowercase()),
+        "{text:?}"
+    );
+    let born: Vec<u32> = v["born"]
+        .as_str()
+        .unwrap()
+        .split('-')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(
+        born.len() == 3 && (1..=12).contains(&born[1]) && (1..=31).contains(&born[2]),
+        "{text:?}"
+    );
+    let id = v["id"].as_str().unwrap();
+    let groups: Vec<usize> = id.split('-').map(str::len).collect();
+    assert_eq!(groups, [8, 4, 4, 4, 12], "{text:?}");
+    assert!(
+        id.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit()),
+        "{text:?}"
+    );
     // Refused before the model loads, by name.
     for (bad, says) in [
         ("{nope", "--json-schema: not JSON"),

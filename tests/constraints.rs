@@ -51,7 +51,7 @@ fn vocab() -> (Tokenizer, u32) {
 /// A schema `REPLY` follows.
 fn reply_schema() -> Schema {
     Schema::compile(&serde_json::json!({"type": "object", "properties": {
-        "name": {"type": "string"}, "age": {"type": "integer", "minimum": 30, "maximum": 40},
+        "name": {"type": "string", "pattern": "^[A-Z][a-z]+$"}, "age": {"type": "integer", "minimum": 30, "maximum": 40},
         "tags": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "number", "exclusiveMinimum": 2, "maximum": 3}]}}},
         "required": ["name", "age", "tags"]}))
     .unwrap()

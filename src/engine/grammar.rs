@@ -653,6 +653,18 @@ pub struct GrammarState {
     partial: ([u8; 4], u8, u8),
 }
 
+/// The same grammar (the same `Arc`) at the same place: lets a schema's
+/// parses that hold a grammar state be deduplicated.
+impl PartialEq for GrammarState {
+    fn eq(&self, o: &GrammarState) -> bool {
+        Arc::ptr_eq(&self.grammar, &o.grammar)
+            && self.stacks == o.stacks
+            && self.partial == o.partial
+    }
+}
+
+impl Eq for GrammarState {}
+
 impl GrammarState {
     pub fn new(grammar: &Arc<Grammar>) -> GrammarState {
         GrammarState {

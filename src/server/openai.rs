@@ -755,10 +755,10 @@ mod tests {
             "{}",
             e.message
         );
-        let bad = r#"{"type": "json_schema", "json_schema": {"schema": {"type": "object", "properties": {"a": {"format": "email"}}}}}"#;
+        let bad = r#"{"type": "json_schema", "json_schema": {"schema": {"type": "object", "properties": {"a": {"type": "string", "format": "email"}}}}}"#;
         let e = format(bad).unwrap_err();
         assert!(
-            e.message.contains("keyword 'format' is not supported"),
+            e.message.contains("format: 'email' is not supported"),
             "{}",
             e.message
         );

@@ -57,6 +57,7 @@ mod bounds;
 mod lex;
 mod object;
 mod schema;
+mod shape;
 mod trigger;
 
 /// Deepest nesting of objects and arrays accepted.

@@ -14,11 +14,15 @@
 //! says so (absent means no, as OpenAI's strict mode).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::engine::grammar::{Grammar, GrammarState};
+
 use super::bounds::{self, Range};
 use super::lex::{Num, StrLex, StrStep};
+use super::shape;
 use super::MAX_WHITESPACE;
 
 /// Most nodes a schema may compile to, and most ways a reply may be read at
@@ -49,6 +53,8 @@ enum Node {
     String {
         min: usize,
         max: usize,
+        /// `format` or `pattern`, as a grammar over the characters.
+        shape: Option<Arc<Grammar>>,
     },
     /// `enum`, `const`, `null`, `boolean`: the values' compact JSON texts.
     Literals(Vec<Vec<u8>>),
@@ -177,7 +183,7 @@ impl Schema {
                 let can = match &self.nodes[n] {
                     // `Range::of_schema` refuses empty ranges.
                     Node::Integer(_) | Node::Number(_) => true,
-                    Node::String { min, max } => min <= max,
+                    Node::String { min, max, .. } => min <= max,
                     Node::Literals(l) => !l.is_empty(),
                     &Node::Array { items, min, .. } => min == 0 || ok[items],
                     Node::Object { props, .. } => props.iter().all(|p| !p.required || ok[p.value]),
@@ -229,6 +235,7 @@ impl Compiler<'_> {
             self.push(Node::String {
                 min: 0,
                 max: usize::MAX,
+                shape: None,
             })?,
             self.push(Node::Array {
                 items: a,
@@ -278,6 +285,8 @@ impl Compiler<'_> {
                 "$ref",
                 "minLength",
                 "maxLength",
+                "format",
+                "pattern",
             ];
             if !ENFORCED.contains(&k.as_str())
                 && !bounds::KEYWORDS.contains(&k.as_str())
@@ -321,10 +330,14 @@ impl Compiler<'_> {
                     vec!["object"]
                 } else if m.contains_key("items") {
                     vec!["array"]
-                } else if let Some(k) = bounds::KEYWORDS.iter().find(|k| m.contains_key(**k)) {
+                } else if let Some(k) = bounds::KEYWORDS
+                    .iter()
+                    .chain(&["format", "pattern"])
+                    .find(|k| m.contains_key(**k))
+                {
                     // Any value, numbers bounded: not followed.
                     return Err(format!(
-                        "{at}: keyword '{k}' needs \"type\": \"integer\" or \"number\""
+                        "{at}: keyword '{k}' needs a \"type\" it applies to"
                     ));
                 } else {
                     return self.any();
@@ -382,7 +395,28 @@ impl Compiler<'_> {
             }
             "string" => {
                 let (min, max) = bounds("minLength", "maxLength")?;
-                self.push(Node::String { min, max })
+                let text = |k: &str| -> Result<Option<&str>, String> {
+                    m.get(k)
+                        .map(|v| v.as_str().ok_or(format!("{at}.{k}: not a string")))
+                        .transpose()
+                };
+                let shape = match (text("format")?, text("pattern")?) {
+                    (Some(_), Some(_)) => {
+                        return Err(format!(
+                            "{at}: format and pattern together are not supported"
+                        ))
+                    }
+                    (Some(f), None) => Some(shape::of_format(f, at)?),
+                    (None, Some(p)) => Some(shape::of_pattern(p, at)?),
+                    (None, None) => None,
+                };
+                if shape.is_some() && (m.contains_key("minLength") || m.contains_key("maxLength")) {
+                    // Together they could leave no string to write.
+                    return Err(format!(
+                        "{at}: minLength/maxLength with a format or pattern are not supported"
+                    ));
+                }
+                self.push(Node::String { min, max, shape })
             }
             "array" => {
                 let (min, max) = bounds("minItems", "maxItems")?;
@@ -509,6 +543,7 @@ enum Frame {
         min: usize,
         chars: usize,
         lex: StrLex,
+        shape: Option<GrammarState>,
     },
     /// `text`: the number so far, kept only when it has bounds.
     Num {
@@ -635,13 +670,14 @@ fn step(s: &Schema, mut p: Parse, b: u8, out: &mut Vec<Parse>) {
                     out.push(p);
                 }
             }
-            &Node::String { min, max } => {
+            Node::String { min, max, shape } => {
                 if b == b'"' {
                     p.frames.push(Frame::Str {
-                        min,
-                        max,
+                        min: *min,
+                        max: *max,
                         chars: 0,
                         lex: StrLex::default(),
+                        shape: shape.as_ref().map(GrammarState::new),
                     });
                     out.push(p);
                 }
@@ -672,28 +708,42 @@ fn step(s: &Schema, mut p: Parse, b: u8, out: &mut Vec<Parse>) {
             max,
             chars,
             mut lex,
-        } => match lex.push(b) {
-            Some(StrStep::Closed) if chars >= min => value_done(p, out),
-            Some(StrStep::Partial) => {
-                p.frames.push(Frame::Str {
-                    min,
-                    max,
-                    chars,
-                    lex,
-                });
-                out.push(p);
+            shape,
+        } => {
+            // A shaped string's bytes are its characters: no escapes, so
+            // `"` always closes it, and only where the shape is whole.
+            let shape = match shape {
+                Some(g) if b == b'"' => match g.is_accepting() {
+                    true => Some(g),
+                    false => return,
+                },
+                Some(_) if b == b'\\' => return,
+                Some(g) => match g.after(&[b]) {
+                    Some(g) => Some(g),
+                    None => return,
+                },
+                None => None,
+            };
+            let str_frame = |chars, lex, shape| Frame::Str {
+                min,
+                max,
+                chars,
+                lex,
+                shape,
+            };
+            match lex.push(b) {
+                Some(StrStep::Closed) if chars >= min => value_done(p, out),
+                Some(StrStep::Partial) => {
+                    p.frames.push(str_frame(chars, lex, shape));
+                    out.push(p);
+                }
+                Some(StrStep::Char) if chars < max => {
+                    p.frames.push(str_frame(chars + 1, lex, shape));
+                    out.push(p);
+                }
+                _ => {}
             }
-            Some(StrStep::Char) if chars < max => {
-                p.frames.push(Frame::Str {
-                    min,
-                    max,
-                    chars: chars + 1,
-                    lex,
-                });
-                out.push(p);
-            }
-            _ => {}
-        },
+        }
         Frame::Num {
             node,
             num,
@@ -1018,6 +1068,37 @@ mod tests {
     }
 
     #[test]
+    fn formats_and_patterns_shape_strings() {
+        let s = schema(json!({"type": "object", "properties": {
+            "day": {"type": "string", "format": "date"},
+            "code": {"type": ["string", "null"], "pattern": "^[A-Z]{2}\\d$"},
+            "n": {"type": "integer", "format": "int32"}
+        }}));
+        for good in [
+            r#"{"day":"2024-02-29"}"#,
+            r#"{"day": "1999-12-31", "code": "AB1", "n": 5}"#,
+            r#"{"code":null}"#,
+        ] {
+            assert!(accepts(&s, good), "{good}");
+        }
+        for bad in [
+            r#"{"day":"2023-02-29"}"#,
+            r#"{"day":"2024-2-29"}"#,
+            r#"{"code":"AB12"}"#,
+            r#"{"code":"ab1"}"#,
+            // Escapes are not followed in a shaped string.
+            r#"{"code":"\u0041B1"}"#,
+        ] {
+            assert!(!accepts(&s, bad), "{bad}");
+        }
+        // The string may not close before its shape is whole.
+        let st = SchemaState::new(&s)
+            .after(&s, br#"{"day":"2024-02"#)
+            .unwrap();
+        assert!(st.after(&s, b"\"").is_none() && st.after(&s, b"-").is_some());
+    }
+
+    #[test]
     fn integer_bounds_hold_from_the_first_digit() {
         let cases = [
             json!({"minimum": 10, "maximum": 120}),
@@ -1160,8 +1241,8 @@ mod tests {
     fn unsupported_keywords_and_bad_schemas_are_refused_by_name() {
         for (bad, says) in [
             (
-                json!({"type": "object", "properties": {"a": {"type": "string", "pattern": "^a"}}}),
-                "keyword 'pattern'",
+                json!({"type": "object", "properties": {"a": {"type": "integer", "multipleOf": 3}}}),
+                "keyword 'multipleOf'",
             ),
             (
                 json!({"type": "string"}),
@@ -1204,7 +1285,23 @@ mod tests {
             (deep(70), "nest deeper than 64"),
             (
                 json!({"type": "object", "properties": {"a": {"exclusiveMaximum": 3}}}),
-                "'exclusiveMaximum' needs \"type\": \"integer\" or \"number\"",
+                "'exclusiveMaximum' needs a \"type\" it applies to",
+            ),
+            (
+                json!({"type": "object", "properties": {"a": {"format": "date"}}}),
+                "'format' needs a \"type\" it applies to",
+            ),
+            (
+                json!({"type": "object", "properties": {"a": {"type": "string", "format": "email"}}}),
+                "properties.a.format: 'email' is not supported",
+            ),
+            (
+                json!({"type": "object", "properties": {"a": {"type": "string", "format": "date", "maxLength": 4}}}),
+                "minLength/maxLength with a format",
+            ),
+            (
+                json!({"type": "object", "properties": {"a": {"type": "string", "pattern": "(?!x)"}}}),
+                "properties.a.pattern: lookarounds",
             ),
             (
                 json!({"type": "object", "properties": {"a": {"type": "number", "minimum": 2, "exclusiveMaximum": 2}}}),
