@@ -281,6 +281,7 @@ impl Compiler<'_> {
                 "enum",
                 "const",
                 "anyOf",
+                "allOf",
                 "oneOf",
                 "$ref",
                 "minLength",
@@ -294,6 +295,10 @@ impl Compiler<'_> {
             {
                 return Err(format!("{at}: keyword '{k}' is not supported"));
             }
+        }
+        if let Some(all) = m.get("allOf") {
+            let merged = self.all_of(m, all, at)?;
+            return self.node(&merged, at);
         }
         if let Some(r) = m.get("$ref") {
             let r = r.as_str().ok_or(format!("{at}.$ref: not a string"))?;
@@ -315,10 +320,23 @@ impl Compiler<'_> {
                     .as_array()
                     .filter(|a| !a.is_empty())
                     .ok_or(format!("{at}.{key}: not a non-empty array"))?;
+                // Keywords beside the choice hold for every alternative
+                // (`"type": "object"` with an anyOf of property sets).
+                let beside: serde_json::Map<String, Value> = m
+                    .iter()
+                    .filter(|(k, _)| *k != key && !ANNOTATIONS.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 let slot = self.push(Node::AnyOf(Vec::new()))?;
                 let mut ids = Vec::new();
                 for (i, a) in alts.iter().enumerate() {
-                    ids.push(self.node(a, &format!("{at}.{key}[{i}]"))?);
+                    let here = format!("{at}.{key}[{i}]");
+                    ids.push(if beside.is_empty() {
+                        self.node(a, &here)?
+                    } else {
+                        let both = self.all_of(&beside, &Value::from(vec![a.clone()]), &here)?;
+                        self.node(&both, &here)?
+                    });
                 }
                 self.nodes[slot] = Node::AnyOf(ids);
                 return Ok(slot);
@@ -470,6 +488,96 @@ impl Compiler<'_> {
             }
             other => Err(format!("{at}.type: unknown type '{other}'")),
         }
+    }
+
+    /// `allOf` as one schema: the members' keywords (a `$ref` member read
+    /// through) and the siblings of `allOf` together, `properties` and
+    /// `required` joined. A keyword two members give differently is
+    /// refused, as is `additionalProperties` in a member: each member's
+    /// would see only its own properties, which a join cannot keep.
+    fn all_of(
+        &self,
+        m: &serde_json::Map<String, Value>,
+        all: &Value,
+        at: &str,
+    ) -> Result<Value, String> {
+        let members = all
+            .as_array()
+            .filter(|a| !a.is_empty())
+            .ok_or(format!("{at}.allOf: not a non-empty array"))?;
+        let mut merged = m.clone();
+        merged.remove("allOf");
+        let mut seen = 0;
+        for (i, member) in members.iter().enumerate() {
+            let here = format!("{at}.allOf[{i}]");
+            let mut member = member;
+            // Follow a chain of references to the schema itself.
+            while let Some(r) = member.get("$ref").and_then(Value::as_str) {
+                seen += 1;
+                if seen > MAX_SCHEMA_DEPTH {
+                    return Err(format!(
+                        "{here}: references nest deeper than {MAX_SCHEMA_DEPTH}"
+                    ));
+                }
+                member = r
+                    .strip_prefix('#')
+                    .and_then(|p| self.doc.pointer(p))
+                    .ok_or(format!(
+                        "{here}.$ref: '{r}' is not a local reference to a schema"
+                    ))?;
+            }
+            let member = match member {
+                Value::Bool(true) => continue,
+                Value::Object(o) => o,
+                _ => return Err(format!("{here}: a schema must be an object or true")),
+            };
+            if member.contains_key("additionalProperties") {
+                return Err(format!(
+                    "{here}: additionalProperties in an allOf member is not supported"
+                ));
+            }
+            for (k, v) in member {
+                match (k.as_str(), merged.get_mut(k)) {
+                    (_, None) => {
+                        merged.insert(k.clone(), v.clone());
+                    }
+                    ("properties", Some(Value::Object(p))) => {
+                        let more = v
+                            .as_object()
+                            .ok_or(format!("{here}.properties: not an object"))?;
+                        for (name, s) in more {
+                            match p.get(name) {
+                                Some(old) if old != s => {
+                                    return Err(format!(
+                                    "{here}: property '{name}' is given differently by two members"
+                                ))
+                                }
+                                Some(_) => {}
+                                None => {
+                                    p.insert(name.clone(), s.clone());
+                                }
+                            }
+                        }
+                    }
+                    ("required", Some(Value::Array(r))) => {
+                        let more = v
+                            .as_array()
+                            .ok_or(format!("{here}.required: not a list of names"))?;
+                        for name in more {
+                            if !r.contains(name) {
+                                r.push(name.clone());
+                            }
+                        }
+                    }
+                    (k, Some(_)) if ANNOTATIONS.contains(&k) => {}
+                    (k, Some(old)) if old != v => {
+                        return Err(format!("{here}: '{k}' differs from another member's"));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(Value::Object(merged))
     }
 
     /// `#`, `#/$defs/NAME` or `#/definitions/NAME` (JSON pointers into the
@@ -1065,6 +1173,62 @@ mod tests {
         SchemaState::new(s)
             .after(s, format!("{{\"n\":{number}").as_bytes())
             .is_some()
+    }
+
+    #[test]
+    fn all_of_joins_its_members() {
+        // As Pydantic writes a model that extends another.
+        let s = schema(json!({
+            "$defs": {"Base": {"type": "object", "properties": {"id": {"type": "integer"}},
+                               "required": ["id"], "title": "Base"}},
+            "allOf": [{"$ref": "#/$defs/Base"},
+                      {"properties": {"name": {"type": "string"}}, "required": ["name"]}],
+            "title": "Named"
+        }));
+        assert!(accepts(&s, r#"{"id": 1, "name": "x"}"#));
+        assert!(!accepts(&s, r#"{"id": 1}"#) && !accepts(&s, r#"{"name": "x"}"#));
+        assert!(!accepts(&s, r#"{"id": 1, "name": "x", "more": 2}"#));
+        // Keywords beside an anyOf hold in each alternative.
+        let either = schema(
+            json!({"type": "object", "properties": {"kind": {"type": "string"}},
+            "required": ["kind"],
+            "anyOf": [{"properties": {"n": {"type": "integer"}}, "required": ["n"]},
+                      {"properties": {"s": {"type": "string"}}, "required": ["s"]}]}),
+        );
+        assert!(accepts(&either, r#"{"kind": "a", "n": 1}"#));
+        assert!(accepts(&either, r#"{"kind": "b", "s": "x"}"#));
+        assert!(!accepts(&either, r#"{"n": 1}"#) && !accepts(&either, r#"{"kind": "c"}"#));
+        // A lone member with a sibling description.
+        let one = schema(json!({"type": "object", "properties": {
+            "when": {"allOf": [{"type": "string", "format": "date"}], "description": "a day"}}}));
+        assert!(accepts(&one, r#"{"when": "2020-01-31"}"#) && !accepts(&one, r#"{"when": "x"}"#));
+        for (bad, says) in [
+            (
+                json!({"allOf": [{"type": "object"}, {"type": "array"}]}),
+                "allOf[1]: 'type' differs",
+            ),
+            (
+                json!({"allOf": [{"type": "object", "properties": {"a": {"type": "string"}}},
+                                 {"properties": {"a": {"type": "integer"}}}]}),
+                "property 'a' is given differently",
+            ),
+            (
+                json!({"allOf": [{"type": "object", "additionalProperties": false}]}),
+                "additionalProperties in an allOf member",
+            ),
+            (json!({"allOf": []}), "allOf: not a non-empty array"),
+            (
+                json!({"allOf": [{"$ref": "#/nowhere"}]}),
+                "'#/nowhere' is not a local reference",
+            ),
+            (
+                json!({"$defs": {"a": {"$ref": "#/$defs/a"}}, "allOf": [{"$ref": "#/$defs/a"}]}),
+                "references nest deeper",
+            ),
+        ] {
+            let e = Schema::compile(&bad).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]
