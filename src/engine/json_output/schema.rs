@@ -300,18 +300,57 @@ impl Compiler<'_> {
             let merged = self.all_of(m, all, at)?;
             return self.node(&merged, at);
         }
+        let beside = |skip: &str| {
+            m.iter()
+                .filter(|(k, _)| *k != skip && !ANNOTATIONS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<serde_json::Map<String, Value>>()
+        };
         if let Some(r) = m.get("$ref") {
             let r = r.as_str().ok_or(format!("{at}.$ref: not a string"))?;
-            return self.reference(r, at);
+            let rest = beside("$ref");
+            if rest.is_empty() {
+                return self.reference(r, at);
+            }
+            // Keywords beside a reference hold too (JSON Schema 2019 on).
+            let both = self.all_of(
+                &rest,
+                &Value::from(vec![serde_json::json!({ "$ref": r })]),
+                at,
+            )?;
+            return self.node(&both, at);
         }
-        if let Some(c) = m.get("const") {
-            return self.push(Node::Literals(vec![json_text(c)]));
-        }
-        if let Some(e) = m.get("enum") {
-            let vals = e
-                .as_array()
-                .filter(|a| !a.is_empty())
-                .ok_or(format!("{at}.enum: not a non-empty array"))?;
+        for key in ["const", "enum"] {
+            let Some(v) = m.get(key) else { continue };
+            let vals = match key {
+                "const" => vec![v.clone()],
+                _ => v
+                    .as_array()
+                    .filter(|a| !a.is_empty())
+                    .ok_or(format!("{at}.enum: not a non-empty array"))?
+                    .clone(),
+            };
+            let rest = beside(key);
+            if let Some(k) = rest.keys().find(|k| k.as_str() != "type") {
+                return Err(format!("{at}: keyword '{k}' beside {key} is not supported"));
+            }
+            // Only the values of the type, if one is given.
+            let vals: Vec<Value> = match rest.get("type") {
+                None => vals,
+                Some(t) => {
+                    let types: Vec<&str> = match t {
+                        Value::String(t) => vec![t.as_str()],
+                        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+                        _ => return Err(format!("{at}.type: not a type name")),
+                    };
+                    vals.into_iter()
+                        .filter(|v| types.iter().any(|t| is_of_type(v, t)))
+                        .collect()
+                }
+            };
+            if vals.is_empty() {
+                return Err(format!("{at}: no {key} value is of the schema's type"));
+            }
             return self.push(Node::Literals(vals.iter().map(json_text).collect()));
         }
         for key in ["anyOf", "oneOf"] {
@@ -607,6 +646,20 @@ fn number_holds(node: &Node, text: &[u8]) -> bool {
     match node {
         Node::Integer(Some(r)) | Node::Number(Some(r)) => r.holds(text),
         _ => true,
+    }
+}
+
+/// `v` is a value of the JSON Schema type `t`.
+fn is_of_type(v: &Value, t: &str) -> bool {
+    match t {
+        "null" => v.is_null(),
+        "boolean" => v.is_boolean(),
+        "string" => v.is_string(),
+        "array" => v.is_array(),
+        "object" => v.is_object(),
+        "number" => v.is_number(),
+        "integer" => v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|x| x.fract() == 0.0),
+        _ => false,
     }
 }
 
@@ -1198,6 +1251,23 @@ mod tests {
         assert!(accepts(&either, r#"{"kind": "a", "n": 1}"#));
         assert!(accepts(&either, r#"{"kind": "b", "s": "x"}"#));
         assert!(!accepts(&either, r#"{"n": 1}"#) && !accepts(&either, r#"{"kind": "c"}"#));
+        // Beside a reference, and beside an enum.
+        let s = schema(
+            json!({"$defs": {"P": {"type": "object", "properties": {"a": {"type": "integer"}}}},
+            "type": "object", "properties": {
+                "p": {"$ref": "#/$defs/P", "required": ["a"], "description": "d"},
+                "e": {"type": "string", "enum": ["x", 1, "y"]}}}),
+        );
+        assert!(accepts(&s, r#"{"p": {"a": 1}, "e": "y"}"#));
+        assert!(!accepts(&s, r#"{"p": {}}"#) && !accepts(&s, r#"{"e": 1}"#));
+        let e = Schema::compile(&json!({"type": "object", "properties": {
+            "e": {"type": "integer", "enum": ["x"]}}}))
+        .unwrap_err();
+        assert!(e.contains("no enum value is of the schema's type"), "{e}");
+        let e = Schema::compile(&json!({"type": "object", "properties": {
+            "e": {"const": "abc", "maxLength": 2}}}))
+        .unwrap_err();
+        assert!(e.contains("keyword 'maxLength' beside const"), "{e}");
         // A lone member with a sibling description.
         let one = schema(json!({"type": "object", "properties": {
             "when": {"allOf": [{"type": "string", "format": "date"}], "description": "a day"}}}));
