@@ -285,13 +285,24 @@ impl Range {
             None if body == b"0" => meets(&Dec::parse(b"0"), &Dec::parse(b"1")),
             // Digits d: [d 10^k, (d + 1) 10^k) for k = 0, 1, ...
             None => {
-                let (mut a, mut b) = (body.to_vec(), increment(body));
+                // Below a positive lower bound of n integer digits, every
+                // k with fewer than n - 1 - len(d) zeros falls short: start
+                // past them (a bound of 1e300 would cost 300 tries a byte).
+                let skip = match &lo {
+                    Some(l) if !l.at.neg => l.at.int.len().saturating_sub(body.len() + 1),
+                    _ => 0,
+                };
+                let zeros = vec![b'0'; skip];
+                let (mut a, mut b) = (
+                    [body, &zeros].concat(),
+                    [&increment(body)[..], &zeros].concat(),
+                );
                 let longest = [&lo, &hi]
                     .iter()
                     .flat_map(|x| x.as_ref().map(|x| x.at.int.len()))
                     .max()
                     .unwrap_or(0);
-                for _ in 0..=longest.saturating_sub(body.len()) + 1 {
+                for _ in skip..=longest.saturating_sub(body.len()) + 1 {
                     let (da, db) = (Dec::parse(&a), Dec::parse(&b));
                     if meets(&da, &db) {
                         return true;

@@ -1380,6 +1380,13 @@ mod tests {
         assert!(!accepts(&big, &format!("{{\"n\":{}}}", "9".repeat(40))));
         assert!(may_go_on(&big, &"9".repeat(40)));
         assert!(!may_go_on(&big, "-"));
+        let huge = bounded("number", &json!({"minimum": 1e300, "maximum": 2e300}));
+        assert!(accepts(
+            &huge,
+            &format!("{{\"n\":15{}.5}}", "0".repeat(299))
+        ));
+        assert!(!accepts(&huge, &format!("{{\"n\":{}}}", "9".repeat(300))));
+        assert!(!may_go_on(&huge, &format!("3{}", "0".repeat(300))));
     }
 
     #[test]
