@@ -172,3 +172,50 @@ fn a_control_token_fires_the_trigger_its_text_names() {
     );
     assert!(c.fits(&tok, brace));
 }
+
+/// A control token may write a literal text of the constraint (Mistral's
+/// `[ARGS]` after a tool's name), and only a literal's: in a string it is
+/// refused, first drawn or on a refusal.
+#[test]
+fn a_control_token_may_spell_a_literal_not_a_string() {
+    let (tok, _) = vocab();
+    let n = tok.vocab_size() as u32;
+    let open = (0..n)
+        .find(|&i| tok.is_control(i) && tok.token_bytes(i) == b"<|im_start|>")
+        .unwrap();
+    let doc = serde_json::json!({"$defs": {"args": {"type": "object",
+        "properties": {"s": {"type": "string"}}}}});
+    let alts = [("f<|im_start|>".to_string(), "#/$defs/args".to_string())];
+    let schema = Arc::new(Schema::prefixed_choice(&doc, &alts).unwrap());
+    let mut c = OutputFormat::JsonSchema(schema).constraint().unwrap();
+    let f = tok.encode("f", false, false).unwrap()[0];
+    let draw = |id: u32| move |c: Vec<(u32, f32)>| c.iter().find(|t| t.0 == id).unwrap().0;
+    assert!(
+        !c.fits(&tok, open),
+        "not before the literal's text reaches it"
+    );
+    assert_eq!(c.choose(&tok, vec![(f, 0.0)], draw(f)).unwrap(), f);
+    assert!(c.fits(&tok, open));
+    // On a refusal (the first draw does not fit) it is among the allowed.
+    let hello = tok.encode("hello", false, false).unwrap()[0];
+    let mut first = true;
+    let got = c
+        .clone()
+        .choose(&tok, vec![(hello, 0.0), (open, -1.0)], |cands| {
+            if std::mem::take(&mut first) {
+                return hello;
+            }
+            assert_eq!(cands.iter().map(|t| t.0).collect::<Vec<_>>(), [open]);
+            open
+        })
+        .unwrap();
+    assert_eq!(got, open);
+    assert_eq!(c.choose(&tok, vec![(open, 0.0)], draw(open)).unwrap(), open);
+    for piece in ["{", "\"s\"", ":", " \""] {
+        for id in tok.encode(piece, false, false).unwrap() {
+            assert!(c.fits(&tok, id), "{piece}");
+            c.choose(&tok, vec![(id, 0.0)], draw(id)).unwrap();
+        }
+    }
+    assert!(!c.fits(&tok, open), "not inside a string");
+}

@@ -984,7 +984,19 @@ fn tool_calls_in_the_hermes_syntax() {
 /// covered by tests/constraints.rs and tests/tokenizer.rs).
 #[test]
 fn tool_calls_in_the_mistral_syntax() {
-    let (s, dir) = with_fixture_template("mistral-nemo");
+    mistral_tool_calls("mistral-nemo");
+}
+
+/// Mistral's `[ARGS]` syntax (`[TOOL_CALLS]name[ARGS]{...}`) with Mistral
+/// Small 3.2's own template; its markers are plain text here too (a
+/// control token that spells `[ARGS]`: tests/constraints.rs).
+#[test]
+fn tool_calls_in_the_mistral_args_syntax() {
+    mistral_tool_calls("mistral-small3.2");
+}
+
+fn mistral_tool_calls(template: &str) {
+    let (s, dir) = with_fixture_template(template);
     let mut body = chat_body("What is the weather in Paris?", 64);
     body["tools"] = weather_tools();
     body["tool_choice"] = json!("required");

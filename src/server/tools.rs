@@ -23,6 +23,13 @@
 //!   refuses others, so ids in the conversation are mapped to that shape).
 //!   `[TOOL_CALLS]` is a control token of these vocabularies: it is kept in
 //!   the reply's text ([`ToolUse::shown_tokens`]) so the reply can be read.
+//! - **Mistral `[ARGS]`** (the template writes `[TOOL_CALLS]name[ARGS]`:
+//!   Mistral Small 3.2, Devstral, Ministral 3): each call is
+//!   `[TOOL_CALLS]name[ARGS]{arguments}`, the name one of the tools' and the
+//!   arguments held to its schema (`Schema::prefixed_choice`); `[ARGS]` and
+//!   `[CALL_ID]` are control tokens too, kept in the reply's text, and
+//!   `[ARGS]` may be written by its token (a control token may spell a
+//!   literal of the constraint).
 //! - **Generic** (any other template): a system message lists the tools and
 //!   the reply is constrained to one JSON object, `{"tool_call": {"name",
 //!   "arguments"}}` (`{"tool_calls": [...]}` with `parallel_tool_calls`) or
@@ -52,6 +59,8 @@ const MAX_NAME: usize = 64;
 const HERMES_OPEN: &str = "<tool_call>";
 const HERMES_CLOSE: &str = "</tool_call>";
 const MISTRAL_CALLS: &str = "[TOOL_CALLS]";
+const MISTRAL_ARGS: &str = "[ARGS]";
+const MISTRAL_CALL_ID: &str = "[CALL_ID]";
 /// Mistral's call ids: this many ASCII letters and digits.
 const MISTRAL_ID_LEN: usize = 9;
 
@@ -62,6 +71,7 @@ pub enum Syntax {
     Hermes,
     Llama3,
     Mistral,
+    MistralArgs,
 }
 
 impl Syntax {
@@ -72,11 +82,9 @@ impl Syntax {
         let json_args = source.contains(r#""arguments""#) || source.contains(r#"arguments\""#);
         if source.contains(HERMES_OPEN) && json_args {
             Syntax::Hermes
-        } else if source.contains(MISTRAL_CALLS)
-            && source.contains("[AVAILABLE_TOOLS]")
-            // Mistral Small 3.2 and Devstral write `[TOOL_CALLS]name[ARGS]{...}`.
-            && !source.contains("[ARGS]")
-        {
+        } else if source.contains(MISTRAL_CALLS) && source.contains(MISTRAL_ARGS) {
+            Syntax::MistralArgs
+        } else if source.contains(MISTRAL_CALLS) && source.contains("[AVAILABLE_TOOLS]") {
             Syntax::Mistral
         } else if source.contains("<|start_header_id|>")
             && (source.contains(r#""parameters": "#) || source.contains(r#"\"parameters\": "#))
@@ -371,7 +379,7 @@ impl ToolUse {
     pub fn prompt_suffix(&self) -> &'static str {
         match self.syntax {
             Syntax::Hermes if self.forced() => "<tool_call>\n",
-            Syntax::Mistral if self.forced() => MISTRAL_CALLS,
+            Syntax::Mistral | Syntax::MistralArgs if self.forced() => MISTRAL_CALLS,
             _ => "",
         }
     }
@@ -380,12 +388,13 @@ impl ToolUse {
     /// `[TOOL_CALLS]` (llama-server's "preserved tokens"). Empty where the
     /// vocabulary has no such token (the marker is then plain text).
     pub fn shown_tokens(&self, tok: &crate::tokenizer::Tokenizer) -> Vec<u32> {
-        if !self.active() || self.syntax != Syntax::Mistral {
+        if !self.active() || !self.mistral() {
             return Vec::new();
         }
-        tok.token_id(MISTRAL_CALLS)
+        [MISTRAL_CALLS, MISTRAL_ARGS, MISTRAL_CALL_ID]
+            .iter()
+            .filter_map(|t| tok.token_id(t))
             .filter(|&id| tok.is_control(id))
-            .into_iter()
             .collect()
     }
 
@@ -395,17 +404,37 @@ impl ToolUse {
         self.format.clone()
     }
 
+    /// Either of Mistral's syntaxes (calls after `[TOOL_CALLS]`, ids of 9
+    /// characters).
+    fn mistral(&self) -> bool {
+        matches!(self.syntax, Syntax::Mistral | Syntax::MistralArgs)
+    }
+
     fn compile_format(&self) -> Result<Option<OutputFormat>, ApiError> {
         if !self.active() {
             return Ok(None);
         }
-        let schema =
-            Schema::compile(&self.reply_schema()).map_err(|e| bad(self.schema_error(&e)))?;
+        let schema = if self.syntax == Syntax::MistralArgs {
+            // `name[ARGS]` then the arguments: not a JSON value.
+            let alts: Vec<(String, String)> = self
+                .callable()
+                .map(|(i, t)| {
+                    (
+                        format!("{}{MISTRAL_ARGS}", t.name),
+                        format!("#/$defs/tool_{i}"),
+                    )
+                })
+                .collect();
+            Schema::prefixed_choice(&json!({"$defs": self.defs()}), &alts)
+        } else {
+            Schema::compile(&self.reply_schema())
+        }
+        .map_err(|e| bad(self.schema_error(&e)))?;
         Ok(Some(match self.syntax {
             _ if self.forced() => OutputFormat::JsonSchema(Arc::new(schema)),
             Syntax::Hermes => OutputFormat::Triggered(Arc::new(Trigger::new(HERMES_OPEN, schema))),
             Syntax::Llama3 => OutputFormat::Triggered(Arc::new(Trigger::at_start("{", schema))),
-            Syntax::Mistral => {
+            Syntax::Mistral | Syntax::MistralArgs => {
                 OutputFormat::Triggered(Arc::new(Trigger::new(MISTRAL_CALLS, schema)))
             }
             Syntax::Generic => OutputFormat::JsonSchema(Arc::new(schema)),
@@ -460,12 +489,7 @@ impl ToolUse {
         } else {
             json!({"anyOf": calls})
         };
-        let mut defs = Map::new();
-        for (i, t) in self.tools.iter().enumerate() {
-            let mut p = t.parameters.clone();
-            rebase_refs(&mut p, &format!("#/$defs/tool_{i}"));
-            defs.insert(format!("tool_{i}"), p);
-        }
+        let defs = self.defs();
         let mut schema = if self.syntax == Syntax::Mistral {
             // One list of calls after `[TOOL_CALLS]`.
             let mut list = json!({"type": "array", "items": call, "minItems": 1});
@@ -502,6 +526,17 @@ impl ToolUse {
         schema
     }
 
+    /// Each tool's parameters as `$defs/tool_i`, their references rebased.
+    fn defs(&self) -> Map<String, Json> {
+        let mut defs = Map::new();
+        for (i, t) in self.tools.iter().enumerate() {
+            let mut p = t.parameters.clone();
+            rebase_refs(&mut p, &format!("#/$defs/tool_{i}"));
+            defs.insert(format!("tool_{i}"), p);
+        }
+        defs
+    }
+
     /// The generic syntax's system message: the tools, and the reply's shape.
     fn instructions(&self) -> String {
         let list: Vec<Json> = self.tools.iter().map(Tool::function).collect();
@@ -534,7 +569,7 @@ impl ToolUse {
     /// turn (unless the template knows the tool role), and the tools a
     /// system message; in Hermes the template writes calls itself.
     pub fn messages(&self, template: &str, mut msgs: Vec<ChatMessage>) -> Vec<ChatMessage> {
-        if self.syntax == Syntax::Mistral {
+        if self.mistral() {
             for m in msgs.iter_mut() {
                 for c in m
                     .tool_calls
@@ -615,6 +650,7 @@ impl ToolUse {
         };
         match self.syntax {
             Syntax::Mistral => mistral_reply(text, self.forced()),
+            Syntax::MistralArgs => mistral_args_reply(text, self.forced()),
             _ if self.forced() => bare(),
             Syntax::Generic => generic_reply(text),
             Syntax::Hermes => hermes_reply(text),
@@ -640,7 +676,9 @@ impl ToolUse {
                 t => t.into(),
             },
             Syntax::Hermes => before_marker(text.trim_start(), HERMES_OPEN).into(),
-            Syntax::Mistral => before_marker(text.trim_start(), MISTRAL_CALLS).into(),
+            Syntax::Mistral | Syntax::MistralArgs => {
+                before_marker(text.trim_start(), MISTRAL_CALLS).into()
+            }
         }
     }
 }
@@ -763,6 +801,53 @@ fn mistral_reply(text: &str, forced: bool) -> Reply {
         _ => None,
     };
     match calls {
+        Some(calls) => {
+            let content = content.trim();
+            Reply {
+                content: (!content.is_empty()).then(|| content.to_string()),
+                calls,
+            }
+        }
+        None => Reply::text(text),
+    }
+}
+
+/// `[TOOL_CALLS]name[ARGS]{...}` (with `[CALL_ID]id` before `[ARGS]`, as
+/// Small 3.2's template writes earlier calls), once per call, out of a
+/// reply (the prompt held the first `[TOOL_CALLS]` when `forced`); text
+/// before the first is the content. Calls that do not read leave the reply
+/// text.
+fn mistral_args_reply(text: &str, forced: bool) -> Reply {
+    let (content, calls_text) = if forced {
+        ("", text)
+    } else {
+        match text.find(MISTRAL_CALLS) {
+            Some(i) => (&text[..i], &text[i + MISTRAL_CALLS.len()..]),
+            None => return Reply::text(text.trim()),
+        }
+    };
+    let read = |one: &str| -> Option<ToolCall> {
+        let (head, args) = one.split_once(MISTRAL_ARGS)?;
+        let (name, id) = match head.split_once(MISTRAL_CALL_ID) {
+            Some((name, id)) => (name, Some(id.trim())),
+            None => (head, None),
+        };
+        let args = serde_json::Deserializer::from_str(args.trim_start())
+            .into_iter::<Json>()
+            .next()?
+            .ok()?;
+        let mut c = call(&json!({"name": name.trim(), "arguments": args}))?;
+        c.id = match id {
+            Some(id) => mistral_id(id),
+            None => alnum_id(rand::random()),
+        };
+        Some(c)
+    };
+    match calls_text
+        .split(MISTRAL_CALLS)
+        .map(read)
+        .collect::<Option<Vec<_>>>()
+    {
         Some(calls) => {
             let content = content.trim();
             Reply {
@@ -1277,6 +1362,64 @@ mod tests {
     }
 
     #[test]
+    fn mistral_args_calls_are_a_name_then_its_arguments() {
+        use crate::engine::json_output::TriggerState;
+        let u = parse(None, false, Syntax::MistralArgs);
+        assert!(u.template_tools().is_some());
+        let Some(OutputFormat::Triggered(t)) = u.format() else {
+            panic!("a trigger")
+        };
+        let st = TriggerState::new()
+            .after(&t, b"Let me see.[TOOL_CALLS]")
+            .unwrap();
+        assert!(!st.is_free());
+        assert!(st.after(&t, b"get_time[ARGS]").is_none(), "an offered name");
+        assert!(
+            st.after(&t, br#"get_weather[ARGS]{"town": "Oslo"}"#)
+                .is_none(),
+            "its schema"
+        );
+        let st = st
+            .after(&t, br#"get_weather[ARGS]{"city": "Oslo"}"#)
+            .unwrap();
+        assert!(st.is_free(), "free again after the call");
+        let st = st.after(&t, br#"[TOOL_CALLS]now[ARGS] {}"#).unwrap();
+        assert!(st.is_free());
+        let r = u.reply(
+            r#"Let me see.[TOOL_CALLS]get_weather[ARGS]{"city": "Oslo"}[TOOL_CALLS]now[ARGS]{}"#,
+        );
+        assert_eq!(r.content.as_deref(), Some("Let me see."));
+        let got: Vec<(&str, Json)> = r
+            .calls
+            .iter()
+            .map(|c| (c.name.as_str(), c.arguments.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [("get_weather", json!({"city": "Oslo"})), ("now", json!({}))]
+        );
+        assert!(r.calls.iter().all(|c| c.id.len() == 9));
+        // As Small 3.2's template writes earlier calls, with an id.
+        let r = u.reply(r#"[TOOL_CALLS]now[CALL_ID]aB3dE5gH7[ARGS]{}"#);
+        assert_eq!((r.calls[0].id.as_str(), r.content), ("aB3dE5gH7", None));
+        let broken = r#"[TOOL_CALLS]now{}"#;
+        assert_eq!(u.reply(broken).content.as_deref(), Some(broken));
+        let (shown, _) = stream(&u, &["Sure", " [TOOL", "_CALLS]now[ARGS]{}"]);
+        assert_eq!(shown.concat(), "Sure ");
+        let forced = parse(Some(json!("required")), false, Syntax::MistralArgs);
+        assert_eq!(forced.prompt_suffix(), "[TOOL_CALLS]");
+        let Some(OutputFormat::JsonSchema(s)) = forced.format() else {
+            panic!("the whole reply is the call")
+        };
+        let st = crate::engine::json_output::SchemaState::new(&s)
+            .after(&s, br#"get_weather[ARGS]{"city": "Rome"}"#)
+            .unwrap();
+        assert!(st.is_done());
+        let r = forced.reply(r#"get_weather[ARGS]{"city": "Rome"}"#);
+        assert_eq!(r.calls[0].arguments, json!({"city": "Rome"}));
+    }
+
+    #[test]
     fn mistral_conversations_carry_nine_character_ids() {
         let u = parse(None, false, Syntax::Mistral);
         assert_eq!(mistral_id("aB3dE5gH7"), "aB3dE5gH7");
@@ -1318,10 +1461,11 @@ mod tests {
         let chatml =
             "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>'}}";
         assert_eq!(Syntax::of_template(chatml), Syntax::Generic);
-        // Mistral Small 3.2's calls are `[TOOL_CALLS]name[ARGS]{...}`: not this syntax.
+        // Mistral Small 3.2's calls are `[TOOL_CALLS]name[ARGS]{...}`.
         let small = "[AVAILABLE_TOOLS]{{ tools }}[/AVAILABLE_TOOLS] [TOOL_CALLS]{{ name }}[ARGS]";
-        assert_eq!(Syntax::of_template(small), Syntax::Generic);
-        // Qwen 2.5's, Hermes 3's, Llama 3.1's and 3.2's, Mistral Nemo's own templates.
+        assert_eq!(Syntax::of_template(small), Syntax::MistralArgs);
+        // Qwen 2.5's, Hermes 3's, Llama 3.1's and 3.2's, Mistral Nemo's and
+        // Small 3.2's own templates.
         let f: Json =
             serde_json::from_str(include_str!("../../tests/fixtures/tokenizer/tools.json"))
                 .unwrap();
@@ -1329,6 +1473,8 @@ mod tests {
             let src = t["source"].as_str().unwrap();
             let want = if key.starts_with("llama") {
                 Syntax::Llama3
+            } else if key == "mistral-small3.2" {
+                Syntax::MistralArgs
             } else if key.starts_with("mistral") {
                 Syntax::Mistral
             } else {

@@ -7,7 +7,8 @@ Writes tests/fixtures/tokenizer/tools.json: for each template (the chat
 templates of Qwen/Qwen2.5-7B-Instruct and NousResearch/Hermes-3-Llama-3.1-8B
 (the "Hermes" tool syntax) and of meta-llama/Llama-3.1-8B-Instruct and
 Llama-3.2-3B-Instruct (the "Llama 3" one) and of
-mistralai/Mistral-Nemo-Instruct-2407 (the "Mistral" one), as shipped in their
+mistralai/Mistral-Nemo-Instruct-2407 (the "Mistral" one) and of
+mistralai/Mistral-Small-3.2-24B-Instruct-2506 (the "Mistral [ARGS]" one), as shipped in their
 tokenizer_config.json; llama.cpp keeps copies under models/templates/, which
 `scripts/llama-cpp.sh fetch` unpacks), the source, the tools, and each
 conversation's expected prompt.
@@ -36,14 +37,19 @@ TEMPLATES = {
     "llama3.1": "meta-llama-Llama-3.1-8B-Instruct.jinja",
     "llama3.2": "meta-llama-Llama-3.2-3B-Instruct.jinja",
     "mistral-nemo": "mistralai-Mistral-Nemo-Instruct-2407.jinja",
+    "mistral-small3.2": "Mistral-Small-3.2-24B-Instruct-2506.jinja",
 }
 # Mistral's template refuses call ids that are not 9 letters and digits;
 # llama-wgpu maps others to that shape, so these conversations carry such ids.
-NINE_CHAR_IDS = {"mistral-nemo": {"call_1": "aB3dE5gH7", "call_2": "Zy9xW8vU7"}}
+NINE_CHAR_IDS = {
+    key: {"call_1": "aB3dE5gH7", "call_2": "Zy9xW8vU7"} for key in ("mistral-nemo", "mistral-small3.2")
+}
 # Llama 3's templates take one call per assistant turn.
 ONE_CALL_ONLY = {"llama3.1", "llama3.2"}
-# strftime_now's date, which llama-wgpu's test puts back as today's.
-DATE = "@@DATE@@"
+# strftime_now's date, with its format, which llama-wgpu's test puts back as
+# today's in that format.
+def DATE(fmt):
+    return f"@@DATE {fmt}@@"
 
 TOOLS = [
     {
@@ -133,7 +139,7 @@ def with_ids(msgs, ids):
 def render_tools(source, messages, tools):
     """tok_chat_fixture.render with transformers' `tools` variable."""
     return render(
-        source, messages, True, "<|begin_of_text|>", "<|im_end|>", tools=tools, strftime_now=lambda fmt: DATE
+        source, messages, True, "<|begin_of_text|>", "<|im_end|>", tools=tools, strftime_now=DATE
     )
 
 

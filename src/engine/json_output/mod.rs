@@ -125,6 +125,21 @@ impl Recognizer {
     fn passes_control(&self) -> bool {
         matches!(self, Recognizer::Triggered(_, st) if st.is_free())
     }
+
+    /// Inside an exact text of a schema (an enum's, Mistral's
+    /// `name[ARGS]`) on every reading: a control token whose text
+    /// continues it is that text (Mistral's `[ARGS]` is a token of its
+    /// own). Not in strings, where a control token would smuggle in a
+    /// special token the template never meant.
+    fn in_literal(&self) -> bool {
+        match self {
+            Recognizer::Schema(_, st) => st.in_literal(),
+            Recognizer::Triggered(_, TriggerState::Inside { value, .. }) => {
+                value.state.in_literal()
+            }
+            _ => false,
+        }
+    }
 }
 
 /// JSON mode for one reply: draws tokens that keep it a prefix of what the
@@ -240,6 +255,11 @@ impl JsonConstraint {
                 if tok.is_end_of_generation(id) {
                     return may_end;
                 }
+                if tok.is_control(id) {
+                    // Not among the trie's text tokens: a trigger's or a
+                    // literal's own token is checked alone.
+                    return after_token(tok, &self.state, id).is_some();
+                }
                 fits(id)
             })
             .collect();
@@ -269,7 +289,9 @@ fn after_token(tok: &Tokenizer, state: &Recognizer, id: u32) -> Option<Recognize
             Recognizer::Triggered(t, st) if st.is_free() => st
                 .after(t, tok.token_bytes(id))
                 .map(|n| Recognizer::Triggered(t.clone(), n)),
-            _ => state.passes_control().then(|| state.clone()),
+            _ if state.passes_control() => Some(state.clone()),
+            _ if state.in_literal() => state.after(tok.token_bytes(id)),
+            _ => None,
         };
     }
     match tok.token_bytes(id) {

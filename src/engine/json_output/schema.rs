@@ -68,6 +68,10 @@ enum Node {
         extra: Option<usize>,
     },
     AnyOf(Vec<usize>),
+    /// Values one after another, nothing between but whitespace: not a
+    /// JSON schema's, built by [`Schema::prefixed_choice`] (a raw text
+    /// literal, then a value).
+    Seq(Vec<usize>),
 }
 
 #[derive(Clone, Debug)]
@@ -95,18 +99,29 @@ struct Compiler<'a> {
 impl Schema {
     /// Compiles `schema`; the error names the keyword or value at fault.
     pub fn compile(schema: &Value) -> Result<Schema, String> {
-        let mut c = Compiler {
-            doc: schema,
-            nodes: Vec::new(),
-            refs: HashMap::new(),
-            any: None,
-            depth: 0,
-        };
+        let mut c = Compiler::new(schema);
         let root = c.node(schema, "schema")?;
-        let s = Schema {
-            nodes: c.nodes,
-            root,
-        };
+        Schema::checked(c.nodes, root)
+    }
+
+    /// One of `alts`: each its text as written (no JSON around it), then a
+    /// value of the schema at its JSON pointer into `doc` (Mistral's
+    /// `name[ARGS]{arguments}`).
+    pub fn prefixed_choice(doc: &Value, alts: &[(String, String)]) -> Result<Schema, String> {
+        let mut c = Compiler::new(doc);
+        let root = c.push(Node::AnyOf(Vec::new()))?;
+        let mut seqs = Vec::new();
+        for (text, pointer) in alts {
+            let lit = c.push(Node::Literals(vec![text.as_bytes().to_vec()]))?;
+            let value = c.reference(pointer, "schema")?;
+            seqs.push(c.push(Node::Seq(vec![lit, value]))?);
+        }
+        c.nodes[root] = Node::AnyOf(seqs);
+        Schema::checked(c.nodes, root)
+    }
+
+    fn checked(nodes: Vec<Node>, root: usize) -> Result<Schema, String> {
+        let s = Schema { nodes, root };
         s.check_choices_consume()?;
         if !s.closes(root) {
             return Err(
@@ -127,6 +142,7 @@ impl Schema {
         match &self.nodes[n] {
             Node::Object { .. } | Node::Array { .. } => true,
             Node::AnyOf(alts) => !alts.is_empty() && alts.iter().all(|&a| self.closes(a)),
+            Node::Seq(items) => items.last().is_some_and(|&a| self.closes(a)),
             _ => false,
         }
     }
@@ -188,6 +204,7 @@ impl Schema {
                     &Node::Array { items, min, .. } => min == 0 || ok[items],
                     Node::Object { props, .. } => props.iter().all(|p| !p.required || ok[p.value]),
                     Node::AnyOf(alts) => alts.iter().any(|&a| ok[a]),
+                    Node::Seq(items) => items.iter().all(|&a| ok[a]),
                 };
                 if can {
                     ok[n] = true;
@@ -209,7 +226,17 @@ impl Schema {
     }
 }
 
-impl Compiler<'_> {
+impl<'a> Compiler<'a> {
+    fn new(doc: &'a Value) -> Compiler<'a> {
+        Compiler {
+            doc,
+            nodes: Vec::new(),
+            refs: HashMap::new(),
+            any: None,
+            depth: 0,
+        }
+    }
+
     fn push(&mut self, n: Node) -> Result<usize, String> {
         if self.nodes.len() >= MAX_NODES {
             return Err(format!("more than {MAX_NODES} schema nodes"));
@@ -721,6 +748,10 @@ enum Frame {
         count: usize,
         phase: ArrPhase,
     },
+    /// The items of a sequence still to come, the next last.
+    Seq {
+        rest: Vec<usize>,
+    },
     /// `next`: the first listed property that may still come.
     Obj {
         node: usize,
@@ -750,6 +781,13 @@ impl SchemaState {
                 whitespace: 0,
             }],
         }
+    }
+
+    /// Every reading is inside a literal text (`Frame::Lit`).
+    pub fn in_literal(&self) -> bool {
+        self.parses
+            .iter()
+            .all(|p| matches!(p.frames.last(), Some(Frame::Lit { .. })))
     }
 
     /// The root object has closed.
@@ -852,6 +890,13 @@ fn step(s: &Schema, mut p: Parse, b: u8, out: &mut Vec<Parse>) {
                     });
                     out.push(p);
                 }
+            }
+            Node::Seq(items) => {
+                let mut rest = items[1..].to_vec();
+                rest.reverse();
+                p.frames.push(Frame::Seq { rest });
+                p.frames.push(Frame::Value(items[0]));
+                step(s, p, b, out);
             }
             Node::Object { .. } => {
                 if b == b'{' {
@@ -991,6 +1036,7 @@ fn step(s: &Schema, mut p: Parse, b: u8, out: &mut Vec<Parse>) {
                 _ => {}
             }
         }
+        Frame::Seq { .. } => unreachable!("an item's frame is always above its sequence's"),
         Frame::Obj { node, next, phase } => {
             let Node::Object { props, extra } = &s.nodes[node] else {
                 unreachable!("an object frame's node is an object");
@@ -1069,6 +1115,13 @@ fn value_done(mut p: Parse, out: &mut Vec<Parse>) {
             *phase = ArrPhase::AfterValue;
         }
         Some(Frame::Obj { phase, .. }) => *phase = ObjPhase::AfterValue,
+        Some(Frame::Seq { rest }) => match rest.pop() {
+            Some(n) => p.frames.push(Frame::Value(n)),
+            None => {
+                p.frames.pop();
+                return value_done(p, out);
+            }
+        },
         Some(_) => unreachable!("only containers hold values"),
     }
     out.push(p);
