@@ -224,6 +224,6 @@ fn tool_templates_match_jinja2() {
             }
         }
     }
-    assert_eq!(n, 40);
+    assert_eq!(n, 56);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

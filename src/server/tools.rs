@@ -1464,8 +1464,8 @@ mod tests {
         // Mistral Small 3.2's calls are `[TOOL_CALLS]name[ARGS]{...}`.
         let small = "[AVAILABLE_TOOLS]{{ tools }}[/AVAILABLE_TOOLS] [TOOL_CALLS]{{ name }}[ARGS]";
         assert_eq!(Syntax::of_template(small), Syntax::MistralArgs);
-        // Qwen 2.5's, Hermes 3's, Llama 3.1's and 3.2's, Mistral Nemo's and
-        // Small 3.2's own templates.
+        // Qwen 2.5's, Hermes 3's, Llama 3.1's and 3.2's, Mistral Nemo's,
+        // Small 3.2's, Devstral's and Ministral 3's own templates.
         let f: Json =
             serde_json::from_str(include_str!("../../tests/fixtures/tokenizer/tools.json"))
                 .unwrap();
@@ -1473,7 +1473,7 @@ mod tests {
             let src = t["source"].as_str().unwrap();
             let want = if key.starts_with("llama") {
                 Syntax::Llama3
-            } else if key == "mistral-small3.2" {
+            } else if ["mistral-small3.2", "devstral", "ministral3"].contains(&key.as_str()) {
                 Syntax::MistralArgs
             } else if key.starts_with("mistral") {
                 Syntax::Mistral

@@ -8,7 +8,8 @@ templates of Qwen/Qwen2.5-7B-Instruct and NousResearch/Hermes-3-Llama-3.1-8B
 (the "Hermes" tool syntax) and of meta-llama/Llama-3.1-8B-Instruct and
 Llama-3.2-3B-Instruct (the "Llama 3" one) and of
 mistralai/Mistral-Nemo-Instruct-2407 (the "Mistral" one) and of
-mistralai/Mistral-Small-3.2-24B-Instruct-2506 (the "Mistral [ARGS]" one), as shipped in their
+mistralai/Mistral-Small-3.2-24B-Instruct-2506, Devstral Small 2507 (unsloth's
+copy) and mistralai/Ministral-3-14B-Reasoning-2512 (the "Mistral [ARGS]" one), as shipped in their
 tokenizer_config.json; llama.cpp keeps copies under models/templates/, which
 `scripts/llama-cpp.sh fetch` unpacks), the source, the tools, and each
 conversation's expected prompt.
@@ -38,11 +39,13 @@ TEMPLATES = {
     "llama3.2": "meta-llama-Llama-3.2-3B-Instruct.jinja",
     "mistral-nemo": "mistralai-Mistral-Nemo-Instruct-2407.jinja",
     "mistral-small3.2": "Mistral-Small-3.2-24B-Instruct-2506.jinja",
+    "devstral": "unsloth-mistral-Devstral-Small-2507.jinja",
+    "ministral3": "mistralai-Ministral-3-14B-Reasoning-2512.jinja",
 }
 # Mistral's template refuses call ids that are not 9 letters and digits;
 # llama-wgpu maps others to that shape, so these conversations carry such ids.
 NINE_CHAR_IDS = {
-    key: {"call_1": "aB3dE5gH7", "call_2": "Zy9xW8vU7"} for key in ("mistral-nemo", "mistral-small3.2")
+    key: {"call_1": "aB3dE5gH7", "call_2": "Zy9xW8vU7"} for key in ("mistral-nemo", "mistral-small3.2", "devstral", "ministral3")
 }
 # Llama 3's templates take one call per assistant turn.
 ONE_CALL_ONLY = {"llama3.1", "llama3.2"}
