@@ -768,11 +768,16 @@ fn alnum_id(mut h: u64) -> String {
         .collect()
 }
 
-/// `[TOOL_CALLS][{"name", "arguments", "id"}, ...]` out of a reply (the
-/// list alone when the prompt ended in `[TOOL_CALLS]`); text before it is
-/// the content. A list that does not read as calls leaves the reply text.
-fn mistral_reply(text: &str, forced: bool) -> Reply {
-    let (content, list) = if forced {
+/// Calls read out of a reply in either Mistral syntax, by `read` from what
+/// follows the first `[TOOL_CALLS]` (all of the reply when the prompt ended
+/// in it); text before it is the content. Calls that do not read leave the
+/// reply text.
+fn mistral_calls(
+    text: &str,
+    forced: bool,
+    read: impl FnOnce(&str) -> Option<Vec<ToolCall>>,
+) -> Reply {
+    let (content, rest) = if forced {
         ("", text)
     } else {
         match text.find(MISTRAL_CALLS) {
@@ -780,27 +785,7 @@ fn mistral_reply(text: &str, forced: bool) -> Reply {
             None => return Reply::text(text.trim()),
         }
     };
-    let first = serde_json::Deserializer::from_str(list.trim_start())
-        .into_iter::<Json>()
-        .next();
-    let calls = match first {
-        Some(Ok(Json::Array(a))) => a
-            .iter()
-            .map(|c| {
-                let mut call = call(c)?;
-                // The model's own id, if it wrote one the template takes.
-                if let Some(id) = c.get("id").and_then(Json::as_str) {
-                    call.id = mistral_id(id);
-                } else {
-                    call.id = alnum_id(rand::random());
-                }
-                Some(call)
-            })
-            .collect::<Option<Vec<_>>>()
-            .filter(|c| !c.is_empty()),
-        _ => None,
-    };
-    match calls {
+    match read(rest).filter(|c| !c.is_empty()) {
         Some(calls) => {
             let content = content.trim();
             Reply {
@@ -812,51 +797,54 @@ fn mistral_reply(text: &str, forced: bool) -> Reply {
     }
 }
 
-/// `[TOOL_CALLS]name[ARGS]{...}` (with `[CALL_ID]id` before `[ARGS]`, as
-/// Small 3.2's template writes earlier calls), once per call, out of a
-/// reply (the prompt held the first `[TOOL_CALLS]` when `forced`); text
-/// before the first is the content. Calls that do not read leave the reply
-/// text.
+/// The model's own id if it wrote one (in the template's shape), else a
+/// fresh one.
+fn mistral_call_id(id: Option<&str>) -> String {
+    id.map_or_else(|| alnum_id(rand::random()), mistral_id)
+}
+
+/// The first JSON value of `text`, whitespace before it aside.
+fn first_json(text: &str) -> Option<Json> {
+    serde_json::Deserializer::from_str(text.trim_start())
+        .into_iter::<Json>()
+        .next()?
+        .ok()
+}
+
+/// `[TOOL_CALLS][{"name", "arguments", "id"}, ...]`.
+fn mistral_reply(text: &str, forced: bool) -> Reply {
+    mistral_calls(text, forced, |list| {
+        let Json::Array(a) = first_json(list)? else {
+            return None;
+        };
+        a.iter()
+            .map(|c| {
+                let mut call = call(c)?;
+                call.id = mistral_call_id(c.get("id").and_then(Json::as_str));
+                Some(call)
+            })
+            .collect()
+    })
+}
+
+/// `[TOOL_CALLS]name[ARGS]{...}` once per call (with `[CALL_ID]id` before
+/// `[ARGS]`, as Small 3.2's template writes earlier calls).
 fn mistral_args_reply(text: &str, forced: bool) -> Reply {
-    let (content, calls_text) = if forced {
-        ("", text)
-    } else {
-        match text.find(MISTRAL_CALLS) {
-            Some(i) => (&text[..i], &text[i + MISTRAL_CALLS.len()..]),
-            None => return Reply::text(text.trim()),
-        }
-    };
-    let read = |one: &str| -> Option<ToolCall> {
-        let (head, args) = one.split_once(MISTRAL_ARGS)?;
-        let (name, id) = match head.split_once(MISTRAL_CALL_ID) {
-            Some((name, id)) => (name, Some(id.trim())),
-            None => (head, None),
-        };
-        let args = serde_json::Deserializer::from_str(args.trim_start())
-            .into_iter::<Json>()
-            .next()?
-            .ok()?;
-        let mut c = call(&json!({"name": name.trim(), "arguments": args}))?;
-        c.id = match id {
-            Some(id) => mistral_id(id),
-            None => alnum_id(rand::random()),
-        };
-        Some(c)
-    };
-    match calls_text
-        .split(MISTRAL_CALLS)
-        .map(read)
-        .collect::<Option<Vec<_>>>()
-    {
-        Some(calls) => {
-            let content = content.trim();
-            Reply {
-                content: (!content.is_empty()).then(|| content.to_string()),
-                calls,
-            }
-        }
-        None => Reply::text(text),
-    }
+    mistral_calls(text, forced, |calls| {
+        calls
+            .split(MISTRAL_CALLS)
+            .map(|one| {
+                let (head, args) = one.split_once(MISTRAL_ARGS)?;
+                let (name, id) = match head.split_once(MISTRAL_CALL_ID) {
+                    Some((name, id)) => (name, Some(id.trim())),
+                    None => (head, None),
+                };
+                let mut c = call(&json!({"name": name.trim(), "arguments": first_json(args)?}))?;
+                c.id = mistral_call_id(id);
+                Some(c)
+            })
+            .collect()
+    })
 }
 
 /// The generic syntax's answer as far as it is written: the decoded
@@ -1291,14 +1279,20 @@ mod tests {
         assert!(shown.iter().all(String::is_empty));
     }
 
+    /// The reply's trigger (the syntaxes whose reply is free until it).
+    fn trigger_of(u: &ToolUse) -> Arc<Trigger> {
+        match u.format() {
+            Some(OutputFormat::Triggered(t)) => t,
+            f => panic!("a trigger, not {f:?}"),
+        }
+    }
+
     #[test]
     fn mistral_replies_are_a_list_after_tool_calls() {
         let u = parse(None, false, Syntax::Mistral);
         assert!(u.template_tools().is_some());
         assert_eq!(u.prompt_suffix(), "");
-        let Some(OutputFormat::Triggered(t)) = u.format() else {
-            panic!("a trigger")
-        };
+        let t = trigger_of(&u);
         use crate::engine::json_output::TriggerState;
         let st = TriggerState::new().after(&t, b"[TOOL_CALLS]").unwrap();
         assert!(!st.is_free());
@@ -1366,9 +1360,7 @@ mod tests {
         use crate::engine::json_output::TriggerState;
         let u = parse(None, false, Syntax::MistralArgs);
         assert!(u.template_tools().is_some());
-        let Some(OutputFormat::Triggered(t)) = u.format() else {
-            panic!("a trigger")
-        };
+        let t = trigger_of(&u);
         let st = TriggerState::new()
             .after(&t, b"Let me see.[TOOL_CALLS]")
             .unwrap();
@@ -1487,9 +1479,7 @@ mod tests {
     #[test]
     fn hermes_replies_are_read_and_forced_when_required() {
         let u = parse(None, false, Syntax::Hermes);
-        let Some(OutputFormat::Triggered(t)) = u.format() else {
-            panic!("a trigger")
-        };
+        let t = trigger_of(&u);
         let st = crate::engine::json_output::TriggerState::new();
         let st = st.after(&t, b"Sure. <tool_call>\n").unwrap();
         assert!(st.after(&t, br#"{"name": "get_time", "#).is_none());
@@ -1533,9 +1523,7 @@ mod tests {
         let u = parse(None, false, Syntax::Llama3);
         assert!(u.template_tools().is_some());
         assert_eq!(u.prompt_suffix(), "");
-        let Some(OutputFormat::Triggered(t)) = u.format() else {
-            panic!("a trigger")
-        };
+        let t = trigger_of(&u);
         use crate::engine::json_output::TriggerState;
         let st = TriggerState::new().after(&t, b"\n{").unwrap();
         assert!(st
