@@ -318,9 +318,8 @@ impl Range {
             // d.f: [d.f, d.f + 10^-len(f)) ("d." as "d.0" wide).
             Some(i) => {
                 let (int, frac) = (&body[..i], &body[i + 1..]);
-                let mut digits = [int, frac].concat();
                 let a = Dec::new(false, int, frac);
-                digits = increment(&digits);
+                let digits = increment(&[int, frac].concat());
                 let split = digits.len() - frac.len();
                 let b = Dec::new(false, &digits[..split], &digits[split..]);
                 meets(&a, &b)

@@ -340,12 +340,7 @@ impl<'a> Compiler<'a> {
                 return self.reference(r, at);
             }
             // Keywords beside a reference hold too (JSON Schema 2019 on).
-            let both = self.all_of(
-                &rest,
-                &Value::from(vec![serde_json::json!({ "$ref": r })]),
-                at,
-            )?;
-            return self.node(&both, at);
+            return self.with_beside(&rest, &serde_json::json!({ "$ref": r }), at);
         }
         for key in ["const", "enum"] {
             let Some(v) = m.get(key) else { continue };
@@ -362,18 +357,12 @@ impl<'a> Compiler<'a> {
                 return Err(format!("{at}: keyword '{k}' beside {key} is not supported"));
             }
             // Only the values of the type, if one is given.
-            let vals: Vec<Value> = match rest.get("type") {
+            let vals: Vec<Value> = match type_names(m, at)? {
                 None => vals,
-                Some(t) => {
-                    let types: Vec<&str> = match t {
-                        Value::String(t) => vec![t.as_str()],
-                        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
-                        _ => return Err(format!("{at}.type: not a type name")),
-                    };
-                    vals.into_iter()
-                        .filter(|v| types.iter().any(|t| is_of_type(v, t)))
-                        .collect()
-                }
+                Some(types) => vals
+                    .into_iter()
+                    .filter(|v| types.iter().any(|t| is_of_type(v, t)))
+                    .collect(),
             };
             if vals.is_empty() {
                 return Err(format!("{at}: no {key} value is of the schema's type"));
@@ -388,27 +377,19 @@ impl<'a> Compiler<'a> {
                     .ok_or(format!("{at}.{key}: not a non-empty array"))?;
                 // Keywords beside the choice hold for every alternative
                 // (`"type": "object"` with an anyOf of property sets).
-                let beside: serde_json::Map<String, Value> = m
-                    .iter()
-                    .filter(|(k, _)| *k != key && !ANNOTATIONS.contains(&k.as_str()))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
+                let beside = beside(key);
                 let slot = self.push(Node::AnyOf(Vec::new()))?;
                 let mut ids = Vec::new();
                 for (i, a) in alts.iter().enumerate() {
                     let here = format!("{at}.{key}[{i}]");
-                    ids.push(if beside.is_empty() {
-                        self.node(a, &here)?
-                    } else {
-                        let both = self.all_of(&beside, &Value::from(vec![a.clone()]), &here)?;
-                        self.node(&both, &here)?
-                    });
+                    ids.push(self.with_beside(&beside, a, &here)?);
                 }
                 self.nodes[slot] = Node::AnyOf(ids);
                 return Ok(slot);
             }
         }
-        let types: Vec<&str> = match m.get("type") {
+        let types: Vec<&str> = match type_names(m, at)? {
+            Some(types) => types,
             None => {
                 if m.contains_key("properties") {
                     vec!["object"]
@@ -427,12 +408,6 @@ impl<'a> Compiler<'a> {
                     return self.any();
                 }
             }
-            Some(Value::String(t)) => vec![t.as_str()],
-            Some(Value::Array(ts)) if !ts.is_empty() => ts
-                .iter()
-                .map(|t| t.as_str().ok_or(format!("{at}.type: not a string")))
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(format!("{at}.type: not a type name")),
         };
         let mut ids = Vec::new();
         for t in &types {
@@ -556,6 +531,20 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// `schema` with the keywords `beside` it joined in (as `allOf`).
+    fn with_beside(
+        &mut self,
+        beside: &serde_json::Map<String, Value>,
+        schema: &Value,
+        at: &str,
+    ) -> Result<usize, String> {
+        if beside.is_empty() {
+            return self.node(schema, at);
+        }
+        let both = self.all_of(beside, &Value::from(vec![schema.clone()]), at)?;
+        self.node(&both, at)
+    }
+
     /// `allOf` as one schema: the members' keywords (a `$ref` member read
     /// through) and the siblings of `allOf` together, `properties` and
     /// `required` joined. A keyword two members give differently is
@@ -585,12 +574,7 @@ impl<'a> Compiler<'a> {
                         "{here}: references nest deeper than {MAX_SCHEMA_DEPTH}"
                     ));
                 }
-                member = r
-                    .strip_prefix('#')
-                    .and_then(|p| self.doc.pointer(p))
-                    .ok_or(format!(
-                        "{here}.$ref: '{r}' is not a local reference to a schema"
-                    ))?;
+                member = self.resolve(r, &here)?;
             }
             let member = match member {
                 Value::Bool(true) => continue,
@@ -646,19 +630,23 @@ impl<'a> Compiler<'a> {
         Ok(Value::Object(merged))
     }
 
+    /// The schema a local reference points at.
+    fn resolve(&self, r: &str, at: &str) -> Result<&'a Value, String> {
+        let pointer = r.strip_prefix('#').ok_or(format!(
+            "{at}.$ref: only local references (#/...) are supported, got '{r}'"
+        ))?;
+        self.doc
+            .pointer(pointer)
+            .ok_or(format!("{at}.$ref: '{r}' points at nothing"))
+    }
+
     /// `#`, `#/$defs/NAME` or `#/definitions/NAME` (JSON pointers into the
     /// schema itself), compiled once, so recursive schemas work.
     fn reference(&mut self, r: &str, at: &str) -> Result<usize, String> {
         if let Some(&n) = self.refs.get(r) {
             return Ok(n);
         }
-        let pointer = r.strip_prefix('#').ok_or(format!(
-            "{at}.$ref: only local references (#/...) are supported, got '{r}'"
-        ))?;
-        let target = self
-            .doc
-            .pointer(pointer)
-            .ok_or(format!("{at}.$ref: '{r}' points at nothing"))?;
+        let target = self.resolve(r, at)?;
         // Reserved first: a reference inside the target to itself finds it.
         let slot = self.push(Node::AnyOf(Vec::new()))?;
         self.refs.insert(r.to_string(), slot);
@@ -674,6 +662,22 @@ fn number_holds(node: &Node, text: &[u8]) -> bool {
         Node::Integer(Some(r)) | Node::Number(Some(r)) => r.holds(text),
         _ => true,
     }
+}
+
+/// The names `"type"` gives, `None` without it.
+fn type_names<'m>(
+    m: &'m serde_json::Map<String, Value>,
+    at: &str,
+) -> Result<Option<Vec<&'m str>>, String> {
+    Ok(Some(match m.get("type") {
+        None => return Ok(None),
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) if !ts.is_empty() => ts
+            .iter()
+            .map(|t| t.as_str().ok_or(format!("{at}.type: not a string")))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(format!("{at}.type: not a type name")),
+    }))
 }
 
 /// `v` is a value of the JSON Schema type `t`.
@@ -1342,7 +1346,7 @@ mod tests {
             (json!({"allOf": []}), "allOf: not a non-empty array"),
             (
                 json!({"allOf": [{"$ref": "#/nowhere"}]}),
-                "'#/nowhere' is not a local reference",
+                "allOf[0].$ref: '#/nowhere' points at nothing",
             ),
             (
                 json!({"$defs": {"a": {"$ref": "#/$defs/a"}}, "allOf": [{"$ref": "#/$defs/a"}]}),
